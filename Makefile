@@ -1,0 +1,103 @@
+# otaflow — build, test and run.
+#   make demo   the whole mission on an embedded control plane
+#   make test   every test (unit, envtest, e2e) plus the generated-code check
+
+SHELL := /usr/bin/env bash -o pipefail
+.SHELLFLAGS := -ec
+
+ROOT          := $(shell pwd)
+BIN           := $(ROOT)/bin
+ENVTEST_BIN   := $(BIN)/k8s
+CONTROLLER_GEN := go tool controller-gen
+IMG           ?= ghcr.io/otaflow/otaflow:dev
+GOTEST_FLAGS  ?= -race -count=1
+BENCH_TIME    ?= 2s
+export KUBEBUILDER_ASSETS := $(ENVTEST_BIN)
+
+.PHONY: all
+all: build
+
+##@ Development
+
+.PHONY: manifests
+manifests: ## Generate CRDs and RBAC from markers.
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." \
+		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+
+.PHONY: generate
+generate: ## Generate deepcopy methods.
+	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
+
+.PHONY: verify-generated
+verify-generated: ## Fail when committed generated files are stale.
+	hack/verify-generated.sh
+
+.PHONY: fmt
+fmt: ## gofmt the tree.
+	gofmt -s -w $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go' -not -path './bin/*')
+
+.PHONY: vet
+vet: ## go vet.
+	go vet ./...
+
+.PHONY: check-fmt
+check-fmt:
+	@out=$$(gofmt -l $$(find . -name '*.go' -not -path './bin/*' -not -path './hack/envtest/*')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+.PHONY: envtest
+envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once).
+	hack/build-envtest.sh $(ENVTEST_BIN)
+
+.PHONY: test
+test: envtest check-fmt verify-generated vet ## Run every test.
+	go test $(GOTEST_FLAGS) ./...
+
+.PHONY: bench
+bench: ## Run benchmarks (see docs/benchmarks.md).
+	go test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -count=5 ./internal/...
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZ_TIME each.
+	hack/fuzz.sh $(or $(FUZZ_TIME),30s)
+
+##@ Build
+
+.PHONY: build
+build: ## Build the binaries into bin/.
+	go build -trimpath -o $(BIN)/ ./cmd/...
+
+.PHONY: run
+run: envtest ## Run the manager against the cluster in KUBECONFIG.
+	go run ./cmd/manager --blob-dir=$(BIN)/data/blobs
+
+.PHONY: demo
+demo: envtest build ## The whole mission on an embedded control plane.
+	go run ./hack/demo
+
+.PHONY: docker-build
+docker-build: ## Build the container image (needs a Docker engine).
+	docker build -t $(IMG) .
+
+##@ Deployment
+
+.PHONY: install
+install: manifests ## Install the CRDs into the cluster in KUBECONFIG.
+	kubectl apply --server-side -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRDs.
+	kubectl delete --ignore-not-found -k config/crd
+
+.PHONY: deploy
+deploy: manifests ## Deploy the operator (set IMG).
+	cd config/manager && kubectl kustomize . >/dev/null
+	kubectl apply --server-side -k config/default
+
+.PHONY: undeploy
+undeploy: ## Remove the operator.
+	kubectl delete --ignore-not-found -k config/default
+
+.PHONY: help
+help: ## Show this help.
+	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)

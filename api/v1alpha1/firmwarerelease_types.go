@@ -1,0 +1,201 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// FirmwareReleaseSpec describes one signed firmware image and the devices it
+// fits.
+type FirmwareReleaseSpec struct {
+	// Version is the firmware's semantic version, reported by devices once
+	// they run it.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)(-(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(\\\\.(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?(\\\\+[0-9a-zA-Z-]+(\\\\.[0-9a-zA-Z-]+)*)?$')",message="version must be a semantic version such as 2.1.0 or 2.1.0-rc.1"
+	Version string `json:"version"`
+
+	// SecurityVersion is a monotonic anti-rollback counter. Devices never
+	// install a release whose securityVersion is below their floor.
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=4294967295
+	// +optional
+	SecurityVersion int64 `json:"securityVersion,omitempty"`
+
+	// Compatibility says which devices may take the release.
+	Compatibility Compatibility `json:"compatibility"`
+
+	// Source is where the plaintext image is fetched from.
+	Source Source `json:"source"`
+
+	// Signature is the vendor's signature over the plaintext image.
+	Signature Signature `json:"signature"`
+}
+
+// Compatibility restricts a release to device types.
+type Compatibility struct {
+	// DeviceTypes the image is built for, as devices report them at
+	// enrollment.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +listType=set
+	// +kubebuilder:validation:items:MaxLength=63
+	// +kubebuilder:validation:items:Pattern=`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`
+	DeviceTypes []string `json:"deviceTypes"`
+}
+
+// Source locates the plaintext image and pins its content.
+type Source struct {
+	// URL of the image; http and https are supported.
+	// +kubebuilder:validation:MaxLength=2048
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https']",message="url must be an absolute http or https URL"
+	URL string `json:"url"`
+
+	// SHA256 of the plaintext image, lowercase hex. A mismatch makes the
+	// release fail permanently.
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-f0-9]{64}$')",message="sha256 must be 64 lowercase hex characters"
+	// +kubebuilder:validation:MaxLength=64
+	SHA256 string `json:"sha256"`
+
+	// Size of the image in bytes, enforced when set. A controller-wide cap
+	// applies as well.
+	// +kubebuilder:validation:Minimum=0
+	// +optional
+	Size *int64 `json:"size,omitempty"`
+}
+
+// Signature carries the vendor signature and the keys trusted to have made it.
+// +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.bundleRef)",message="exactly one of value or bundleRef must be set"
+type Signature struct {
+	// Value is the base64 signature over the plaintext image, as
+	// `cosign sign-blob --key` prints it.
+	// +kubebuilder:validation:MaxLength=4096
+	// +kubebuilder:validation:XValidation:rule="size(self) % 4 == 0 && self.matches('^[A-Za-z0-9+/]+={0,2}$')",message="value must be standard base64 (as cosign sign-blob prints it)"
+	// +optional
+	Value string `json:"value,omitempty"`
+
+	// BundleRef points at a ConfigMap key holding a cosign bundle (JSON, as
+	// written by `cosign sign-blob --bundle`).
+	// +optional
+	BundleRef *ConfigMapKeyReference `json:"bundleRef,omitempty"`
+
+	// PublicKeys trusted to sign this image; any one verifying is enough.
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=8
+	PublicKeys []PublicKeySource `json:"publicKeys"`
+}
+
+// PublicKeySource names where a PEM public key is stored.
+type PublicKeySource struct {
+	// SecretRef is a key in a Secret of the release's namespace holding a PEM
+	// (PKIX) public key: ECDSA, Ed25519 or RSA.
+	SecretRef SecretKeyReference `json:"secretRef"`
+}
+
+// SecretKeyReference names one key of a Secret in the same namespace.
+type SecretKeyReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// ConfigMapKeyReference names one key of a ConfigMap in the same namespace.
+type ConfigMapKeyReference struct {
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[-._a-zA-Z0-9]+$`
+	Key string `json:"key"`
+}
+
+// Artifact is the encrypted image devices download.
+type Artifact struct {
+	// PlainSHA256 of the verified plaintext image (hex).
+	PlainSHA256 string `json:"plainSHA256"`
+	// Size of the plaintext image in bytes.
+	Size int64 `json:"size"`
+	// EncryptedSHA256 of the encrypted blob (hex); also its blob ID.
+	EncryptedSHA256 string `json:"encryptedSHA256"`
+	// EncryptedSize of the blob in bytes.
+	EncryptedSize int64 `json:"encryptedSize"`
+	// Suite of the encryption format, "otaflow-enc/v1".
+	Suite string `json:"suite"`
+	// KeySecretName is the Secret holding the content key.
+	KeySecretName string `json:"keySecretName"`
+}
+
+// Verification records which key verified the signature.
+type Verification struct {
+	// Key that verified the signature, as "secret/key".
+	Key string `json:"key"`
+	// KeyID is the base64 SHA-256 fingerprint of the key (cosign's key hint).
+	KeyID string `json:"keyID"`
+	// InputsDigest fingerprints the signature and trusted keys checked, so a
+	// change to either triggers a new verification.
+	InputsDigest string `json:"inputsDigest"`
+	// Time of the verification.
+	Time metav1.Time `json:"time"`
+}
+
+// FirmwareReleaseStatus is written by the controller.
+type FirmwareReleaseStatus struct {
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Artifact is set once the image is verified and encrypted.
+	// +optional
+	Artifact *Artifact `json:"artifact,omitempty"`
+
+	// Verification is set once the signature verified.
+	// +optional
+	Verification *Verification `json:"verification,omitempty"`
+
+	// Conditions: Ready, Verified, and Reconciling/Stalled as kstatus wants.
+	// +listType=map
+	// +listMapKey=type
+	// +optional
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// FirmwareRelease is a signed firmware image, verified and encrypted once for
+// delivery to devices.
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=fwr,categories=ota
+// +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
+// +kubebuilder:printcolumn:name="SecVer",type=integer,JSONPath=`.spec.securityVersion`
+// +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].status`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Size",type=integer,JSONPath=`.status.artifact.size`,priority=1
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type FirmwareRelease struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	Spec   FirmwareReleaseSpec   `json:"spec"`
+	Status FirmwareReleaseStatus `json:"status,omitempty"`
+}
+
+// FirmwareReleaseList is a list of FirmwareReleases.
+// +kubebuilder:object:root=true
+type FirmwareReleaseList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []FirmwareRelease `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&FirmwareRelease{}, &FirmwareReleaseList{})
+}
+
+// GetConditions returns the conditions.
+func (r *FirmwareRelease) GetConditions() []metav1.Condition { return r.Status.Conditions }
+
+// SetConditions replaces the conditions.
+func (r *FirmwareRelease) SetConditions(c []metav1.Condition) { r.Status.Conditions = c }
