@@ -20,7 +20,7 @@ const (
 
 // RolloutSpec says which devices get a release, in which waves, and when to
 // stop.
-// +kubebuilder:validation:XValidation:rule="!has(self.approvedWave) || self.approvedWave == ” || self.waves.exists(w, w.name == self.approvedWave)",message="approvedWave must name one of the waves"
+// +kubebuilder:validation:XValidation:rule="!has(self.approvedWave) || size(self.approvedWave) == 0 || self.waves.exists(w, w.name == self.approvedWave)",message="approvedWave must name one of the waves"
 type RolloutSpec struct {
 	// ReleaseRef names the FirmwareRelease (same namespace). Immutable: make
 	// a new Rollout to ship another release.
