@@ -172,6 +172,25 @@ type WaveStatus struct {
 	CompletedAt *metav1.Time `json:"completedAt,omitempty"`
 }
 
+// FleetStatus is written by the OTA server with every batch of counters.
+type FleetStatus struct {
+	// Size is the number of enrolled devices that match the selector and
+	// are compatible with the release.
+	// +optional
+	Size int64 `json:"size,omitempty"`
+	// Conflicts counts matching devices held by an older active rollout.
+	// +optional
+	Conflicts int64 `json:"conflicts,omitempty"`
+	// ObservedWave is the highest open wave (status.currentWave) the
+	// counters account for. A wave's counters mean nothing to the
+	// controller until ObservedWave reaches it.
+	// +optional
+	ObservedWave int32 `json:"observedWave,omitempty"`
+	// ReportedAt is when the counters were computed.
+	// +optional
+	ReportedAt *metav1.Time `json:"reportedAt,omitempty"`
+}
+
 // DeviceFailure is one recent device failure, for humans.
 type DeviceFailure struct {
 	Device string      `json:"device"`
@@ -180,9 +199,12 @@ type DeviceFailure struct {
 	Time   metav1.Time `json:"time"`
 }
 
-// RolloutStatus is written by two owners, each with its own field manager:
-// the controller (phase, currentWave, gates, conditions) and the OTA server
-// (wave counters, recentFailures, fleet size).
+// RolloutStatus is written by two owners with server-side apply, each with
+// its own field manager: the controller ("otaflow-manager": phase,
+// currentWave, waveSummary, progress, pausedUntil, abortReason,
+// rollbackRequested, observedGeneration, conditions, and waves[].name,
+// startedAt, completedAt) and the OTA server ("otaflow-otaserver": fleet,
+// recentFailures, and waves[].name plus the device counters).
 type RolloutStatus struct {
 	// ObservedGeneration is the generation the controller acted on.
 	// +optional
@@ -217,14 +239,9 @@ type RolloutStatus struct {
 	// +optional
 	RollbackRequested bool `json:"rollbackRequested,omitempty"`
 
-	// FleetSize is the number of matching, compatible devices (OTA server).
+	// Fleet is the OTA server's view of the rollout's devices.
 	// +optional
-	FleetSize int64 `json:"fleetSize,omitempty"`
-
-	// Conflicts counts matching devices held by an older active rollout
-	// (OTA server).
-	// +optional
-	Conflicts int64 `json:"conflicts,omitempty"`
+	Fleet *FleetStatus `json:"fleet,omitempty"`
 
 	// Waves, in spec order.
 	// +listType=map

@@ -1,0 +1,559 @@
+package controllers_test
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/ed25519"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/x509"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/controllers"
+	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/envelope"
+)
+
+// vendorKey is a firmware vendor's signing key; the cluster only sees its
+// public half.
+type vendorKey struct {
+	signer crypto.Signer
+	pem    []byte
+}
+
+func newECDSAKey(t *testing.T) vendorKey {
+	t.Helper()
+	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vendorKey{signer: k, pem: publicPEM(t, &k.PublicKey)}
+}
+
+func newEd25519Key(t *testing.T) vendorKey {
+	t.Helper()
+	pub, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return vendorKey{signer: priv, pem: publicPEM(t, pub)}
+}
+
+func publicPEM(t *testing.T, pub crypto.PublicKey) []byte {
+	t.Helper()
+	der, err := x509.MarshalPKIXPublicKey(pub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
+}
+
+// sign signs img as `cosign sign-blob --key` does: ECDSA over SHA-256 (DER),
+// Ed25519 over the message itself.
+func (k vendorKey) sign(t *testing.T, img []byte) []byte {
+	t.Helper()
+	switch s := k.signer.(type) {
+	case ed25519.PrivateKey:
+		return ed25519.Sign(s, img)
+	case *ecdsa.PrivateKey:
+		d := sha256.Sum256(img)
+		sig, err := ecdsa.SignASN1(rand.Reader, s, d[:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		return sig
+	}
+	t.Fatalf("unsupported key %T", k.signer)
+	return nil
+}
+
+func randomImage(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func digest(b []byte) string {
+	d := sha256.Sum256(b)
+	return hex.EncodeToString(d[:])
+}
+
+func createKeySecret(t *testing.T, ns, name string, keys map[string][]byte) {
+	t.Helper()
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Data: keys}
+	if err := k8s.Create(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// release builds a FirmwareRelease for img at url, signed with sig and
+// trusting the key cosign.pub of Secret vendor-keys.
+func release(ns, name, url string, img, sig []byte) *otav1.FirmwareRelease {
+	return &otav1.FirmwareRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec: otav1.FirmwareReleaseSpec{
+			Version:         "2.1.0",
+			SecurityVersion: 7,
+			Compatibility:   otav1.Compatibility{DeviceTypes: []string{"sensor-v1"}},
+			Source:          otav1.Source{URL: url, SHA256: digest(img)},
+			Signature: otav1.Signature{
+				Value:      base64.StdEncoding.EncodeToString(sig),
+				PublicKeys: []otav1.PublicKeySource{{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "cosign.pub"}}},
+			},
+		},
+	}
+}
+
+func create(t *testing.T, obj client.Object) {
+	t.Helper()
+	if err := k8s.Create(context.Background(), obj); err != nil {
+		t.Fatalf("create %s: %v", obj.GetName(), err)
+	}
+}
+
+// decryptArtifact opens the release's blob with its content key.
+func decryptArtifact(t *testing.T, rel *otav1.FirmwareRelease) []byte {
+	t.Helper()
+	ctx := context.Background()
+	art := rel.Status.Artifact
+	var s corev1.Secret
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: rel.Namespace, Name: art.KeySecretName}, &s); err != nil {
+		t.Fatal(err)
+	}
+	blob, err := blobs.Open(ctx, art.EncryptedSHA256)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer blob.Close()
+	if blob.Info().Size != art.EncryptedSize {
+		t.Errorf("blob is %d bytes, status says %d", blob.Info().Size, art.EncryptedSize)
+	}
+	plain, err := envelope.NewDecryptor(blob, s.Data[controllers.ContentKeyField])
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := io.ReadAll(plain)
+	if err != nil {
+		t.Fatalf("decrypt artifact: %v", err)
+	}
+	return out
+}
+
+// waitEvent waits for an event about obj with the given reason and type.
+func waitEvent(t *testing.T, obj client.Object, eventType, reason string) *eventsv1.Event {
+	t.Helper()
+	var found *eventsv1.Event
+	eventually(t, 10*time.Second, func() error {
+		var list eventsv1.EventList
+		if err := k8s.List(context.Background(), &list, client.InNamespace(obj.GetNamespace())); err != nil {
+			return err
+		}
+		for i := range list.Items {
+			e := &list.Items[i]
+			if e.Regarding.Name == obj.GetName() && e.Reason == reason && e.Type == eventType {
+				found = e
+				return nil
+			}
+		}
+		return fmt.Errorf("no %s event %s for %s among %d events", eventType, reason, obj.GetName(), len(list.Items))
+	})
+	return found
+}
+
+func keySecretsOf(t *testing.T, rel *otav1.FirmwareRelease) []corev1.Secret {
+	t.Helper()
+	var list corev1.SecretList
+	if err := k8s.List(context.Background(), &list, client.InNamespace(rel.Namespace), client.MatchingLabels{controllers.LabelReleaseUID: string(rel.UID)}); err != nil {
+		t.Fatal(err)
+	}
+	return list.Items
+}
+
+func TestGoodReleaseBecomesReady(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		key  func(*testing.T) vendorKey
+		size int
+	}{
+		{"ecdsa-p256", newECDSAKey, 100_000},
+		{"ed25519", newEd25519Key, 3*16384 + 5},
+		{"empty-image", newECDSAKey, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t)
+			key := tc.key(t)
+			img := randomImage(t, tc.size)
+			createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
+			rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, key.sign(t, img))
+			rel.Spec.Source.Size = ptr.To(int64(len(img)))
+			create(t, rel)
+
+			got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+			if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionVerified); c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "vendor-keys/cosign.pub") {
+				t.Errorf("Verified condition = %+v, want True naming vendor-keys/cosign.pub", c)
+			}
+			for _, typ := range []string{otav1.ConditionReconciling, otav1.ConditionStalled} {
+				if c := meta.FindStatusCondition(got.Status.Conditions, typ); c != nil {
+					t.Errorf("%s present on a Ready release: %+v", typ, c)
+				}
+			}
+			if got.Status.ObservedGeneration != got.Generation {
+				t.Errorf("observedGeneration %d, generation %d", got.Status.ObservedGeneration, got.Generation)
+			}
+			art := got.Status.Artifact
+			if art.PlainSHA256 != digest(img) || art.Size != int64(len(img)) || art.Suite != "otaflow-enc/v1" {
+				t.Errorf("artifact %+v does not describe the image", art)
+			}
+			if art.EncryptedSize != envelope.EncryptedSize(int64(len(img)), envelope.DefaultChunkLog2) {
+				t.Errorf("encrypted size %d, want %d", art.EncryptedSize, envelope.EncryptedSize(int64(len(img)), envelope.DefaultChunkLog2))
+			}
+			if plain := decryptArtifact(t, got); !bytes.Equal(plain, img) {
+				t.Fatalf("blob decrypts to %d bytes that differ from the %d-byte image", len(plain), len(img))
+			}
+
+			// The content key lives in an immutable Secret owned by the release.
+			var s corev1.Secret
+			if err := k8s.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: art.KeySecretName}, &s); err != nil {
+				t.Fatal(err)
+			}
+			if s.Immutable == nil || !*s.Immutable || s.Type != controllers.ContentKeySecretType || len(s.Data[controllers.ContentKeyField]) != 32 {
+				t.Errorf("key Secret: immutable=%v type=%s keylen=%d", s.Immutable, s.Type, len(s.Data[controllers.ContentKeyField]))
+			}
+			if owner := metav1.GetControllerOf(&s); owner == nil || owner.UID != got.UID {
+				t.Errorf("key Secret not controlled by the release: %+v", s.OwnerReferences)
+			}
+			waitEvent(t, rel, corev1.EventTypeNormal, otav1.ReasonArtifactReady)
+		})
+	}
+}
+
+func TestReleaseFailures(t *testing.T) {
+	vendor := newECDSAKey(t)
+	other := newECDSAKey(t)
+	img := randomImage(t, 50_000)
+	big := randomImage(t, maxImageSize+1)
+
+	cases := []struct {
+		name     string
+		mutate   func(rel *otav1.FirmwareRelease, ns string)
+		reason   string
+		verified metav1.ConditionStatus
+	}{
+		{"wrong digest", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Source.SHA256 = digest([]byte("another image"))
+		}, otav1.ReasonDigestMismatch, metav1.ConditionFalse},
+		{"malformed signature", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString([]byte("definitely not a signature"))
+		}, otav1.ReasonSignatureMalformed, metav1.ConditionFalse},
+		{"signature over other bytes", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(vendor.sign(t, []byte("other image")))
+		}, otav1.ReasonSignatureNotTrusted, metav1.ConditionFalse},
+		{"untrusted key", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(other.sign(t, img))
+		}, otav1.ReasonSignatureNotTrusted, metav1.ConditionFalse},
+		{"oversize image", func(rel *otav1.FirmwareRelease, ns string) {
+			rel.Spec.Source.URL = images.Put("/"+ns+"/big.bin", big)
+			rel.Spec.Source.SHA256 = digest(big)
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(vendor.sign(t, big))
+		}, otav1.ReasonImageTooLarge, metav1.ConditionUnknown},
+		{"size mismatch", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Source.Size = ptr.To(int64(len(img) - 1))
+		}, otav1.ReasonSizeMismatch, metav1.ConditionUnknown},
+		{"key Secret missing", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Signature.PublicKeys[0].SecretRef.Name = "no-such-secret"
+		}, otav1.ReasonKeyUnavailable, metav1.ConditionFalse},
+		{"key not PEM", func(rel *otav1.FirmwareRelease, _ string) {
+			rel.Spec.Signature.PublicKeys[0].SecretRef.Key = "garbage.pub"
+		}, otav1.ReasonKeyInvalid, metav1.ConditionFalse},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			ns := newNamespace(t)
+			createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem, "garbage.pub": []byte("not a key")})
+			rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+			tc.mutate(rel, ns)
+			create(t, rel)
+
+			got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionStalled, metav1.ConditionTrue, tc.reason)
+			ready := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady)
+			if ready == nil || ready.Status != metav1.ConditionFalse || ready.Reason != tc.reason || ready.Message == "" {
+				t.Errorf("Ready = %+v, want False/%s with a message", ready, tc.reason)
+			}
+			if v := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionVerified); v == nil || v.Status != tc.verified {
+				t.Errorf("Verified = %+v, want %s", v, tc.verified)
+			}
+			if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c != nil {
+				t.Errorf("Reconciling present on a stalled release: %+v", c)
+			}
+			if got.Status.Artifact != nil {
+				t.Errorf("artifact set on a failed release: %+v", got.Status.Artifact)
+			}
+			if n := len(keySecretsOf(t, got)); n != 0 {
+				t.Errorf("%d key Secrets left for a failed release", n)
+			}
+			waitEvent(t, rel, corev1.EventTypeWarning, tc.reason)
+		})
+	}
+}
+
+func TestUnreachableSourceRecovers(t *testing.T) {
+	ns := newNamespace(t)
+	key := newECDSAKey(t)
+	img := randomImage(t, 20_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
+	path := "/" + ns + "/late.bin"
+	rel := release(ns, "late", images.At(path), img, key.sign(t, img))
+	create(t, rel)
+
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReconciling, metav1.ConditionTrue, otav1.ReasonFetchFailed)
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != otav1.ReasonFetchFailed || !strings.Contains(c.Message, "404") {
+		t.Errorf("Ready = %+v, want False/FetchFailed mentioning 404", c)
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionStalled); c != nil {
+		t.Errorf("a transient failure must not stall: %+v", c)
+	}
+	waitEvent(t, rel, corev1.EventTypeWarning, otav1.ReasonFetchFailed)
+
+	images.Put(path, img) // the URL comes back
+	got = waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c != nil {
+		t.Errorf("Reconciling left after recovery: %+v", c)
+	}
+	if !bytes.Equal(decryptArtifact(t, got), img) {
+		t.Fatal("recovered artifact does not decrypt to the image")
+	}
+}
+
+func TestConnectionRefusedIsTransient(t *testing.T) {
+	ns := newNamespace(t)
+	key := newECDSAKey(t)
+	img := randomImage(t, 100)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
+	// Port 1 on loopback: nothing listens there.
+	rel := release(ns, "refused", "http://127.0.0.1:1/fw.bin", img, key.sign(t, img))
+	create(t, rel)
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionFalse, otav1.ReasonFetchFailed)
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Reconciling = %+v, want True while retrying", c)
+	}
+}
+
+// TestReverifyOnKeyChange: trusted keys are re-checked whenever they change;
+// a release no longer signed by a trusted key is withdrawn at once, and comes
+// back when the key is trusted again.
+func TestReverifyOnKeyChange(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := newECDSAKey(t)
+	img := randomImage(t, 40_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+	create(t, rel)
+	ready := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	firstBlob := ready.Status.Artifact.EncryptedSHA256
+
+	// Rotate the Secret to another key: the stored artifact fails re-verification.
+	var s corev1.Secret
+	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "vendor-keys"}, &s); err != nil {
+		t.Fatal(err)
+	}
+	s.Data["cosign.pub"] = newECDSAKey(t).pem
+	if err := k8s.Update(ctx, &s); err != nil {
+		t.Fatal(err)
+	}
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionVerified, metav1.ConditionFalse, otav1.ReasonSignatureNotTrusted)
+	if got.Status.Artifact != nil {
+		t.Errorf("artifact still offered after its signature stopped verifying: %+v", got.Status.Artifact)
+	}
+	eventually(t, 10*time.Second, func() error {
+		if _, err := blobs.Stat(ctx, firstBlob); !errors.Is(err, blobstore.ErrNotFound) {
+			return fmt.Errorf("withdrawn blob still stored (stat: %v)", err)
+		}
+		if n := len(keySecretsOf(t, got)); n != 0 {
+			return fmt.Errorf("%d key Secrets left", n)
+		}
+		return nil
+	})
+
+	// Trust the vendor key again, through a spec change to a second Secret.
+	createKeySecret(t, ns, "vendor-keys-2", map[string][]byte{"cosign.pub": vendor.pem})
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), rel); err != nil {
+		t.Fatal(err)
+	}
+	rel.Spec.Signature.PublicKeys = append(rel.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys-2", Key: "cosign.pub"}})
+	if err := k8s.Update(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	got = waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	if got.Status.Verification.Key != "vendor-keys-2/cosign.pub" {
+		t.Errorf("verified by %q, want vendor-keys-2/cosign.pub", got.Status.Verification.Key)
+	}
+	if !bytes.Equal(decryptArtifact(t, got), img) {
+		t.Fatal("rebuilt artifact does not decrypt to the image")
+	}
+}
+
+// TestReverifyWithoutRefetch: adding a trusted key re-verifies the stored
+// blob (decrypting it) without fetching the image again.
+func TestReverifyWithoutRefetch(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := newEd25519Key(t)
+	img := randomImage(t, 70_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem, "backup.pub": newECDSAKey(t).pem})
+	path := "/" + ns + "/sensor.bin"
+	rel := release(ns, "sensor", images.Put(path, img), img, vendor.sign(t, img))
+	create(t, rel)
+	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+
+	images.Put(path, []byte("the source is gone now")) // a refetch would fail the digest
+	rel = first.DeepCopy()
+	rel.Spec.Signature.PublicKeys = append(rel.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "backup.pub"}})
+	if err := k8s.Update(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	want := rel.Generation
+	eventually(t, 20*time.Second, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), rel); err != nil {
+			return err
+		}
+		if rel.Status.ObservedGeneration != want {
+			return fmt.Errorf("observedGeneration %d, want %d", rel.Status.ObservedGeneration, want)
+		}
+		return nil
+	})
+	if !meta.IsStatusConditionTrue(rel.Status.Conditions, otav1.ConditionReady) {
+		t.Fatalf("release not Ready after adding a key: %+v", rel.Status.Conditions)
+	}
+	if rel.Status.Artifact.EncryptedSHA256 != first.Status.Artifact.EncryptedSHA256 {
+		t.Errorf("artifact rebuilt (%s → %s); re-verification should reuse the stored blob", first.Status.Artifact.EncryptedSHA256, rel.Status.Artifact.EncryptedSHA256)
+	}
+	if rel.Status.Verification.InputsDigest == first.Status.Verification.InputsDigest {
+		t.Error("verification inputs digest did not change")
+	}
+}
+
+func TestBundleSignature(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := newECDSAKey(t)
+	img := randomImage(t, 30_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
+	d := sha256.Sum256(img)
+	bundle, err := json.Marshal(map[string]any{
+		"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
+		"verificationMaterial": map[string]any{
+			"publicKey": map[string]any{"hint": ""},
+		},
+		"messageSignature": map[string]any{
+			"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": base64.StdEncoding.EncodeToString(d[:])},
+			"signature":     base64.StdEncoding.EncodeToString(vendor.sign(t, img)),
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sigs"}, Data: map[string]string{"sensor.sigstore.json": string(bundle)}}); err != nil {
+		t.Fatal(err)
+	}
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, nil)
+	rel.Spec.Signature.Value = ""
+	rel.Spec.Signature.BundleRef = &otav1.ConfigMapKeyReference{Name: "sigs", Key: "sensor.sigstore.json"}
+	create(t, rel)
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	if !bytes.Equal(decryptArtifact(t, got), img) {
+		t.Fatal("artifact does not decrypt to the image")
+	}
+}
+
+// TestMissingKeySecretAppearsLater: a GitOps sync may apply the release
+// before the Secret; the Secret watch brings the release back.
+func TestMissingKeySecretAppearsLater(t *testing.T) {
+	ns := newNamespace(t)
+	vendor := newECDSAKey(t)
+	img := randomImage(t, 10_000)
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+	create(t, rel)
+	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonKeyUnavailable)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
+	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+}
+
+// TestDeletionWaitsForRollouts: the finalizer keeps the release (and its
+// blob and key) while a Rollout references it, then removes both.
+func TestDeletionWaitsForRollouts(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := newECDSAKey(t)
+	img := randomImage(t, 10_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+	create(t, rel)
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	blob := got.Status.Artifact.EncryptedSHA256
+
+	ro := &otav1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sensor-eu"},
+		Spec: otav1.RolloutSpec{
+			ReleaseRef: otav1.ReleaseReference{Name: "sensor"},
+			Waves:      []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}},
+		},
+	}
+	create(t, ro)
+	eventually(t, 5*time.Second, func() error { // the cache must see the rollout
+		var list otav1.RolloutList
+		return k8s.List(ctx, &list, client.InNamespace(ns))
+	})
+	if err := k8s.Delete(ctx, got); err != nil {
+		t.Fatal(err)
+	}
+	waitEvent(t, got, corev1.EventTypeNormal, "DeletionBlocked")
+	if err := k8s.Get(ctx, client.ObjectKeyFromObject(got), got); err != nil {
+		t.Fatalf("release gone while a rollout references it: %v", err)
+	}
+	if _, err := blobs.Stat(ctx, blob); err != nil {
+		t.Fatalf("blob removed while a rollout references the release: %v", err)
+	}
+
+	if err := k8s.Delete(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, func() error {
+		err := k8s.Get(ctx, client.ObjectKeyFromObject(got), &otav1.FirmwareRelease{})
+		if !apierrors.IsNotFound(err) {
+			return fmt.Errorf("release still there (get: %v)", err)
+		}
+		if _, err := blobs.Stat(ctx, blob); !errors.Is(err, blobstore.ErrNotFound) {
+			return fmt.Errorf("blob still stored (stat: %v)", err)
+		}
+		return nil
+	})
+	if n := len(keySecretsOf(t, got)); n != 0 {
+		t.Errorf("%d key Secrets left after deletion", n)
+	}
+}

@@ -1,0 +1,221 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/signature"
+)
+
+// Content-key Secrets: one per encrypted blob, owned by the release. The
+// Secret is the record that the blob exists, so cleanup finds every blob.
+const (
+	// LabelReleaseUID marks content-key Secrets with their release's UID.
+	LabelReleaseUID = "ota.otaflow.io/release-uid"
+	// AnnotationBlob names the blob (encrypted SHA-256) a key Secret opens.
+	AnnotationBlob = "ota.otaflow.io/blob"
+	// ContentKeySecretType is the type of content-key Secrets.
+	ContentKeySecretType corev1.SecretType = "ota.otaflow.io/content-key"
+	// ContentKeyField is the data key holding the 32-byte content key.
+	ContentKeyField = "contentKey"
+)
+
+// built is the result of a successful build: the artifact and who verified it.
+type built struct {
+	artifact     otav1.Artifact
+	verification otav1.Verification
+}
+
+// buildArtifact fetches the image once and, in that single pass, hashes it,
+// feeds the signature check and encrypts it into a temporary blob. Only an
+// image whose digest matches and whose signature verifies is committed: the
+// key Secret is written first (it records the blob for cleanup), then the
+// blob is committed.
+func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav1.FirmwareRelease, in *verifyInputs) (*built, error) {
+	ctx, cancel := context.WithTimeout(ctx, r.FetchTimeout)
+	defer cancel()
+
+	expected := int64(-1)
+	if rel.Spec.Source.Size != nil {
+		expected = *rel.Spec.Source.Size
+	}
+	body, _, err := r.Fetcher.Open(ctx, rel.Spec.Source.URL, expected)
+	if err != nil {
+		return nil, fmt.Errorf("fetch image: %w", err)
+	}
+	defer body.Close()
+
+	check, err := signature.NewCheck(in.Signature, in.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("prepare signature check: %w", err)
+	}
+	key, err := envelope.NewKey()
+	if err != nil {
+		return nil, fmt.Errorf("%w: new content key: %w", errStorage, err)
+	}
+	w, err := r.Blobs.Create(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("%w: create blob: %w", errStorage, err)
+	}
+	defer func() { _ = w.Abort() }() // no-op after Commit
+
+	encHash := sha256.New()
+	dst := io.MultiWriter(writeTagger{w}, encHash)
+	plainSize, err := envelope.Encrypt(dst, io.TeeReader(body, check), key)
+	if err != nil {
+		if errors.Is(err, errWrite) {
+			return nil, fmt.Errorf("%w: write blob: %w", errStorage, err)
+		}
+		return nil, fmt.Errorf("fetch image: %w", err)
+	}
+
+	plainDigest := hex.EncodeToString(check.SHA256())
+	if plainDigest != rel.Spec.Source.SHA256 {
+		return nil, &errDigestMismatch{want: rel.Spec.Source.SHA256, got: plainDigest}
+	}
+	verifiedBy, err := check.Verify()
+	if err != nil {
+		return nil, fmt.Errorf("verify signature of %s: %w", rel.Spec.Source.SHA256, err)
+	}
+
+	encDigest := hex.EncodeToString(encHash.Sum(nil))
+	secretName, err := r.writeKeySecret(ctx, rel, encDigest, key)
+	if err != nil {
+		return nil, err
+	}
+	info, err := w.CommitExpect(ctx, encDigest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: commit blob %s: %w", errStorage, encDigest, err)
+	}
+	return &built{
+		artifact: otav1.Artifact{
+			PlainSHA256:     plainDigest,
+			Size:            plainSize,
+			EncryptedSHA256: info.Digest,
+			EncryptedSize:   info.Size,
+			Suite:           envelope.Suite,
+			KeySecretName:   secretName,
+		},
+		verification: otav1.Verification{
+			Key:          verifiedBy.Name,
+			KeyID:        verifiedBy.ID,
+			InputsDigest: in.Digest,
+			Time:         metav1.NewTime(r.Clock.Now()),
+		},
+	}, nil
+}
+
+// errWrite tags blob write errors so they are told apart from read errors
+// of the image stream inside envelope.Encrypt.
+var errWrite = errors.New("blob write")
+
+type writeTagger struct{ w io.Writer }
+
+func (t writeTagger) Write(p []byte) (int, error) {
+	n, err := t.w.Write(p)
+	if err != nil {
+		err = fmt.Errorf("%w: %w", errWrite, err)
+	}
+	return n, err
+}
+
+// writeKeySecret stores the content key in an immutable Secret owned by the
+// release.
+func (r *FirmwareReleaseReconciler) writeKeySecret(ctx context.Context, rel *otav1.FirmwareRelease, encDigest string, key []byte) (string, error) {
+	prefix := rel.Name
+	if len(prefix) > 200 {
+		prefix = prefix[:200]
+	}
+	s := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{
+			Namespace:   rel.Namespace,
+			Name:        fmt.Sprintf("%s-key-%s", prefix, encDigest[:16]),
+			Labels:      map[string]string{LabelReleaseUID: string(rel.UID)},
+			Annotations: map[string]string{AnnotationBlob: encDigest},
+		},
+		Type:      ContentKeySecretType,
+		Immutable: ptr.To(true),
+		Data:      map[string][]byte{ContentKeyField: key},
+	}
+	if err := controllerutil.SetControllerReference(rel, s, r.Scheme()); err != nil {
+		return "", fmt.Errorf("own key Secret: %w", err)
+	}
+	if err := r.Create(ctx, s); err != nil {
+		return "", fmt.Errorf("%w: create key Secret %s: %w", errStorage, s.Name, err)
+	}
+	return s.Name, nil
+}
+
+// readContentKey returns the content key of the current artifact.
+func (r *FirmwareReleaseReconciler) readContentKey(ctx context.Context, rel *otav1.FirmwareRelease) ([]byte, error) {
+	var s corev1.Secret
+	if err := r.APIReader.Get(ctx, keySecretName(rel), &s); err != nil {
+		return nil, err
+	}
+	key := s.Data[ContentKeyField]
+	if len(key) != envelope.KeySize {
+		return nil, fmt.Errorf("key Secret %s holds %d bytes, want %d", s.Name, len(key), envelope.KeySize)
+	}
+	return key, nil
+}
+
+// reverify checks the signature again (keys or signature changed) by
+// decrypting the stored blob: this needs no network and also proves the
+// blob still decrypts to the signed image.
+func (r *FirmwareReleaseReconciler) reverify(ctx context.Context, rel *otav1.FirmwareRelease, key []byte, in *verifyInputs) (*otav1.Verification, error) {
+	art := rel.Status.Artifact
+	blob, err := r.Blobs.Open(ctx, art.EncryptedSHA256)
+	if err != nil {
+		return nil, fmt.Errorf("%w: open blob %s: %w", errStorage, art.EncryptedSHA256, err)
+	}
+	defer blob.Close()
+	plain, err := envelope.NewDecryptor(blob, key)
+	if err != nil {
+		return nil, fmt.Errorf("%w: decrypt blob %s: %w", errStorage, art.EncryptedSHA256, err)
+	}
+	check, err := signature.NewCheck(in.Signature, in.Keys)
+	if err != nil {
+		return nil, fmt.Errorf("prepare signature check: %w", err)
+	}
+	if _, err := io.Copy(check, plain); err != nil {
+		return nil, fmt.Errorf("%w: decrypt blob %s: %w", errStorage, art.EncryptedSHA256, err)
+	}
+	if got := hex.EncodeToString(check.SHA256()); got != art.PlainSHA256 {
+		return nil, fmt.Errorf("%w: blob %s decrypts to sha256 %s, want %s", errStorage, art.EncryptedSHA256, got, art.PlainSHA256)
+	}
+	verifiedBy, err := check.Verify()
+	if err != nil {
+		return nil, fmt.Errorf("verify signature of %s: %w", art.PlainSHA256, err)
+	}
+	return &otav1.Verification{
+		Key:          verifiedBy.Name,
+		KeyID:        verifiedBy.ID,
+		InputsDigest: in.Digest,
+		Time:         metav1.NewTime(r.Clock.Now()),
+	}, nil
+}
+
+// blobExists reports whether the current artifact's blob is in the store.
+func (r *FirmwareReleaseReconciler) blobExists(ctx context.Context, digest string) (bool, error) {
+	_, err := r.Blobs.Stat(ctx, digest)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, blobstore.ErrNotFound):
+		return false, nil
+	default:
+		return false, fmt.Errorf("%w: stat blob %s: %w", errStorage, digest, err)
+	}
+}

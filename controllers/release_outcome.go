@@ -1,0 +1,65 @@
+package controllers
+
+import (
+	"errors"
+	"fmt"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/fetch"
+	"github.com/otaflow/otaflow/internal/signature"
+)
+
+// errDigestMismatch: the fetched image is not the one spec.source.sha256 pins.
+type errDigestMismatch struct{ want, got string }
+
+func (e *errDigestMismatch) Error() string {
+	return fmt.Sprintf("image sha256 is %s, spec.source.sha256 is %s", e.got, e.want)
+}
+
+// failure is how a failed release build is shown: the condition reason, and
+// whether retrying can help (transient) or a human must act (permanent, the
+// release is Stalled).
+type failure struct {
+	Reason    string
+	Permanent bool
+	// AboutSignature: the Verified condition is set False with Reason; for
+	// other failures Verified is Unknown (nothing was verified).
+	AboutSignature bool
+}
+
+// classifyFailure maps an error from loading inputs, fetching, verifying or
+// storing a release to its failure.
+func classifyFailure(err error) failure {
+	if in, ok := asInputsError(err); ok {
+		return failure{Reason: in.reason, Permanent: true, AboutSignature: true}
+	}
+	var dm *errDigestMismatch
+	var tooLarge *fetch.TooLargeError
+	var sizeMismatch *fetch.SizeMismatchError
+	switch {
+	case errors.As(err, &dm):
+		return failure{Reason: otav1.ReasonDigestMismatch, Permanent: true, AboutSignature: true}
+	case errors.Is(err, signature.ErrDigestMismatch):
+		return failure{Reason: otav1.ReasonBundleDigest, Permanent: true, AboutSignature: true}
+	case errors.Is(err, signature.ErrMalformedSignature):
+		return failure{Reason: otav1.ReasonSignatureMalformed, Permanent: true, AboutSignature: true}
+	case errors.Is(err, signature.ErrNotVerified):
+		return failure{Reason: otav1.ReasonSignatureNotTrusted, Permanent: true, AboutSignature: true}
+	case errors.Is(err, signature.ErrInvalidKey), errors.Is(err, signature.ErrNoKeys):
+		return failure{Reason: otav1.ReasonKeyInvalid, Permanent: true, AboutSignature: true}
+	case errors.As(err, &tooLarge):
+		return failure{Reason: otav1.ReasonImageTooLarge, Permanent: true}
+	case errors.As(err, &sizeMismatch):
+		return failure{Reason: otav1.ReasonSizeMismatch, Permanent: true}
+	case errors.Is(err, errStorage):
+		return failure{Reason: otav1.ReasonStorageFailed}
+	case fetch.IsPermanent(err):
+		return failure{Reason: otav1.ReasonUnsupportedSource, Permanent: true}
+	default:
+		return failure{Reason: otav1.ReasonFetchFailed}
+	}
+}
+
+// errStorage marks failures of the blob store or of writing the key Secret;
+// they are retried.
+var errStorage = errors.New("storage")

@@ -1,0 +1,1 @@
+Lxywkc42J6VCFx364zhSZjNxk3DfXa6N+xhptcGzW/1TjKOJ7BYTkueDXzRSs/DHC2dZ9HOq/VpumY2/rskBCw==
