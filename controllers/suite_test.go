@@ -95,6 +95,14 @@ func runSuite(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	ro := &controllers.RolloutReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("otaflow-manager"),
+	}
+	if err := ro.SetupWithManager(mgr); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	k8s = mgr.GetClient()
 	done := make(chan error, 1)
 	go func() { done <- mgr.Start(ctx) }()

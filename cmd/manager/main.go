@@ -1,5 +1,5 @@
 // Command manager runs the otaflow controllers: FirmwareRelease (verify and
-// encrypt images) and, as they land, Rollout.
+// encrypt images once) and Rollout (canary waves, gates, abort).
 package main
 
 import (
@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
@@ -114,6 +115,17 @@ func run(ctx context.Context, o options) error {
 	}
 	if err := rel.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up FirmwareRelease controller: %w", err)
+	}
+	ro := &controllers.RolloutReconciler{
+		Client:   mgr.GetClient(),
+		Recorder: mgr.GetEventRecorder("otaflow-manager"),
+		Clock:    clock.RealClock{},
+	}
+	if err := ro.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up Rollout controller: %w", err)
+	}
+	if err := metrics.Registry.Register(controllers.NewRolloutCollector(mgr.GetClient())); err != nil {
+		return fmt.Errorf("register rollout metrics: %w", err)
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return fmt.Errorf("add health check: %w", err)
