@@ -72,8 +72,9 @@ run: envtest ## Run the manager against the cluster in KUBECONFIG.
 	go run ./cmd/manager --blob-dir=$(BIN)/data/blobs
 
 .PHONY: demo
-demo: envtest build ## The whole mission on an embedded control plane.
-	go run ./hack/demo
+demo: ## The whole mission on an embedded control plane.
+	@if [ -d hack/demo ]; then $(MAKE) envtest build && go run ./hack/demo; \
+	else echo "make demo needs the OTA server and the fleet simulator, which are not built yet" >&2; exit 1; fi
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).
