@@ -69,8 +69,12 @@ type FirmwareReleaseReconciler struct {
 
 // Reconcile fetches a release, runs its steps and patches its status once.
 func (r *FirmwareReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Request) (_ ctrl.Result, retErr error) {
+	// Read live, not from the cache: a reconcile triggered by the key
+	// Secret it just wrote could otherwise see the release without its new
+	// artifact, build a second one and garbage-collect the first. Release
+	// reconciles are rare and a build is expensive, so one GET is cheap.
 	rel := &otav1.FirmwareRelease{}
-	if err := r.Get(ctx, req.NamespacedName, rel); err != nil {
+	if err := r.APIReader.Get(ctx, req.NamespacedName, rel); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	patcher := newStatusPatcher(r.Client, rel)

@@ -27,6 +27,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -194,6 +195,22 @@ func keySecretsOf(t *testing.T, rel *otav1.FirmwareRelease) []corev1.Secret {
 	return list.Items
 }
 
+// updateRelease changes a release's spec, retrying when the cached copy it
+// started from was stale.
+func updateRelease(t *testing.T, rel *otav1.FirmwareRelease, mutate func(*otav1.FirmwareRelease)) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(rel), rel); err != nil {
+			return err
+		}
+		mutate(rel)
+		return k8s.Update(context.Background(), rel)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestGoodReleaseBecomesReady(t *testing.T) {
 	for _, tc := range []struct {
 		name string
@@ -248,6 +265,20 @@ func TestGoodReleaseBecomesReady(t *testing.T) {
 				t.Errorf("key Secret not controlled by the release: %+v", s.OwnerReferences)
 			}
 			waitEvent(t, rel, corev1.EventTypeNormal, otav1.ReasonArtifactReady)
+
+			// Built once: later reconciles (the key Secret's own watch event
+			// among them) neither rebuild nor collect the artifact.
+			time.Sleep(500 * time.Millisecond)
+			var again otav1.FirmwareRelease
+			if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(rel), &again); err != nil {
+				t.Fatal(err)
+			}
+			if again.Status.Artifact == nil || *again.Status.Artifact != *art {
+				t.Errorf("artifact changed after Ready: %+v → %+v", art, again.Status.Artifact)
+			}
+			if n := len(keySecretsOf(t, got)); n != 1 {
+				t.Errorf("%d key Secrets for one artifact, want 1", n)
+			}
 		})
 	}
 }
@@ -378,12 +409,10 @@ func TestReverifyOnKeyChange(t *testing.T) {
 	firstBlob := ready.Status.Artifact.EncryptedSHA256
 
 	// Rotate the Secret to another key: the stored artifact fails re-verification.
-	var s corev1.Secret
-	if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "vendor-keys"}, &s); err != nil {
-		t.Fatal(err)
-	}
-	s.Data["cosign.pub"] = newECDSAKey(t).pem
-	if err := k8s.Update(ctx, &s); err != nil {
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-keys"}}
+	patch := client.MergeFrom(s.DeepCopy())
+	s.Data = map[string][]byte{"cosign.pub": newECDSAKey(t).pem}
+	if err := k8s.Patch(ctx, s, patch); err != nil {
 		t.Fatal(err)
 	}
 	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionVerified, metav1.ConditionFalse, otav1.ReasonSignatureNotTrusted)
@@ -402,13 +431,9 @@ func TestReverifyOnKeyChange(t *testing.T) {
 
 	// Trust the vendor key again, through a spec change to a second Secret.
 	createKeySecret(t, ns, "vendor-keys-2", map[string][]byte{"cosign.pub": vendor.pem})
-	if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), rel); err != nil {
-		t.Fatal(err)
-	}
-	rel.Spec.Signature.PublicKeys = append(rel.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys-2", Key: "cosign.pub"}})
-	if err := k8s.Update(ctx, rel); err != nil {
-		t.Fatal(err)
-	}
+	updateRelease(t, rel, func(r *otav1.FirmwareRelease) {
+		r.Spec.Signature.PublicKeys = append(r.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys-2", Key: "cosign.pub"}})
+	})
 	got = waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 	if got.Status.Verification.Key != "vendor-keys-2/cosign.pub" {
 		t.Errorf("verified by %q, want vendor-keys-2/cosign.pub", got.Status.Verification.Key)
@@ -433,10 +458,9 @@ func TestReverifyWithoutRefetch(t *testing.T) {
 
 	images.Put(path, []byte("the source is gone now")) // a refetch would fail the digest
 	rel = first.DeepCopy()
-	rel.Spec.Signature.PublicKeys = append(rel.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "backup.pub"}})
-	if err := k8s.Update(ctx, rel); err != nil {
-		t.Fatal(err)
-	}
+	updateRelease(t, rel, func(r *otav1.FirmwareRelease) {
+		r.Spec.Signature.PublicKeys = append(r.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "backup.pub"}})
+	})
 	want := rel.Generation
 	eventually(t, 20*time.Second, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), rel); err != nil {

@@ -59,6 +59,10 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 	}
 	d := rolloutplan.Decide(in)
 	changed, err := applyStatus(ctx, r.Client, ro, desiredStatus(ro, d))
+	if apierrors.IsConflict(err) {
+		// Decided on a stale object; the newer one is on its way.
+		return ctrl.Result{RequeueAfter: time.Second}, nil
+	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}

@@ -95,6 +95,10 @@ func applyStatus(ctx context.Context, c client.Client, ro *otav1.Rollout, s otav
 	u.SetKind("Rollout")
 	u.SetNamespace(ro.Namespace)
 	u.SetName(ro.Name)
+	// A decision made from a stale cached object must not be applied (it
+	// could reopen a wave with a new startedAt): the resourceVersion makes
+	// the apply fail with a conflict, and the reconcile runs again.
+	u.SetResourceVersion(ro.ResourceVersion)
 	if err := c.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner(ManagerFieldOwner), client.ForceOwnership); err != nil {
 		return false, fmt.Errorf("apply rollout status: %w", err)
 	}
