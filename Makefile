@@ -20,9 +20,10 @@ all: build
 ##@ Development
 
 .PHONY: manifests
-manifests: ## Generate CRDs and RBAC from markers.
+manifests: ## Generate CRDs and RBAC (manager and OTA server roles) from markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
+	$(CONTROLLER_GEN) rbac:roleName=otaserver-role paths="./otaserver/..." output:rbac:artifacts:config=config/rbac/otaserver
 
 .PHONY: generate
 generate: ## Generate deepcopy methods.

@@ -283,6 +283,12 @@ func (w *fsWriter) publish(ctx context.Context, digest, expect string) (Info, er
 	if err := w.f.Sync(); err != nil {
 		return Info{}, fmt.Errorf("sync temp file: %w", err)
 	}
+	// Stat before the rename: once published, a concurrent Delete may
+	// remove the file, and this commit still succeeded.
+	tmpInfo, err := w.f.Stat()
+	if err != nil {
+		return Info{}, fmt.Errorf("stat temp file: %w", err)
+	}
 	if err := w.f.Close(); err != nil {
 		return Info{}, fmt.Errorf("close temp file: %w", err)
 	}
@@ -311,11 +317,7 @@ func (w *fsWriter) publish(ctx context.Context, digest, expect string) (Info, er
 	if err := syncDir(shardDir); err != nil {
 		return Info{}, err
 	}
-	fi, err := os.Stat(dst)
-	if err != nil {
-		return Info{}, err
-	}
-	return infoOf(digest, fi), nil
+	return infoOf(digest, tmpInfo), nil // rename keeps size and mtime
 }
 
 func (w *fsWriter) Abort() error {

@@ -275,9 +275,6 @@ func TestFSStaleTempCleanup(t *testing.T) {
 }
 
 func TestFSLargeStreamingWrite(t *testing.T) {
-	if testing.Short() {
-		t.Skip("writes 32 MiB")
-	}
 	const size = 32 << 20
 	s, _ := newFS(t)
 	src := io.LimitReader(rand.NewChaCha8([32]byte{7}), size)
@@ -381,10 +378,6 @@ func TestFSMultiProcessCommit(t *testing.T) {
 		}
 		return
 	}
-	if testing.Short() {
-		t.Skip("spawns processes")
-	}
-
 	s, root := newFS(t)
 	digest := blobstoretest.Digest(content)
 	const processes = 3

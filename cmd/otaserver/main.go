@@ -1,0 +1,121 @@
+// Command otaserver serves the device API (protocol v1) beside the
+// manager: devices enroll, poll for signed assignments, download encrypted
+// blobs and report status, which is batched into Rollout.status.
+//
+// Every flag can also be set from the environment as OTASERVER_<FLAG>,
+// upper case with dashes as underscores (OTASERVER_TLS_CERT_FILE); a flag on
+// the command line wins.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+)
+
+type options struct {
+	deviceAddr, metricsAddr  string
+	tlsCert, tlsKey          string
+	insecureHTTP             bool
+	dataDir, blobDir         string
+	storeDSN                 string
+	namespace, namespaces    string
+	enrollSecret             string
+	signingSecret, signField string
+	signingKeyFile           string
+	publicURL                string
+	reportInterval           time.Duration
+	assignmentTTL            time.Duration
+	deviceRate               float64
+	deviceBurst              int
+	shutdownTimeout          time.Duration
+}
+
+func main() {
+	var o options
+	fs := flag.CommandLine
+	fs.StringVar(&o.deviceAddr, "device-bind-address", ":8443", "Address of the device API.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics, /healthz and /readyz.")
+	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "PEM certificate (chain) of the device API.")
+	fs.StringVar(&o.tlsKey, "tls-key-file", "", "PEM private key of the device API.")
+	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "Serve the device API over plain HTTP (local use only).")
+	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/otaflow", "Data volume shared with the manager.")
+	fs.StringVar(&o.blobDir, "blob-dir", "", "Encrypted blob store (default <data-dir>/blobs, as the manager writes it).")
+	fs.StringVar(&o.storeDSN, "store-dsn", "", "Device store: sqlite:///path/devices.db (default sqlite://<data-dir>/otaserver/devices.db); ?synchronous=NORMAL trades power-loss durability for speed.")
+	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The server's own namespace (enrollment and signing-key Secrets).")
+	fs.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces of Rollouts and releases to serve; empty serves all.")
+	fs.StringVar(&o.enrollSecret, "enrollment-secret", "otaflow-enrollment-tokens", "Secret in --namespace whose data values are the valid bootstrap tokens.")
+	fs.StringVar(&o.signingSecret, "signing-key-secret", "otaflow-assignment-key", "Secret in --namespace holding the assignment signing key (PEM, Ed25519 or ECDSA P-256).")
+	fs.StringVar(&o.signField, "signing-key-secret-key", "key.pem", "Data key of the signing key in --signing-key-secret.")
+	fs.StringVar(&o.signingKeyFile, "signing-key-file", "", "Read the signing key from this file instead of the Secret.")
+	fs.StringVar(&o.publicURL, "public-url", "", "Base URL devices reach the API at, used in blob URLs (default: from each request's Host).")
+	fs.DurationVar(&o.reportInterval, "report-interval", 2*time.Second, "How often counters are computed and Rollout status is applied.")
+	fs.DurationVar(&o.assignmentTTL, "assignment-ttl", time.Hour, "Validity of a signed assignment.")
+	fs.Float64Var(&o.deviceRate, "device-rate", 1, "Update checks and reports per second per device (sustained).")
+	fs.IntVar(&o.deviceBurst, "device-burst", 10, "Burst of update checks and reports per device.")
+	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "Time for in-flight requests on shutdown.")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	flag.Parse()
+	if err := envDefaults(fs, os.LookupEnv); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if err := run(ctrl.SetupSignalHandler(), o); err != nil {
+		ctrl.Log.Error(err, "otaserver failed")
+		os.Exit(1)
+	}
+}
+
+// envDefaults sets flags not given on the command line from
+// OTASERVER_<NAME> environment variables.
+func envDefaults(fs *flag.FlagSet, lookup func(string) (string, bool)) error {
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		env := "OTASERVER_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := lookup(env); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", env, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (o *options) validate() error {
+	switch {
+	case o.insecureHTTP && (o.tlsCert != "" || o.tlsKey != ""):
+		return errors.New("--insecure-http and --tls-cert-file/--tls-key-file exclude each other")
+	case !o.insecureHTTP && (o.tlsCert == "" || o.tlsKey == ""):
+		return errors.New("--tls-cert-file and --tls-key-file are required (or --insecure-http for local use)")
+	case o.namespace == "" && o.signingKeyFile == "":
+		return errors.New("--namespace (or POD_NAMESPACE) is required to read the signing-key Secret")
+	case o.namespace == "":
+		return errors.New("--namespace (or POD_NAMESPACE) is required to watch the enrollment Secret")
+	case o.reportInterval < 100*time.Millisecond:
+		return errors.New("--report-interval must be at least 100ms")
+	case o.assignmentTTL < time.Minute:
+		return errors.New("--assignment-ttl must be at least 1m")
+	case o.deviceRate <= 0 || o.deviceBurst < 1:
+		return errors.New("--device-rate must be positive and --device-burst at least 1")
+	}
+	if o.blobDir == "" {
+		o.blobDir = o.dataDir + "/blobs"
+	}
+	if o.storeDSN == "" {
+		o.storeDSN = "sqlite://" + o.dataDir + "/otaserver/devices.db"
+	}
+	return nil
+}

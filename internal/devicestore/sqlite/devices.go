@@ -1,0 +1,140 @@
+package sqlite
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+)
+
+type scanner interface{ Scan(...any) error }
+
+func scanDevice(row scanner) (devicestore.Device, error) {
+	var d devicestore.Device
+	var labels string
+	var enrolled, seen int64
+	if err := row.Scan(&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return d, devicestore.ErrNotFound
+		}
+		return d, fmt.Errorf("sqlite: read device: %w", err)
+	}
+	l, err := decLabels(labels)
+	if err != nil {
+		return d, err
+	}
+	d.Labels, d.EnrolledAt, d.LastSeen = l, fromNanos(enrolled), fromNanos(seen)
+	return d, nil
+}
+
+// Enroll implements devicestore.Store.
+func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.Device, bool, error) {
+	labels, err := encLabels(d.Labels)
+	if err != nil {
+		return d, false, err
+	}
+	var known bool
+	err = s.tx(ctx, "enroll", func(tx *sql.Tx) error {
+		var kem string
+		var pub []byte
+		err := tx.StmtContext(ctx, s.ws.enrollKey).QueryRowContext(ctx, d.ID).Scan(&kem, &pub)
+		known = err == nil
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
+		}
+		if known && (kem != d.KEM || !bytes.Equal(pub, d.PublicKey)) {
+			return devicestore.ErrKeyMismatch
+		}
+		var seq int64
+		if err := tx.StmtContext(ctx, s.ws.maxSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
+			return fmt.Errorf("sqlite: enroll %s: next seq: %w", d.ID, err)
+		}
+		d.Seq = seq + 1
+		if known {
+			_, err = tx.StmtContext(ctx, s.ws.reenroll).ExecContext(ctx, d.Type, labels, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.LastSeen), d.Seq, d.ID)
+		} else {
+			_, err = tx.StmtContext(ctx, s.ws.insertDevice).ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), d.Seq)
+		}
+		if err != nil {
+			return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return d, false, err
+	}
+	out, err := s.deviceW(ctx, d.ID)
+	return out, !known, err
+}
+
+// deviceW reads through the writer so the caller sees its own write.
+func (s *Store) deviceW(ctx context.Context, id string) (devicestore.Device, error) {
+	return scanDevice(s.w.QueryRowContext(ctx, qDeviceByID, id))
+}
+
+// DeviceByToken implements devicestore.Store.
+func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestore.Device, error) {
+	return scanDevice(s.rs.deviceByToken.QueryRowContext(ctx, tokenHash))
+}
+
+// Device implements devicestore.Store.
+func (s *Store) Device(ctx context.Context, id string) (devicestore.Device, error) {
+	return scanDevice(s.rs.deviceByID.QueryRowContext(ctx, id))
+}
+
+// SetRunning implements devicestore.Store.
+func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error {
+	res, err := s.ws.setRunning.ExecContext(ctx, version, floor, nanos(at), id)
+	if err != nil {
+		return fmt.Errorf("sqlite: set running version of %s: %w", id, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return devicestore.ErrNotFound
+	}
+	return nil
+}
+
+// Touch implements devicestore.Store: one transaction for the whole batch.
+func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	return s.tx(ctx, "touch", func(tx *sql.Tx) error {
+		st := tx.StmtContext(ctx, s.ws.touch)
+		for id, at := range seen {
+			if _, err := st.ExecContext(ctx, nanos(at), id); err != nil {
+				return fmt.Errorf("sqlite: touch %s: %w", id, err)
+			}
+		}
+		return nil
+	})
+}
+
+// DevicesSince implements devicestore.Store.
+func (s *Store) DevicesSince(ctx context.Context, after int64, limit int) ([]devicestore.DeviceRef, error) {
+	rows, err := s.rs.devicesSince.QueryContext(ctx, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: devices since %d: %w", after, err)
+	}
+	defer rows.Close()
+	var out []devicestore.DeviceRef
+	for rows.Next() {
+		var d devicestore.DeviceRef
+		var labels string
+		if err := rows.Scan(&d.ID, &d.Type, &labels, &d.Seq); err != nil {
+			return nil, fmt.Errorf("sqlite: devices since %d: %w", after, err)
+		}
+		if d.Labels, err = decLabels(labels); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("sqlite: devices since %d: %w", after, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,123 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+const deviceCols = `id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq`
+const recordCols = `rollout_uid, device_id, wave, state, release, version, blob, previous_version, offered_at, updated_at, reason, rollback_release, rollback_blob`
+
+// Queries; hot ones are checked with EXPLAIN QUERY PLAN in the tests.
+const (
+	qDeviceByToken  = `SELECT ` + deviceCols + ` FROM devices WHERE token_hash = ?`
+	qDeviceByID     = `SELECT ` + deviceCols + ` FROM devices WHERE id = ?`
+	qDevicesSince   = `SELECT id, type, labels, seq FROM devices WHERE seq > ? ORDER BY seq LIMIT ?`
+	qRecord         = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = ? AND device_id = ?`
+	qRecordsByDev   = `SELECT ` + recordCols + ` FROM records WHERE device_id = ?`
+	qNthRank        = `SELECT rank FROM fleet WHERE rollout_uid = ? ORDER BY rank LIMIT 1 OFFSET ?`
+	qFleetSize      = `SELECT count(*) FROM fleet WHERE rollout_uid = ?`
+	qTargeted       = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = ? GROUP BY wave`
+	qStateCounts    = `SELECT wave, state, count(*) FROM records WHERE rollout_uid = ? GROUP BY wave, state`
+	qConflicts      = `SELECT count(*) FROM conflicts WHERE rollout_uid = ?`
+	qRecentFailures = `SELECT device_id, wave, reason, at FROM failures WHERE rollout_uid = ? ORDER BY at DESC, id DESC LIMIT ?`
+	qWrappedKey     = `SELECT wrapped FROM wrapped_keys WHERE device_id = ? AND blob = ?`
+
+	qEnrollKey    = `SELECT kem, public_key FROM devices WHERE id = ?`
+	qMaxSeq       = `SELECT coalesce(max(seq), 0) FROM devices`
+	qInsertDevice = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qReenroll     = `UPDATE devices SET type = ?, labels = ?, token_hash = ?, version = ?, security_floor = ?, last_seen = ?, seq = ? WHERE id = ?`
+	qSetRunning   = `UPDATE devices SET version = ?, security_floor = ?, last_seen = max(last_seen, ?) WHERE id = ?`
+	qTouch        = `UPDATE devices SET last_seen = max(last_seen, ?) WHERE id = ?`
+	qUpsertRecord = `INSERT INTO records (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release, version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at, updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release, rollback_blob = excluded.rollback_blob`
+	qPinFleet     = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 1) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = 1`
+	qUpsertFleet  = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 0) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank, wave = CASE WHEN fleet.pinned = 1 THEN fleet.wave ELSE excluded.wave END`
+	qDeleteFleet  = `DELETE FROM fleet WHERE rollout_uid = ? AND device_id = ?`
+	qAssignWave   = `UPDATE fleet SET wave = ? WHERE rollout_uid = ? AND rank BETWEEN ? AND ? AND pinned = 0 AND wave <> ?`
+	qAddConflict  = `INSERT OR IGNORE INTO conflicts (rollout_uid, device_id) VALUES (?, ?)`
+	qDelConflict  = `DELETE FROM conflicts WHERE rollout_uid = ? AND device_id = ?`
+	qAddFailure   = `INSERT INTO failures (rollout_uid, device_id, wave, reason, at) VALUES (?, ?, ?, ?, ?)`
+	qReportSeen   = `SELECT 1 FROM reports WHERE device_id = ? AND report_id = ?`
+	qAddReport    = `INSERT INTO reports (device_id, report_id, at) VALUES (?, ?, ?)`
+	qExpire       = `UPDATE records SET state = 'timedOut', reason = ?, updated_at = ? WHERE rollout_uid = ? AND state = ? AND offered_at < ? RETURNING device_id, wave`
+	qPutWrapped   = `INSERT OR REPLACE INTO wrapped_keys (device_id, blob, wrapped) VALUES (?, ?, ?)`
+	qPruneReports = `DELETE FROM reports WHERE at < ?`
+	qTrimFailures = `DELETE FROM failures WHERE rollout_uid = ? AND at < (SELECT at FROM failures WHERE rollout_uid = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`
+)
+
+type readStmts struct {
+	deviceByToken, deviceByID, devicesSince, record, recordsByDev *sql.Stmt
+	nthRank, fleetSize, targeted, stateCounts, conflicts          *sql.Stmt
+	recentFailures, wrappedKey                                    *sql.Stmt
+}
+
+type writeStmts struct {
+	enrollKey, maxSeq, insertDevice, reenroll, setRunning, touch     *sql.Stmt
+	record, upsertRecord, pinFleet, upsertFleet, deleteFleet         *sql.Stmt
+	assignWave, addConflict, delConflict, addFailure                 *sql.Stmt
+	reportSeen, addReport, expire, putWrapped, pruneReports, trimFai *sql.Stmt
+}
+
+func (s *Store) prepare(ctx context.Context) error {
+	type p struct {
+		db  *sql.DB
+		dst **sql.Stmt
+		q   string
+	}
+	list := []p{
+		{s.r, &s.rs.deviceByToken, qDeviceByToken},
+		{s.r, &s.rs.deviceByID, qDeviceByID},
+		{s.r, &s.rs.devicesSince, qDevicesSince},
+		{s.r, &s.rs.record, qRecord},
+		{s.r, &s.rs.recordsByDev, qRecordsByDev},
+		{s.r, &s.rs.nthRank, qNthRank},
+		{s.r, &s.rs.fleetSize, qFleetSize},
+		{s.r, &s.rs.targeted, qTargeted},
+		{s.r, &s.rs.stateCounts, qStateCounts},
+		{s.r, &s.rs.conflicts, qConflicts},
+		{s.r, &s.rs.recentFailures, qRecentFailures},
+		{s.r, &s.rs.wrappedKey, qWrappedKey},
+		{s.w, &s.ws.enrollKey, qEnrollKey},
+		{s.w, &s.ws.maxSeq, qMaxSeq},
+		{s.w, &s.ws.insertDevice, qInsertDevice},
+		{s.w, &s.ws.reenroll, qReenroll},
+		{s.w, &s.ws.setRunning, qSetRunning},
+		{s.w, &s.ws.touch, qTouch},
+		{s.w, &s.ws.record, qRecord},
+		{s.w, &s.ws.upsertRecord, qUpsertRecord},
+		{s.w, &s.ws.pinFleet, qPinFleet},
+		{s.w, &s.ws.upsertFleet, qUpsertFleet},
+		{s.w, &s.ws.deleteFleet, qDeleteFleet},
+		{s.w, &s.ws.assignWave, qAssignWave},
+		{s.w, &s.ws.addConflict, qAddConflict},
+		{s.w, &s.ws.delConflict, qDelConflict},
+		{s.w, &s.ws.addFailure, qAddFailure},
+		{s.w, &s.ws.reportSeen, qReportSeen},
+		{s.w, &s.ws.addReport, qAddReport},
+		{s.w, &s.ws.expire, qExpire},
+		{s.w, &s.ws.putWrapped, qPutWrapped},
+		{s.w, &s.ws.pruneReports, qPruneReports},
+		{s.w, &s.ws.trimFai, qTrimFailures},
+	}
+	for _, x := range list {
+		st, err := x.db.PrepareContext(ctx, x.q)
+		if err != nil {
+			return fmt.Errorf("sqlite: prepare %q: %w", x.q, err)
+		}
+		*x.dst = st
+	}
+	return nil
+}
+
+func (s *Store) allStmts() []*sql.Stmt {
+	r, w := &s.rs, &s.ws
+	return []*sql.Stmt{
+		r.deviceByToken, r.deviceByID, r.devicesSince, r.record, r.recordsByDev,
+		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.recentFailures, r.wrappedKey,
+		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch,
+		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
+		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
+		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
+	}
+}

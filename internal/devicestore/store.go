@@ -1,0 +1,176 @@
+// Package devicestore defines the OTA server's durable device state: enrolled
+// devices, each device's progress in each rollout, the rollout fleets with
+// their wave ranks, processed report IDs and cached wrapped keys.
+//
+// Handlers only see the Store interface, so a PostgreSQL implementation can
+// be added beside the embedded SQLite one (package sqlite); package storetest
+// is the conformance suite both must pass.
+package devicestore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/eligibility"
+)
+
+var (
+	// ErrNotFound reports a device or record that does not exist.
+	ErrNotFound = errors.New("devicestore: not found")
+	// ErrKeyMismatch reports an enrollment of a known device ID with another
+	// public key.
+	ErrKeyMismatch = errors.New("devicestore: device enrolled with another key")
+	// ErrDuplicateReport reports a report ID the device already sent.
+	ErrDuplicateReport = errors.New("devicestore: report already processed")
+)
+
+// Device is one enrolled device.
+type Device struct {
+	ID            string
+	Type          string
+	Labels        map[string]string
+	KEM           string
+	PublicKey     []byte
+	TokenHash     []byte // SHA-256 of the bearer token; the token itself is never stored
+	Version       string // running firmware version, as last reported
+	SecurityFloor int64
+	EnrolledAt    time.Time
+	LastSeen      time.Time
+	// Seq increases on every enrollment or re-enrollment, so fleet sync
+	// reads only devices changed since its last pass.
+	Seq int64
+}
+
+// DeviceRef is the part of a device fleet membership depends on.
+type DeviceRef struct {
+	ID     string
+	Type   string
+	Labels map[string]string
+	Seq    int64
+}
+
+// Record is one device's progress in one rollout.
+type Record struct {
+	RolloutUID      string
+	DeviceID        string
+	Wave            int
+	State           eligibility.State
+	Release         string // namespace/name of the offered release
+	Version         string // version of the offered release
+	Blob            string // encrypted SHA-256 of the offered release
+	PreviousVersion string // version the device ran when offered
+	OfferedAt       time.Time
+	UpdatedAt       time.Time
+	Reason          string
+	// RollbackRelease and RollbackBlob are set once the previous release
+	// was offered after an abort.
+	RollbackRelease string
+	RollbackBlob    string
+}
+
+// FleetMember is a device in a rollout's fleet with its rank.
+type FleetMember struct {
+	DeviceID string
+	Rank     uint64
+	Wave     int
+}
+
+// Report is a device status report, applied at most once per ID.
+type Report struct {
+	DeviceID   string
+	ReportID   string
+	RolloutUID string
+	At         time.Time
+}
+
+// Failure is one device failure kept for status.recentFailures.
+type Failure struct {
+	DeviceID string
+	Wave     int
+	Reason   string
+	At       time.Time
+}
+
+// WaveCounts are one wave's counters.
+type WaveCounts struct {
+	Targeted int64
+	// States counts records by state.
+	States map[eligibility.State]int64
+}
+
+// Counts are a rollout's counters, computed from indexes.
+type Counts struct {
+	FleetSize int64
+	Conflicts int64
+	Waves     map[int]*WaveCounts
+}
+
+// Store is the device store. Implementations must be safe for concurrent
+// use; every method is a bounded number of indexed lookups or writes, never
+// a scan of all devices (fleet sync pages through devices by Seq).
+type Store interface {
+	// Enroll creates the device, or rotates the token (and updates type,
+	// labels, version and floor) of a device enrolled with the same public
+	// key; created tells which. Another public key for a known ID fails
+	// with ErrKeyMismatch.
+	Enroll(ctx context.Context, d Device) (dev Device, created bool, err error)
+	// DeviceByToken returns the device whose token hashes to tokenHash.
+	DeviceByToken(ctx context.Context, tokenHash []byte) (Device, error)
+	// Device returns the device with the given ID.
+	Device(ctx context.Context, id string) (Device, error)
+	// SetRunning records the version and security floor a device reports.
+	SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error
+	// Touch records last-seen times in one batch.
+	Touch(ctx context.Context, seen map[string]time.Time) error
+	// DevicesSince pages through devices with Seq > after, by Seq.
+	DevicesSince(ctx context.Context, after int64, limit int) ([]DeviceRef, error)
+
+	// Record returns a device's record in a rollout.
+	Record(ctx context.Context, rolloutUID, deviceID string) (Record, error)
+	// Records returns every record of a device (one per rollout it was in).
+	Records(ctx context.Context, deviceID string) ([]Record, error)
+	// PutRecord writes a record and pins the device to its wave in the
+	// rollout's fleet. When failure is not nil it is appended to the
+	// rollout's failure log in the same transaction.
+	PutRecord(ctx context.Context, r Record, failure *Failure) error
+	// ApplyReport runs update on the device's record and stores the result
+	// and the report ID in one transaction. A report ID seen before fails
+	// with ErrDuplicateReport and changes nothing. update may return an
+	// error to refuse the report; nothing is stored then.
+	ApplyReport(ctx context.Context, rep Report, update func(Record) (Record, *Failure, error)) (Record, error)
+
+	// SyncFleet adds (or re-ranks) and removes fleet members in one
+	// transaction. Pinned members keep their wave.
+	SyncFleet(ctx context.Context, rolloutUID string, upsert []FleetMember, remove []string) error
+	// NthRank returns the n-th lowest rank (1-based) in the rollout's
+	// fleet; ok is false when the fleet has fewer than n devices.
+	NthRank(ctx context.Context, rolloutUID string, n int64) (rank uint64, ok bool, err error)
+	// AssignWaves sets the wave of every unpinned member from the
+	// cumulative cutoffs (inclusive max rank per wave).
+	AssignWaves(ctx context.Context, rolloutUID string, cutoffs []uint64) error
+	// SetConflict marks or clears a device of the rollout as held by an
+	// older rollout.
+	SetConflict(ctx context.Context, rolloutUID, deviceID string, conflict bool) error
+	// ExpireOffers marks records still in progress that were offered
+	// before deadline as timed out, and returns how many.
+	ExpireOffers(ctx context.Context, rolloutUID string, deadline, now time.Time) (int64, error)
+	// Counts returns the rollout's counters.
+	Counts(ctx context.Context, rolloutUID string) (Counts, error)
+	// RecentFailures returns the newest failures first.
+	RecentFailures(ctx context.Context, rolloutUID string, limit int) ([]Failure, error)
+	// ForgetRollout deletes everything about a rollout that no longer exists.
+	ForgetRollout(ctx context.Context, rolloutUID string) error
+
+	// WrappedKey returns the cached wrapped content key of a device for a blob.
+	WrappedKey(ctx context.Context, deviceID, blob string) ([]byte, error)
+	// PutWrappedKey caches a wrapped key; an assignment to the blob exists
+	// exactly when its wrapped key does.
+	PutWrappedKey(ctx context.Context, deviceID, blob string, wrapped []byte) error
+	// PruneReports forgets report IDs processed before t.
+	PruneReports(ctx context.Context, before time.Time) (int64, error)
+
+	// Ping checks the store is usable (readiness).
+	Ping(ctx context.Context) error
+	Close() error
+}

@@ -1,0 +1,294 @@
+// Package storetest is the conformance suite every devicestore.Store
+// implementation must pass.
+package storetest
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/eligibility"
+)
+
+// Run runs the suite; open returns a fresh, empty store per subtest.
+func Run(t *testing.T, open func(t *testing.T) devicestore.Store) {
+	tests := []struct {
+		name string
+		fn   func(*testing.T, devicestore.Store)
+	}{
+		{"Enroll", testEnroll},
+		{"DevicesSince", testDevicesSince},
+		{"Records", testRecords},
+		{"ApplyReport", testApplyReport},
+		{"Fleet", testFleet},
+		{"Expire", testExpire},
+		{"WrappedKeys", testWrappedKeys},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
+	}
+}
+
+var t0 = time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func hash(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
+
+// NewDevice returns a device for tests.
+func NewDevice(id string, labels map[string]string) devicestore.Device {
+	return devicestore.Device{
+		ID: id, Type: "sensor-v1", Labels: labels, KEM: "x25519",
+		PublicKey: []byte("pk-" + id), TokenHash: hash("tok-" + id),
+		Version: "1.0.0", SecurityFloor: 1, EnrolledAt: t0, LastSeen: t0,
+	}
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+func testEnroll(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	d, created, err := s.Enroll(ctx, NewDevice("d1", map[string]string{"region": "eu"}))
+	must(t, err)
+	if !created || d.Seq == 0 || d.Labels["region"] != "eu" || !d.EnrolledAt.Equal(t0) {
+		t.Fatalf("enrolled %+v", d)
+	}
+	got, err := s.DeviceByToken(ctx, hash("tok-d1"))
+	must(t, err)
+	if got.ID != "d1" || got.Version != "1.0.0" {
+		t.Fatalf("by token: %+v", got)
+	}
+	// Same key: token rotates, old token stops working.
+	again := NewDevice("d1", map[string]string{"region": "us"})
+	again.TokenHash = hash("tok2")
+	d2, created, err := s.Enroll(ctx, again)
+	must(t, err)
+	if created || d2.Seq <= d.Seq || d2.Labels["region"] != "us" {
+		t.Fatalf("re-enrolled %+v", d2)
+	}
+	if _, err := s.DeviceByToken(ctx, hash("tok-d1")); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("old token: %v", err)
+	}
+	other := NewDevice("d1", nil)
+	other.PublicKey = []byte("another key")
+	if _, _, err := s.Enroll(ctx, other); !errors.Is(err, devicestore.ErrKeyMismatch) {
+		t.Fatalf("other key: %v", err)
+	}
+	must(t, s.SetRunning(ctx, "d1", "2.0.0", 5, t0.Add(time.Minute)))
+	must(t, s.Touch(ctx, map[string]time.Time{"d1": t0.Add(time.Hour)}))
+	got, err = s.Device(ctx, "d1")
+	must(t, err)
+	if got.Version != "2.0.0" || got.SecurityFloor != 5 || !got.LastSeen.Equal(t0.Add(time.Hour)) {
+		t.Fatalf("after SetRunning/Touch: %+v", got)
+	}
+	if err := s.SetRunning(ctx, "nope", "1", 0, t0); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("SetRunning unknown: %v", err)
+	}
+	if _, err := s.Device(ctx, "nope"); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("Device unknown: %v", err)
+	}
+}
+
+func testDevicesSince(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	for i := range 5 {
+		_, _, err := s.Enroll(ctx, NewDevice(fmt.Sprintf("d%d", i), nil))
+		must(t, err)
+	}
+	page, err := s.DevicesSince(ctx, 0, 3)
+	must(t, err)
+	if len(page) != 3 || page[0].ID != "d0" || page[2].ID != "d2" {
+		t.Fatalf("page 1: %+v", page)
+	}
+	page, err = s.DevicesSince(ctx, page[2].Seq, 3)
+	must(t, err)
+	if len(page) != 2 || page[1].ID != "d4" {
+		t.Fatalf("page 2: %+v", page)
+	}
+	// Re-enrolling moves a device to the end.
+	_, _, err = s.Enroll(ctx, NewDevice("d0", map[string]string{"x": "y"}))
+	must(t, err)
+	page, err = s.DevicesSince(ctx, page[1].Seq, 10)
+	must(t, err)
+	if len(page) != 1 || page[0].ID != "d0" || page[0].Labels["x"] != "y" {
+		t.Fatalf("after re-enroll: %+v", page)
+	}
+}
+
+func rec(uid, dev string, wave int, st eligibility.State) devicestore.Record {
+	return devicestore.Record{
+		RolloutUID: uid, DeviceID: dev, Wave: wave, State: st, Release: "ns/rel", Version: "2.0.0",
+		Blob: "b", PreviousVersion: "1.0.0", OfferedAt: t0, UpdatedAt: t0,
+	}
+}
+
+func testRecords(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	if _, err := s.Record(ctx, "r1", "d1"); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("missing record: %v", err)
+	}
+	must(t, s.SetConflict(ctx, "r1", "d1", true))
+	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, eligibility.StateOffered), nil))
+	must(t, s.PutRecord(ctx, rec("r2", "d1", 1, eligibility.StateFailed), &devicestore.Failure{DeviceID: "d1", Wave: 1, Reason: "boom", At: t0}))
+	r, err := s.Record(ctx, "r1", "d1")
+	must(t, err)
+	if r.State != eligibility.StateOffered || r.PreviousVersion != "1.0.0" || !r.OfferedAt.Equal(t0) {
+		t.Fatalf("record %+v", r)
+	}
+	all, err := s.Records(ctx, "d1")
+	must(t, err)
+	if len(all) != 2 {
+		t.Fatalf("records: %+v", all)
+	}
+	c, err := s.Counts(ctx, "r1")
+	must(t, err)
+	// Offering pins the device into the fleet and clears its conflict.
+	if c.FleetSize != 1 || c.Conflicts != 0 || c.Waves[0].States[eligibility.StateOffered] != 1 || c.Waves[0].Targeted != 1 {
+		t.Fatalf("counts r1: %+v %+v", c, c.Waves[0])
+	}
+	f, err := s.RecentFailures(ctx, "r2", 20)
+	must(t, err)
+	if len(f) != 1 || f[0].Reason != "boom" || f[0].Wave != 1 {
+		t.Fatalf("failures: %+v", f)
+	}
+	must(t, s.ForgetRollout(ctx, "r2"))
+	if _, err := s.Record(ctx, "r2", "d1"); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("after forget: %v", err)
+	}
+}
+
+func testApplyReport(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, eligibility.StateOffered), nil))
+	step := func(st eligibility.State) func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+		return func(r devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+			r.State = st
+			return r, nil, nil
+		}
+	}
+	rep := devicestore.Report{DeviceID: "d1", ReportID: "rep-1", RolloutUID: "r1", At: t0}
+	r, err := s.ApplyReport(ctx, rep, step(eligibility.StateDownloading))
+	must(t, err)
+	if r.State != eligibility.StateDownloading {
+		t.Fatalf("state %s", r.State)
+	}
+	if _, err := s.ApplyReport(ctx, rep, step(eligibility.StateFailed)); !errors.Is(err, devicestore.ErrDuplicateReport) {
+		t.Fatalf("replay: %v", err)
+	}
+	// A refused update stores nothing, not even the report ID.
+	refuse := errors.New("refused")
+	rep2 := devicestore.Report{DeviceID: "d1", ReportID: "rep-2", RolloutUID: "r1", At: t0}
+	if _, err := s.ApplyReport(ctx, rep2, func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+		return devicestore.Record{}, nil, refuse
+	}); !errors.Is(err, refuse) {
+		t.Fatalf("refused: %v", err)
+	}
+	if _, err := s.ApplyReport(ctx, rep2, step(eligibility.StateDownloaded)); err != nil {
+		t.Fatalf("retry after refusal: %v", err)
+	}
+	// Report IDs are scoped per device.
+	must(t, s.PutRecord(ctx, rec("r1", "d2", 0, eligibility.StateOffered), nil))
+	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d2", ReportID: "rep-1", RolloutUID: "r1", At: t0}, step(eligibility.StateDownloading)); err != nil {
+		t.Fatalf("same ID other device: %v", err)
+	}
+	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d3", ReportID: "x", RolloutUID: "r1", At: t0}, step(eligibility.StateDownloading)); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("no record: %v", err)
+	}
+	n, err := s.PruneReports(ctx, t0.Add(time.Second))
+	must(t, err)
+	if n != 3 {
+		t.Fatalf("pruned %d, want 3", n)
+	}
+}
+
+func testFleet(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	var members []devicestore.FleetMember
+	for i := range 10 {
+		members = append(members, devicestore.FleetMember{DeviceID: fmt.Sprintf("d%d", i), Rank: uint64(i+1) * 1000, Wave: 1})
+	}
+	must(t, s.SyncFleet(ctx, "r1", members, nil))
+	r, ok, err := s.NthRank(ctx, "r1", 3)
+	must(t, err)
+	if !ok || r != 3000 {
+		t.Fatalf("3rd rank %d %v", r, ok)
+	}
+	if _, ok, _ := s.NthRank(ctx, "r1", 11); ok {
+		t.Fatal("11th rank of 10 devices")
+	}
+	// d0 is offered in wave 1 (pinned): reassignment leaves it there.
+	must(t, s.PutRecord(ctx, rec("r1", "d0", 1, eligibility.StateOffered), nil))
+	must(t, s.AssignWaves(ctx, "r1", []uint64{3000, 6000, eligibility.MaxRank}))
+	c, err := s.Counts(ctx, "r1")
+	must(t, err)
+	got := []int64{c.Waves[0].Targeted, c.Waves[1].Targeted, c.Waves[2].Targeted}
+	if got[0] != 2 || got[1] != 4 || got[2] != 4 || c.FleetSize != 10 {
+		t.Fatalf("targeted %v size %d", got, c.FleetSize)
+	}
+	// Re-syncing an offered device does not unpin it; removal does.
+	must(t, s.SyncFleet(ctx, "r1", []devicestore.FleetMember{{DeviceID: "d0", Rank: 1000, Wave: 0}}, []string{"d9"}))
+	c, err = s.Counts(ctx, "r1")
+	must(t, err)
+	if c.FleetSize != 9 || c.Waves[1].Targeted != 4 || c.Waves[2].Targeted != 3 {
+		t.Fatalf("after resync: size %d w1 %d w2 %d", c.FleetSize, c.Waves[1].Targeted, c.Waves[2].Targeted)
+	}
+	must(t, s.SetConflict(ctx, "r1", "d5", true))
+	must(t, s.SetConflict(ctx, "r1", "d5", true))
+	must(t, s.SetConflict(ctx, "r1", "d6", true))
+	must(t, s.SetConflict(ctx, "r1", "d6", false))
+	c, err = s.Counts(ctx, "r1")
+	must(t, err)
+	if c.Conflicts != 1 {
+		t.Fatalf("conflicts %d", c.Conflicts)
+	}
+}
+
+func testExpire(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	old := rec("r1", "d1", 0, eligibility.StateDownloading)
+	must(t, s.PutRecord(ctx, old, nil))
+	fresh := rec("r1", "d2", 0, eligibility.StateOffered)
+	fresh.OfferedAt = t0.Add(time.Hour)
+	must(t, s.PutRecord(ctx, fresh, nil))
+	done := rec("r1", "d3", 0, eligibility.StateSucceeded)
+	must(t, s.PutRecord(ctx, done, nil))
+	n, err := s.ExpireOffers(ctx, "r1", t0.Add(time.Minute), t0.Add(2*time.Hour))
+	must(t, err)
+	if n != 1 {
+		t.Fatalf("expired %d", n)
+	}
+	r, err := s.Record(ctx, "r1", "d1")
+	must(t, err)
+	if r.State != eligibility.StateTimedOut || r.Reason != eligibility.ReasonTimedOut {
+		t.Fatalf("record %+v", r)
+	}
+	f, err := s.RecentFailures(ctx, "r1", 20)
+	must(t, err)
+	if len(f) != 1 || f[0].DeviceID != "d1" {
+		t.Fatalf("failures %+v", f)
+	}
+}
+
+func testWrappedKeys(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	if _, err := s.WrappedKey(ctx, "d1", "b"); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("missing: %v", err)
+	}
+	must(t, s.PutWrappedKey(ctx, "d1", "b", []byte("wrapped")))
+	w, err := s.WrappedKey(ctx, "d1", "b")
+	must(t, err)
+	if string(w) != "wrapped" {
+		t.Fatalf("got %q", w)
+	}
+	if _, err := s.WrappedKey(ctx, "d2", "b"); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("other device: %v", err)
+	}
+	must(t, s.Ping(ctx))
+}

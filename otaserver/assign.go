@@ -1,0 +1,111 @@
+package otaserver
+
+import (
+	"context"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/otaserver/catalog"
+)
+
+// UpdateResponse is the 200 answer of GET /v1/update.
+type UpdateResponse struct {
+	// Action is "install", "rollback" or "cancel".
+	Action string `json:"action"`
+	// Rollout is "namespace/name"; reports name it.
+	Rollout string `json:"rollout"`
+	// Assignment is set for install and rollback.
+	Assignment *assignment.Signed `json:"assignment,omitempty"`
+	// Reason explains a cancel.
+	Reason string `json:"reason,omitempty"`
+}
+
+// Answer actions.
+const (
+	actionInstall  = "install"
+	actionRollback = "rollback"
+	actionCancel   = "cancel"
+)
+
+// wrappedKey returns the content key wrapped for the device, from the
+// cache or freshly wrapped (and cached). Its existence is also what
+// authorizes the device to download the blob.
+func (s *Server) wrappedKey(ctx context.Context, d devicestore.Device, rel *catalog.Release) ([]byte, error) {
+	blob := rel.Artifact.EncryptedSHA256
+	w, err := s.store.WrappedKey(ctx, d.ID, blob)
+	if err == nil {
+		return w, nil
+	}
+	if !errors.Is(err, devicestore.ErrNotFound) {
+		return nil, err
+	}
+	raw, err := hex.DecodeString(blob)
+	if err != nil || len(raw) != 32 {
+		return nil, fmt.Errorf("release %s: bad blob digest", rel.Key())
+	}
+	w, err = keywrap.Wrap(keywrap.KEM(d.KEM), d.PublicKey, rel.ContentKey, [32]byte(raw), d.ID)
+	if err != nil {
+		return nil, fmt.Errorf("wrap content key of %s: %w", rel.Key(), err)
+	}
+	if err := s.store.PutWrappedKey(ctx, d.ID, blob, w); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// sign builds and signs the device's assignment to rel.
+func (s *Server) sign(ctx context.Context, r *http.Request, d devicestore.Device, ro *catalog.Rollout, rel *catalog.Release, nonce string, rollback bool) (*assignment.Signed, error) {
+	wk, err := s.wrappedKey(ctx, d, rel)
+	if err != nil {
+		return nil, err
+	}
+	if nonce == "" {
+		if nonce, err = assignment.NewNonce(); err != nil {
+			return nil, err
+		}
+	}
+	now := s.cfg.Now().UTC().Truncate(time.Second)
+	a := assignment.Assignment{
+		DeviceID:        d.ID,
+		Rollout:         ro.Key(),
+		Release:         rel.Key(),
+		Version:         rel.Version,
+		SecurityVersion: rel.SecurityVersion,
+		PlainSHA256:     rel.Artifact.PlainSHA256,
+		PlainSize:       rel.Artifact.Size,
+		EncryptedSHA256: rel.Artifact.EncryptedSHA256,
+		EncryptedSize:   rel.Artifact.EncryptedSize,
+		Suite:           rel.Artifact.Suite,
+		BlobURL:         s.blobURL(r, rel.Artifact.EncryptedSHA256),
+		KEM:             d.KEM,
+		WrappedKey:      wk,
+		VendorSignature: rel.VendorSignature,
+		Rollback:        rollback,
+		Nonce:           nonce,
+		IssuedAt:        now,
+		ExpiresAt:       now.Add(s.cfg.AssignmentTTL),
+	}
+	signed, err := s.cfg.Signer.Sign(a)
+	if err != nil {
+		return nil, fmt.Errorf("sign assignment to %s: %w", rel.Key(), err)
+	}
+	return &signed, nil
+}
+
+func (s *Server) blobURL(r *http.Request, digest string) string {
+	base := s.cfg.PublicURL
+	if base == "" {
+		scheme := "http"
+		if r.TLS != nil {
+			scheme = "https"
+		}
+		base = scheme + "://" + r.Host
+	}
+	return base + "/v1/blobs/" + digest
+}

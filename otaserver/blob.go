@@ -1,0 +1,50 @@
+package otaserver
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/devicestore"
+)
+
+// blob serves GET/HEAD /v1/blobs/{digest} to devices holding an assignment
+// to it. Range, If-Range and If-None-Match are handled by
+// http.ServeContent against the strong ETag "<digest>"; the content never
+// changes, so resumed downloads are always consistent.
+func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	d := deviceFrom(ctx)
+	digest := r.PathValue("digest")
+	if !blobstore.ValidDigest(digest) {
+		writeError(w, http.StatusBadRequest, codeBadRequest, "blob name must be 64 lowercase hex characters")
+		return
+	}
+	// A wrapped key exists exactly when the device was assigned the blob.
+	if _, err := s.store.WrappedKey(ctx, d.ID, digest); err != nil {
+		if errors.Is(err, devicestore.ErrNotFound) {
+			writeError(w, http.StatusForbidden, codeNotAssigned, "this device holds no assignment to the blob")
+			return
+		}
+		s.internal(w, r, "check assignment", err)
+		return
+	}
+	b, err := s.cfg.Blobs.Open(ctx, digest)
+	if errors.Is(err, blobstore.ErrNotFound) {
+		writeError(w, http.StatusNotFound, codeNotFound, "blob not found")
+		return
+	}
+	if err != nil {
+		s.internal(w, r, "open blob", err)
+		return
+	}
+	defer b.Close()
+	// Large images on slow links outlive the server-wide write timeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(s.cfg.BlobWriteTimeout))
+	h := w.Header()
+	h.Set("ETag", `"`+digest+`"`)
+	h.Set("Content-Type", "application/octet-stream")
+	h.Set("Cache-Control", "private, max-age=31536000, immutable")
+	http.ServeContent(w, r, "", b.Info().ModTime, b)
+}

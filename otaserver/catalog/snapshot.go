@@ -1,0 +1,223 @@
+package catalog
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/controllers"
+	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/envelope"
+)
+
+// DefaultDeviceTimeout applies when spec.deviceTimeout is unset.
+const DefaultDeviceTimeout = 2 * time.Hour
+
+// Release is a FirmwareRelease as the server needs it.
+type Release struct {
+	Namespace, Name string
+	Version         string
+	SecurityVersion int64
+	DeviceTypes     map[string]bool
+	// Usable: Ready, with an artifact and its content key loaded.
+	Usable          bool
+	Artifact        otav1.Artifact
+	VendorSignature string
+	ContentKey      []byte
+}
+
+// Key is "namespace/name".
+func (r *Release) Key() string { return r.Namespace + "/" + r.Name }
+
+// Accepts reports whether the release fits the device type.
+func (r *Release) Accepts(deviceType string) bool { return r.DeviceTypes[deviceType] }
+
+// Rollout is a Rollout compiled for fast matching.
+type Rollout struct {
+	Namespace, Name, UID string
+	Created              time.Time
+	Selector             labels.Selector
+	// SelectorKey changes whenever the selector does (fleet resync).
+	SelectorKey        string
+	Release            *Release // nil while the release does not exist
+	WaveNames          []string
+	Waves              []eligibility.WaveSize
+	DeviceTimeout      time.Duration
+	MaxOffersPerMinute int32
+	// View is the offer-decision view, without cutoffs.
+	View eligibility.RolloutView
+}
+
+// Key is "namespace/name".
+func (r *Rollout) Key() string { return r.Namespace + "/" + r.Name }
+
+// Matches reports whether the device is in the rollout's fleet: the selector
+// matches its labels and the release accepts its type.
+func (r *Rollout) Matches(deviceType string, l map[string]string) bool {
+	return r.Release != nil && r.Release.Accepts(deviceType) && r.Selector.Matches(labels.Set(l))
+}
+
+// Snapshot is an immutable view of the catalog.
+type Snapshot struct {
+	// Rollouts, oldest first: the order in which they claim devices.
+	Rollouts  []*Rollout
+	byKey     map[string]*Rollout
+	byUID     map[string]*Rollout
+	byVersion map[string][]*Release // namespace "\x00" version
+}
+
+// Rollout returns the rollout "namespace/name", or nil.
+func (s *Snapshot) Rollout(key string) *Rollout { return s.byKey[key] }
+
+// RolloutByUID returns the rollout with the UID, or nil.
+func (s *Snapshot) RolloutByUID(uid string) *Rollout { return s.byUID[uid] }
+
+// Matching returns the rollouts whose fleet includes the device, oldest first.
+func (s *Snapshot) Matching(deviceType string, l map[string]string) []*Rollout {
+	var out []*Rollout
+	for _, r := range s.Rollouts {
+		if r.Matches(deviceType, l) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// PreviousRelease is the usable release of the namespace with the version
+// that accepts the device type (the first by name if several do).
+func (s *Snapshot) PreviousRelease(namespace, version, deviceType string) *Release {
+	for _, r := range s.byVersion[namespace+"\x00"+version] {
+		if r.Usable && r.Accepts(deviceType) {
+			return r
+		}
+	}
+	return nil
+}
+
+// Build compiles a snapshot from objects. keys maps "namespace/secret" to
+// the content key Secret.
+func Build(rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[string]*corev1.Secret) *Snapshot {
+	s := &Snapshot{byKey: map[string]*Rollout{}, byUID: map[string]*Rollout{}, byVersion: map[string][]*Release{}}
+	rels := map[string]*Release{}
+	for i := range releases {
+		r := compileRelease(&releases[i], keys)
+		rels[r.Key()] = r
+		k := r.Namespace + "\x00" + r.Version
+		s.byVersion[k] = append(s.byVersion[k], r)
+	}
+	for _, l := range s.byVersion {
+		slices.SortFunc(l, func(a, b *Release) int { return cmp.Compare(a.Name, b.Name) })
+	}
+	for i := range rollouts {
+		ro := &rollouts[i]
+		r := compileRollout(ro, rels[ro.Namespace+"/"+ro.Spec.ReleaseRef.Name])
+		if r == nil {
+			continue
+		}
+		s.Rollouts = append(s.Rollouts, r)
+		s.byKey[r.Key()] = r
+		s.byUID[r.UID] = r
+	}
+	slices.SortFunc(s.Rollouts, func(a, b *Rollout) int {
+		if c := a.Created.Compare(b.Created); c != 0 {
+			return c
+		}
+		return cmp.Compare(a.Key(), b.Key())
+	})
+	return s
+}
+
+func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *Release {
+	r := &Release{
+		Namespace: fr.Namespace, Name: fr.Name, Version: fr.Spec.Version,
+		SecurityVersion: fr.Spec.SecurityVersion, DeviceTypes: map[string]bool{},
+		VendorSignature: fr.Spec.Signature.Value,
+	}
+	for _, t := range fr.Spec.Compatibility.DeviceTypes {
+		r.DeviceTypes[t] = true
+	}
+	ready := meta.IsStatusConditionTrue(fr.Status.Conditions, otav1.ConditionReady)
+	if a := fr.Status.Artifact; a != nil && ready && fr.DeletionTimestamp == nil {
+		r.Artifact = *a
+		if sec := keys[fr.Namespace+"/"+a.KeySecretName]; sec != nil && sec.Labels[controllers.LabelReleaseUID] == string(fr.UID) {
+			if k := sec.Data[controllers.ContentKeyField]; len(k) == envelope.KeySize {
+				r.ContentKey = k
+				r.Usable = true
+			}
+		}
+	}
+	return r
+}
+
+func compileRollout(ro *otav1.Rollout, rel *Release) *Rollout {
+	sel := labels.Everything()
+	selKey := ""
+	if ro.Spec.Selector != nil {
+		s, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
+		if err != nil {
+			return nil // the API server validates selectors; skip a broken one
+		}
+		sel, selKey = s, s.String()
+	}
+	r := &Rollout{
+		Namespace: ro.Namespace, Name: ro.Name, UID: string(ro.UID),
+		Created: ro.CreationTimestamp.Time, Selector: sel, Release: rel,
+		DeviceTimeout: DefaultDeviceTimeout,
+	}
+	if rel != nil {
+		// A new compatibility list changes the fleet as much as a new
+		// selector does.
+		types := make([]string, 0, len(rel.DeviceTypes))
+		for t := range rel.DeviceTypes {
+			types = append(types, t)
+		}
+		slices.Sort(types)
+		selKey += "|" + strings.Join(types, ",")
+	}
+	r.SelectorKey = selKey
+	if ro.Spec.DeviceTimeout != nil && ro.Spec.DeviceTimeout.Duration > 0 {
+		r.DeviceTimeout = ro.Spec.DeviceTimeout.Duration
+	}
+	if ro.Spec.MaxOffersPerMinute != nil {
+		r.MaxOffersPerMinute = *ro.Spec.MaxOffersPerMinute
+	}
+	for _, w := range ro.Spec.Waves {
+		r.WaveNames = append(r.WaveNames, w.Name)
+		r.Waves = append(r.Waves, waveSize(w.Devices))
+	}
+	rollbackOnAbort := ro.Spec.RollbackOnAbort == nil || *ro.Spec.RollbackOnAbort
+	r.View = eligibility.RolloutView{
+		Phase:             ro.Status.Phase,
+		CurrentWave:       int(ro.Status.CurrentWave),
+		Paused:            ro.Spec.Paused,
+		Abort:             ro.Spec.Abort,
+		RollbackRequested: ro.Status.RollbackRequested && rollbackOnAbort,
+	}
+	if rel != nil {
+		r.View.ReleaseReady = rel.Usable
+		r.View.Version = rel.Version
+		r.View.SecurityVersion = rel.SecurityVersion
+	}
+	return r
+}
+
+// waveSize parses "N" or "N%"; anything else opens nothing (the API
+// server's validation makes that unreachable).
+func waveSize(v intstr.IntOrString) eligibility.WaveSize {
+	if v.Type == intstr.Int {
+		return eligibility.WaveSize{Count: int64(v.IntVal)}
+	}
+	p, err := intstr.GetScaledValueFromIntOrPercent(&v, 100, false)
+	if err != nil || !strings.HasSuffix(v.StrVal, "%") {
+		return eligibility.WaveSize{}
+	}
+	return eligibility.WaveSize{Percent: p}
+}

@@ -1,0 +1,90 @@
+package catalog
+
+import (
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/util/intstr"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/controllers"
+	"github.com/otaflow/otaflow/internal/eligibility"
+)
+
+func rel(name, version string, ready bool) otav1.FirmwareRelease {
+	r := otav1.FirmwareRelease{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
+		Spec:       otav1.FirmwareReleaseSpec{Version: version, Compatibility: otav1.Compatibility{DeviceTypes: []string{"t1"}}},
+		Status:     otav1.FirmwareReleaseStatus{Artifact: &otav1.Artifact{EncryptedSHA256: "e", KeySecretName: name + "-key"}},
+	}
+	r.UID = types.UID("uid-" + r.Name)
+	if ready {
+		r.Status.Conditions = []metav1.Condition{{Type: otav1.ConditionReady, Status: metav1.ConditionTrue}}
+	}
+	return r
+}
+
+func key(name, uid string, n int) *corev1.Secret {
+	return &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{controllers.LabelReleaseUID: uid}},
+		Data:       map[string][]byte{controllers.ContentKeyField: make([]byte, n)},
+	}
+}
+
+func TestBuild(t *testing.T) {
+	t0 := time.Now()
+	rels := []otav1.FirmwareRelease{rel("a", "2.0.0", true), rel("b", "1.0.0", true), rel("c", "1.0.0", false), rel("d", "3.0.0", true)}
+	keys := map[string]*corev1.Secret{
+		"ns/a-key": key("a-key", "uid-a", 32),
+		"ns/b-key": key("b-key", "uid-b", 32),
+		"ns/c-key": key("c-key", "uid-c", 32),
+		"ns/d-key": key("d-key", "uid-other", 32), // not this release's Secret
+	}
+	mk := func(name string, created time.Time, release string) otav1.Rollout {
+		return otav1.Rollout{
+			ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, CreationTimestamp: metav1.NewTime(created)},
+			Spec: otav1.RolloutSpec{ReleaseRef: otav1.ReleaseReference{Name: release},
+				Selector: &metav1.LabelSelector{MatchLabels: map[string]string{"region": "eu"}},
+				Waves:    []otav1.Wave{{Name: "c", Devices: intstr.FromInt32(5)}, {Name: "all", Devices: intstr.FromString("100%")}}},
+			Status: otav1.RolloutStatus{Phase: otav1.RolloutProgressing},
+		}
+	}
+	newer, older, broken := mk("newer", t0.Add(time.Hour), "a"), mk("older", t0, "a"), mk("nokey", t0, "d")
+	newer.UID, older.UID, broken.UID = "u-new", "u-old", "u-broken"
+	s := Build([]otav1.Rollout{newer, older, broken}, rels, keys)
+
+	if len(s.Rollouts) != 3 || s.Rollouts[2].Name != "newer" {
+		t.Fatalf("order: %v %v %v", s.Rollouts[0].Name, s.Rollouts[1].Name, s.Rollouts[2].Name)
+	}
+	ro := s.Rollout("ns/older")
+	if ro == nil || !ro.View.ReleaseReady || ro.View.Version != "2.0.0" || ro.DeviceTimeout != DefaultDeviceTimeout {
+		t.Fatalf("older: %+v", ro)
+	}
+	if want := []eligibility.WaveSize{{Count: 5}, {Percent: 100}}; ro.Waves[0] != want[0] || ro.Waves[1] != want[1] {
+		t.Fatalf("waves %+v", ro.Waves)
+	}
+	if ro.View.RollbackRequested {
+		t.Fatal("rollback requested without status.rollbackRequested")
+	}
+	if s.RolloutByUID("u-broken").View.ReleaseReady {
+		t.Fatal("release whose key Secret belongs to another release is usable")
+	}
+	if got := s.Matching("t1", map[string]string{"region": "eu"}); len(got) != 3 {
+		t.Fatalf("matching %d", len(got))
+	}
+	if got := s.Matching("t2", map[string]string{"region": "eu"}); len(got) != 0 {
+		t.Fatal("incompatible type matched")
+	}
+	if got := s.Matching("t1", map[string]string{"region": "us"}); len(got) != 0 {
+		t.Fatal("selector ignored")
+	}
+	if p := s.PreviousRelease("ns", "1.0.0", "t1"); p == nil || p.Name != "b" {
+		t.Fatalf("previous release %+v (c is not Ready)", p)
+	}
+	if p := s.PreviousRelease("ns", "1.0.0", "t9"); p != nil {
+		t.Fatal("previous release for another type")
+	}
+}

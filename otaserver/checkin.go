@@ -1,0 +1,48 @@
+package otaserver
+
+import (
+	"fmt"
+	"net/url"
+	"strconv"
+)
+
+// CheckIn is what GET /v1/update says about the device, from its query.
+type CheckIn struct {
+	// Version is the running firmware version (required).
+	Version string
+	// SecurityFloor is the device's anti-rollback floor (required).
+	SecurityFloor int64
+	// Nonce, when set, is echoed in the assignment (16–128 hex characters).
+	Nonce string
+}
+
+// ParseCheckIn parses and validates the update query.
+func ParseCheckIn(q url.Values) (CheckIn, error) {
+	var c CheckIn
+	for k, v := range q {
+		switch k {
+		case "version", "securityFloor", "nonce":
+			if len(v) != 1 {
+				return c, fmt.Errorf("%s: give it once", k)
+			}
+		default:
+			return c, fmt.Errorf("unknown parameter %q", k)
+		}
+	}
+	c.Version = q.Get("version")
+	if err := validVersion(c.Version); err != nil {
+		return c, fmt.Errorf("version: %w", err)
+	}
+	f, err := strconv.ParseInt(q.Get("securityFloor"), 10, 64)
+	if err != nil || f < 0 || f > 1<<32-1 {
+		return c, fmt.Errorf("securityFloor: must be an integer from 0 to 4294967295")
+	}
+	c.SecurityFloor = f
+	if n := q.Get("nonce"); n != "" {
+		if err := validNonce(n); err != nil {
+			return c, fmt.Errorf("nonce: %w", err)
+		}
+		c.Nonce = n
+	}
+	return c, nil
+}

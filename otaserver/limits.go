@@ -1,0 +1,159 @@
+package otaserver
+
+import (
+	"math"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// deviceLimiter is a token bucket per device.
+type deviceLimiter struct {
+	mu    sync.Mutex
+	r     rate.Limit
+	burst int
+	now   func() time.Time
+	m     map[string]*limiterEntry
+}
+
+type limiterEntry struct {
+	l    *rate.Limiter
+	last time.Time
+}
+
+func newDeviceLimiter(r rate.Limit, burst int, now func() time.Time) *deviceLimiter {
+	return &deviceLimiter{r: r, burst: burst, now: now, m: map[string]*limiterEntry{}}
+}
+
+// allow takes a token for key, or says how long to wait for one.
+func (d *deviceLimiter) allow(key string) (time.Duration, bool) {
+	now := d.now()
+	d.mu.Lock()
+	e := d.m[key]
+	if e == nil {
+		e = &limiterEntry{l: rate.NewLimiter(d.r, d.burst)}
+		d.m[key] = e
+	}
+	e.last = now
+	res := e.l.ReserveN(now, 1)
+	d.mu.Unlock()
+	if !res.OK() {
+		return time.Minute, false
+	}
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now)
+		return wait, false
+	}
+	return 0, true
+}
+
+// sweep forgets devices idle for longer than idle; a full bucket is the
+// same as a new one, so nothing is lost.
+func (d *deviceLimiter) sweep(idle time.Duration) {
+	cut := d.now().Add(-idle)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	for k, e := range d.m {
+		if e.last.Before(cut) {
+			delete(d.m, k)
+		}
+	}
+}
+
+// offerLimiter enforces each rollout's maxOffersPerMinute (per replica).
+type offerLimiter struct {
+	mu  sync.Mutex
+	now func() time.Time
+	m   map[string]*offerBucket
+}
+
+type offerBucket struct {
+	perMin int32
+	l      *rate.Limiter
+}
+
+func newOfferLimiter(now func() time.Time) *offerLimiter {
+	return &offerLimiter{now: now, m: map[string]*offerBucket{}}
+}
+
+// allow takes one offer from the rollout's budget. perMin <= 0 is no limit.
+// The burst is a second's worth, so a minute never sees much more than
+// perMin offers.
+func (o *offerLimiter) allow(rolloutUID string, perMin int32) (time.Duration, bool) {
+	if perMin <= 0 {
+		return 0, true
+	}
+	now := o.now()
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.m[rolloutUID]
+	if b == nil || b.perMin != perMin {
+		burst := int(math.Ceil(float64(perMin) / 60))
+		b = &offerBucket{perMin: perMin, l: rate.NewLimiter(rate.Limit(float64(perMin)/60), burst)}
+		o.m[rolloutUID] = b
+	}
+	res := b.l.ReserveN(now, 1)
+	if wait := res.DelayFrom(now); wait > 0 {
+		res.CancelAt(now)
+		return wait, false
+	}
+	return 0, true
+}
+
+// seenBatch collects last-seen times between flushes.
+type seenBatch struct {
+	mu sync.Mutex
+	m  map[string]time.Time
+}
+
+func newSeenBatch() *seenBatch { return &seenBatch{m: map[string]time.Time{}} }
+
+func (s *seenBatch) add(id string, at time.Time) {
+	s.mu.Lock()
+	if at.After(s.m[id]) {
+		s.m[id] = at
+	}
+	s.mu.Unlock()
+}
+
+func (s *seenBatch) take() map[string]time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := s.m
+	s.m = map[string]time.Time{}
+	return out
+}
+
+func (s *seenBatch) putBack(b map[string]time.Time) {
+	for id, at := range b {
+		s.add(id, at)
+	}
+}
+
+// conflictMarks remembers conflicts already written, so a device held by an
+// older rollout does not cost a write on every check-in. Bounded: when
+// full it is cleared, which only costs repeated idempotent writes.
+type conflictMarks struct {
+	mu  sync.Mutex
+	max int
+	m   map[string]struct{}
+}
+
+func newConflictMarks(max int) *conflictMarks {
+	return &conflictMarks{max: max, m: map[string]struct{}{}}
+}
+
+// first reports whether key was not marked yet, and marks it.
+func (c *conflictMarks) first(key string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if _, ok := c.m[key]; ok {
+		return false
+	}
+	if len(c.m) >= c.max {
+		clear(c.m)
+	}
+	c.m[key] = struct{}{}
+	return true
+}

@@ -1,0 +1,84 @@
+package reporter
+
+import (
+	"context"
+	"fmt"
+	"slices"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/otaserver/catalog"
+)
+
+// pageSize is how many devices one fleet-sync transaction handles.
+const pageSize = 2000
+
+// syncFleet adds devices enrolled (or re-enrolled) since the last pass to
+// the rollout's fleet, or removes them when they no longer match. A new
+// selector or device-type list starts over from the first device. Then the
+// count-wave cutoffs are recomputed from the ordered rank index, and
+// unpinned members move to their new waves if the cutoffs moved.
+func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout) error {
+	st := r.fleets[ro.UID]
+	if st == nil || st.selectorKey != ro.SelectorKey {
+		st = &fleetState{selectorKey: ro.SelectorKey, cutoffs: st.cutoffsOrNil()}
+		r.fleets[ro.UID] = st
+	}
+	cut := st.cutoffs
+	if cut == nil {
+		cut = eligibility.Cutoffs(ro.Waves, nil) // provisional; fixed below
+	}
+	for {
+		devs, err := r.cfg.Store.DevicesSince(ctx, st.seq, pageSize)
+		if err != nil {
+			return err
+		}
+		var up []devicestore.FleetMember
+		var rm []string
+		for _, d := range devs {
+			if ro.Matches(d.Type, d.Labels) {
+				rank := eligibility.Rank(ro.UID, d.ID)
+				up = append(up, devicestore.FleetMember{DeviceID: d.ID, Rank: rank, Wave: eligibility.WaveOf(rank, cut)})
+			} else {
+				rm = append(rm, d.ID)
+			}
+		}
+		if err := r.cfg.Store.SyncFleet(ctx, ro.UID, up, rm); err != nil {
+			return err
+		}
+		if len(devs) > 0 {
+			st.seq = devs[len(devs)-1].Seq
+		}
+		if len(devs) < pageSize {
+			break
+		}
+	}
+	nth := map[int64]uint64{}
+	for _, n := range eligibility.CountRanks(ro.Waves) {
+		rank, ok, err := r.cfg.Store.NthRank(ctx, ro.UID, n)
+		if err != nil {
+			return err
+		}
+		if ok {
+			nth[n] = rank
+		}
+	}
+	next := eligibility.Cutoffs(ro.Waves, nth)
+	if !slices.Equal(next, st.cutoffs) {
+		if err := r.cfg.Store.AssignWaves(ctx, ro.UID, next); err != nil {
+			return fmt.Errorf("assign waves of %s: %w", ro.Key(), err)
+		}
+		st.cutoffs = next
+		r.mu.Lock()
+		r.cutoffs[ro.UID] = next
+		r.mu.Unlock()
+	}
+	return nil
+}
+
+func (f *fleetState) cutoffsOrNil() []uint64 {
+	if f == nil {
+		return nil
+	}
+	return f.cutoffs
+}

@@ -1,0 +1,185 @@
+// Package reporter turns the device store into Rollout status. Every
+// --report-interval it, for each rollout: brings the rollout's fleet up to
+// date with the devices enrolled since the last pass, recomputes the wave
+// cutoffs, times out stale offers, counts devices per wave and state with
+// indexed GROUP BYs, and applies the server's status fields with
+// server-side apply (field manager otaflow-otaserver) — only when they
+// changed, so API writes do not grow with the fleet.
+package reporter
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/prometheus/client_golang/prometheus"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/otaserver/catalog"
+)
+
+// FieldOwner is the server's field manager for Rollout status.
+const FieldOwner = "otaflow-otaserver"
+
+// ReportIDRetention is how long processed report IDs are remembered.
+const ReportIDRetention = 7 * 24 * time.Hour
+
+// MaxRecentFailures bounds status.recentFailures (the CRD allows 20).
+const MaxRecentFailures = 20
+
+// Catalog provides the rollouts.
+type Catalog interface {
+	Snapshot() *catalog.Snapshot
+}
+
+// Config wires a Reporter.
+type Config struct {
+	Client   client.Client // status subresource Apply only
+	Catalog  Catalog
+	Store    devicestore.Store
+	Interval time.Duration
+	// ApplyTimeout bounds one status apply.
+	ApplyTimeout time.Duration
+	Log          logr.Logger
+	Registerer   prometheus.Registerer
+	Now          func() time.Time
+}
+
+// Reporter computes fleets, cutoffs and counters, and writes status.
+type Reporter struct {
+	cfg       Config
+	patchTime *prometheus.HistogramVec
+	cycleTime prometheus.Histogram
+
+	mu      sync.RWMutex
+	cutoffs map[string][]uint64 // published for the request path
+
+	// Owned by the cycle goroutine.
+	fleets map[string]*fleetState
+	last   map[string]string // rollout UID → last applied status (comparable form)
+}
+
+type fleetState struct {
+	seq         int64
+	selectorKey string
+	cutoffs     []uint64
+}
+
+// New creates a Reporter.
+func New(cfg Config) (*Reporter, error) {
+	if cfg.Catalog == nil || cfg.Store == nil {
+		return nil, fmt.Errorf("reporter: Catalog and Store are required")
+	}
+	if cfg.Interval <= 0 {
+		cfg.Interval = 2 * time.Second
+	}
+	if cfg.ApplyTimeout <= 0 {
+		cfg.ApplyTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	r := &Reporter{
+		cfg:     cfg,
+		cutoffs: map[string][]uint64{},
+		fleets:  map[string]*fleetState{},
+		last:    map[string]string{},
+		patchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "otaflow_ota_reporter_patch_seconds", Help: "Latency of Rollout status applies by result.",
+			Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
+		}, []string{"result"}),
+		cycleTime: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "otaflow_ota_reporter_cycle_seconds", Help: "Duration of one reporting cycle over all rollouts.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
+		}),
+	}
+	if cfg.Registerer != nil {
+		if err := cfg.Registerer.Register(r.patchTime); err != nil {
+			return nil, fmt.Errorf("reporter: register metrics: %w", err)
+		}
+		if err := cfg.Registerer.Register(r.cycleTime); err != nil {
+			return nil, fmt.Errorf("reporter: register metrics: %w", err)
+		}
+	}
+	return r, nil
+}
+
+// Cutoffs returns the wave cutoffs of a rollout once its fleet was synced.
+func (r *Reporter) Cutoffs(rolloutUID string) ([]uint64, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	c, ok := r.cutoffs[rolloutUID]
+	return c, ok
+}
+
+// Run runs a cycle every interval until ctx ends. Errors are logged and
+// retried on the next cycle: devices keep being served meanwhile.
+func (r *Reporter) Run(ctx context.Context) error {
+	t := time.NewTicker(r.cfg.Interval)
+	defer t.Stop()
+	var pruned time.Time
+	for {
+		r.Cycle(ctx)
+		if now := r.cfg.Now(); now.Sub(pruned) > time.Hour {
+			// Report IDs only guard against retries, which stop long before this.
+			if _, err := r.cfg.Store.PruneReports(ctx, now.Add(-ReportIDRetention)); err != nil {
+				r.cfg.Log.Error(err, "prune report IDs")
+			}
+			pruned = now
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Cycle runs one reporting pass over every rollout.
+func (r *Reporter) Cycle(ctx context.Context) {
+	start := time.Now()
+	defer func() { r.cycleTime.Observe(time.Since(start).Seconds()) }()
+	snap := r.cfg.Catalog.Snapshot()
+	seen := map[string]bool{}
+	for _, ro := range snap.Rollouts {
+		seen[ro.UID] = true
+		if err := r.rollout(ctx, ro); err != nil && ctx.Err() == nil {
+			r.cfg.Log.Error(err, "report rollout", "rollout", ro.Key())
+		}
+	}
+	for uid := range r.fleets {
+		if !seen[uid] {
+			r.forget(ctx, uid)
+		}
+	}
+}
+
+// forget drops a deleted rollout's data.
+func (r *Reporter) forget(ctx context.Context, uid string) {
+	if err := r.cfg.Store.ForgetRollout(ctx, uid); err != nil {
+		r.cfg.Log.Error(err, "forget deleted rollout", "uid", uid)
+		return
+	}
+	delete(r.fleets, uid)
+	delete(r.last, uid)
+	r.mu.Lock()
+	delete(r.cutoffs, uid)
+	r.mu.Unlock()
+}
+
+func (r *Reporter) rollout(ctx context.Context, ro *catalog.Rollout) error {
+	if ro.Release == nil {
+		return nil // no fleet without device types; status stays as it is
+	}
+	if err := r.syncFleet(ctx, ro); err != nil {
+		return err
+	}
+	now := r.cfg.Now()
+	if _, err := r.cfg.Store.ExpireOffers(ctx, ro.UID, now.Add(-ro.DeviceTimeout), now); err != nil {
+		return err
+	}
+	return r.report(ctx, ro, now)
+}

@@ -1,0 +1,145 @@
+package reporter
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/otaserver/catalog"
+)
+
+// Status is the part of Rollout.status the server owns.
+type Status struct {
+	Fleet          otav1.FleetStatus
+	Waves          []otav1.WaveStatus // name and counters only
+	RecentFailures []otav1.DeviceFailure
+}
+
+// BuildStatus turns store counts into the server's status fields: one entry
+// per spec wave, in spec order. inProgress sums offered … confirmed;
+// canceled and rolled-back devices count only as offered.
+func BuildStatus(ro *catalog.Rollout, c devicestore.Counts, failures []devicestore.Failure, now time.Time) Status {
+	s := Status{Fleet: otav1.FleetStatus{
+		Size: c.FleetSize, Conflicts: c.Conflicts, ObservedWave: int32(ro.View.CurrentWave),
+		ReportedAt: &metav1.Time{Time: now.UTC().Truncate(time.Second)},
+	}}
+	for i, name := range ro.WaveNames {
+		w := otav1.WaveStatus{Name: name}
+		if wc := c.Waves[i]; wc != nil {
+			w.Targeted = wc.Targeted
+			for st, n := range wc.States {
+				w.Offered += n
+				switch {
+				case st.InProgress():
+					w.InProgress += n
+				case st == eligibility.StateSucceeded:
+					w.Succeeded += n
+				case st == eligibility.StateFailed:
+					w.Failed += n
+				case st == eligibility.StateTimedOut:
+					w.TimedOut += n
+				}
+			}
+		}
+		s.Waves = append(s.Waves, w)
+	}
+	for _, f := range failures {
+		wave := ""
+		if f.Wave >= 0 && f.Wave < len(ro.WaveNames) {
+			wave = ro.WaveNames[f.Wave]
+		}
+		s.RecentFailures = append(s.RecentFailures, otav1.DeviceFailure{
+			Device: f.DeviceID, Wave: wave, Reason: truncate(f.Reason, 256), Time: metav1.Time{Time: f.At.UTC().Truncate(time.Second)},
+		})
+	}
+	return s
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+// comparable is the status without reportedAt, to detect real changes.
+func (s Status) comparable() string {
+	c := s
+	c.Fleet.ReportedAt = nil
+	b, _ := json.Marshal(c)
+	return string(b)
+}
+
+// Unstructured is the apply configuration: apiVersion, kind, name,
+// namespace and only the server's fields, all of them every time (fields
+// a manager stops sending are removed by server-side apply).
+func (s Status) Unstructured(ro *catalog.Rollout) *unstructured.Unstructured {
+	waves := make([]any, 0, len(s.Waves))
+	for _, w := range s.Waves {
+		waves = append(waves, map[string]any{
+			"name": w.Name, "targeted": w.Targeted, "offered": w.Offered, "inProgress": w.InProgress,
+			"succeeded": w.Succeeded, "failed": w.Failed, "timedOut": w.TimedOut,
+		})
+	}
+	failures := make([]any, 0, len(s.RecentFailures))
+	for _, f := range s.RecentFailures {
+		failures = append(failures, map[string]any{
+			"device": f.Device, "wave": f.Wave, "reason": f.Reason, "time": f.Time.UTC().Format(time.RFC3339),
+		})
+	}
+	fleet := map[string]any{
+		"size": s.Fleet.Size, "conflicts": s.Fleet.Conflicts, "observedWave": int64(s.Fleet.ObservedWave),
+	}
+	if s.Fleet.ReportedAt != nil {
+		fleet["reportedAt"] = s.Fleet.ReportedAt.UTC().Format(time.RFC3339)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"status": map[string]any{"fleet": fleet, "waves": waves, "recentFailures": failures},
+	}}
+	u.SetAPIVersion(otav1.GroupVersion.String())
+	u.SetKind("Rollout")
+	u.SetNamespace(ro.Namespace)
+	u.SetName(ro.Name)
+	return u
+}
+
+// report counts and, if anything changed since the last successful apply,
+// applies the status.
+func (r *Reporter) report(ctx context.Context, ro *catalog.Rollout, now time.Time) error {
+	c, err := r.cfg.Store.Counts(ctx, ro.UID)
+	if err != nil {
+		return err
+	}
+	f, err := r.cfg.Store.RecentFailures(ctx, ro.UID, MaxRecentFailures)
+	if err != nil {
+		return err
+	}
+	s := BuildStatus(ro, c, f, now)
+	key := s.comparable()
+	if r.last[ro.UID] == key || r.cfg.Client == nil {
+		return nil
+	}
+	actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
+	defer cancel()
+	start := time.Now()
+	err = r.cfg.Client.Status().Apply(actx, client.ApplyConfigurationFromUnstructured(s.Unstructured(ro)),
+		client.FieldOwner(FieldOwner), client.ForceOwnership)
+	result := "ok"
+	if err != nil {
+		result = "error"
+	}
+	r.patchTime.WithLabelValues(result).Observe(time.Since(start).Seconds())
+	if err != nil {
+		return fmt.Errorf("apply status of %s: %w", ro.Key(), err)
+	}
+	r.last[ro.UID] = key
+	return nil
+}

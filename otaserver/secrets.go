@@ -1,0 +1,56 @@
+package otaserver
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+)
+
+// +kubebuilder:rbac:groups=ota.otaflow.io,resources=firmwarereleases;rollouts,verbs=get;list;watch
+// +kubebuilder:rbac:groups=ota.otaflow.io,resources=rollouts/status,verbs=get;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
+// (config/rbac/otaserver_role.yaml holds the same rules, hand-written.)
+
+// WatchTokenSecret keeps set equal to the data of one Secret (the
+// enrollment tokens) until ctx ends. It blocks until the first sync; a
+// missing Secret means no device can enroll.
+func WatchTokenSecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string, set *TokenSet, onChange func(n int)) error {
+	c, err := cache.New(cfg, cache.Options{
+		Scheme:            scheme,
+		DefaultNamespaces: map[string]cache.Config{namespace: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Field: fields.OneTermEqualSelector("metadata.name", name)},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("enrollment Secret cache: %w", err)
+	}
+	inf, err := c.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return fmt.Errorf("enrollment Secret informer: %w", err)
+	}
+	update := func(obj any) {
+		if s, ok := obj.(*corev1.Secret); ok && s.Name == name {
+			onChange(set.Replace(s.Data))
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    update,
+		UpdateFunc: func(_, o any) { update(o) },
+		DeleteFunc: func(any) { onChange(set.Replace(nil)) },
+	}); err != nil {
+		return fmt.Errorf("enrollment Secret handler: %w", err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		return fmt.Errorf("enrollment Secret %s/%s: cache did not sync", namespace, name)
+	}
+	return nil
+}

@@ -1,0 +1,171 @@
+// Package otaserver is the device API of the OTA server (protocol v1,
+// docs/protocol.md): enrollment, update checks answered with signed
+// per-device assignments, encrypted blob downloads and status reports.
+//
+// Handlers read rollouts from the catalog's in-memory snapshot and devices
+// from the device store; they never call the Kubernetes API, so devices
+// are served while the API server is away.
+package otaserver
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/go-logr/logr"
+	"golang.org/x/time/rate"
+
+	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/otaserver/catalog"
+)
+
+// Catalog provides the current rollouts and releases.
+type Catalog interface {
+	Snapshot() *catalog.Snapshot
+}
+
+// Cutoffs provides each rollout's wave cutoffs (computed by the reporter
+// from the fleet); ok is false until they are known.
+type Cutoffs interface {
+	Cutoffs(rolloutUID string) (cutoffs []uint64, ok bool)
+}
+
+// BootstrapTokens checks enrollment (bootstrap) tokens.
+type BootstrapTokens interface {
+	Valid(token string) bool
+}
+
+// Config wires a Server.
+type Config struct {
+	Store   devicestore.Store
+	Catalog Catalog
+	Cutoffs Cutoffs
+	Blobs   blobstore.Store
+	Signer  *assignment.Signer
+	Tokens  BootstrapTokens
+	Metrics *Metrics
+	Log     logr.Logger
+
+	// PublicURL is the base of blob URLs in assignments (such as
+	// https://ota.example.com); empty derives it from each request.
+	PublicURL string
+	// AssignmentTTL is how long a signed assignment is valid.
+	AssignmentTTL time.Duration
+	// DeviceRate and DeviceBurst limit each device's update checks,
+	// reports and enrollments (blob downloads are exempt).
+	DeviceRate  rate.Limit
+	DeviceBurst int
+	// BlobWriteTimeout replaces the server's write timeout for blob
+	// downloads, which may be large and slow.
+	BlobWriteTimeout time.Duration
+	// SeenFlushInterval batches last-seen writes.
+	SeenFlushInterval time.Duration
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+}
+
+// Server handles the device API.
+type Server struct {
+	cfg     Config
+	store   devicestore.Store
+	limits  *deviceLimiter
+	offers  *offerLimiter
+	seen    *seenBatch
+	marks   *conflictMarks
+	handler http.Handler
+}
+
+// Limits on requests, shared with cmd/otaserver's http.Server.
+const (
+	MaxBodyBytes   = 16 << 10
+	MaxHeaderBytes = 16 << 10
+)
+
+// New validates cfg and builds the server.
+func New(cfg Config) (*Server, error) {
+	switch {
+	case cfg.Store == nil, cfg.Catalog == nil, cfg.Cutoffs == nil, cfg.Blobs == nil, cfg.Signer == nil, cfg.Tokens == nil, cfg.Metrics == nil:
+		return nil, errors.New("otaserver: Store, Catalog, Cutoffs, Blobs, Signer, Tokens and Metrics are required")
+	}
+	if cfg.AssignmentTTL <= 0 {
+		cfg.AssignmentTTL = time.Hour
+	}
+	if cfg.DeviceRate <= 0 {
+		cfg.DeviceRate, cfg.DeviceBurst = 1, 10
+	}
+	if cfg.DeviceBurst <= 0 {
+		cfg.DeviceBurst = 1
+	}
+	if cfg.BlobWriteTimeout <= 0 {
+		cfg.BlobWriteTimeout = time.Hour
+	}
+	if cfg.SeenFlushInterval <= 0 {
+		cfg.SeenFlushInterval = time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	s := &Server{
+		cfg:    cfg,
+		store:  timedStore{Store: cfg.Store, h: cfg.Metrics.StoreTime},
+		limits: newDeviceLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.Now),
+		offers: newOfferLimiter(cfg.Now),
+		seen:   newSeenBatch(),
+		marks:  newConflictMarks(100_000),
+	}
+	s.handler = s.routes()
+	return s, nil
+}
+
+// Handler returns the device API handler.
+func (s *Server) Handler() http.Handler { return s.handler }
+
+// Run flushes batched last-seen times and forgets idle rate limiters until
+// ctx ends, then flushes once more.
+func (s *Server) Run(ctx context.Context) error {
+	t := time.NewTicker(s.cfg.SeenFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			return s.flushSeen(flushCtx)
+		case <-t.C:
+			if err := s.flushSeen(ctx); err != nil {
+				s.cfg.Log.Error(err, "flush last-seen times")
+			}
+			s.limits.sweep(10 * time.Minute)
+		}
+	}
+}
+
+func (s *Server) flushSeen(ctx context.Context) error {
+	batch := s.seen.take()
+	if len(batch) == 0 {
+		return nil
+	}
+	if err := s.store.Touch(ctx, batch); err != nil {
+		s.seen.putBack(batch)
+		return fmt.Errorf("touch %d devices: %w", len(batch), err)
+	}
+	return nil
+}
+
+func (s *Server) routes() http.Handler {
+	mux := http.NewServeMux()
+	// Methods are checked by allow, not by mux patterns, so a wrong method
+	// gets a JSON error like every other failure.
+	mux.Handle("/v1/enroll", s.instrument("enroll", allow(http.HandlerFunc(s.enroll), http.MethodPost)))
+	mux.Handle("/v1/update", s.instrument("update", allow(s.authenticated(true, s.update), http.MethodGet)))
+	mux.Handle("/v1/blobs/{digest}", s.instrument("blob", allow(s.authenticated(false, s.blob), http.MethodGet, http.MethodHead)))
+	mux.Handle("/v1/status", s.instrument("status", allow(s.authenticated(true, s.status), http.MethodPost)))
+	mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint")
+	})))
+	return mux
+}
