@@ -70,10 +70,12 @@ func (c *RolloutCollector) Collect(ch chan<- prometheus.Metric) {
 			sum.Succeeded += w.Succeeded
 			sum.Failed += w.Failed
 			sum.TimedOut += w.TimedOut
+			sum.RolledBack += w.RolledBack
 		}
 		for state, v := range map[string]int64{
 			"targeted": sum.Targeted, "offered": sum.Offered, "inProgress": sum.InProgress,
 			"succeeded": sum.Succeeded, "failed": sum.Failed, "timedOut": sum.TimedOut,
+			"rolledBack": sum.RolledBack,
 		} {
 			ch <- prometheus.MustNewConstMetric(c.devices, prometheus.GaugeValue, float64(v), ro.Namespace, ro.Name, state)
 		}

@@ -163,6 +163,10 @@ type WaveStatus struct {
 	// TimedOut devices: offered but not finished within deviceTimeout.
 	// +optional
 	TimedOut int64 `json:"timedOut,omitempty"`
+	// RolledBack devices: took the release, then went back to their
+	// previous release after the rollout aborted.
+	// +optional
+	RolledBack int64 `json:"rolledBack,omitempty"`
 
 	// StartedAt is when the wave opened.
 	// +optional

@@ -25,7 +25,8 @@ type Status struct {
 
 // BuildStatus turns store counts into the server's status fields: one entry
 // per spec wave, in spec order. inProgress sums offered … confirmed;
-// canceled and rolled-back devices count only as offered.
+// canceled devices count only as offered, rolled-back ones as offered and
+// rolledBack.
 func BuildStatus(ro *catalog.Rollout, c devicestore.Counts, failures []devicestore.Failure, now time.Time) Status {
 	s := Status{Fleet: otav1.FleetStatus{
 		Size: c.FleetSize, Conflicts: c.Conflicts, ObservedWave: int32(ro.View.CurrentWave),
@@ -46,6 +47,8 @@ func BuildStatus(ro *catalog.Rollout, c devicestore.Counts, failures []devicesto
 					w.Failed += n
 				case st == eligibility.StateTimedOut:
 					w.TimedOut += n
+				case st == eligibility.StateRolledBack:
+					w.RolledBack += n
 				}
 			}
 		}
@@ -86,7 +89,7 @@ func (s Status) Unstructured(ro *catalog.Rollout) *unstructured.Unstructured {
 	for _, w := range s.Waves {
 		waves = append(waves, map[string]any{
 			"name": w.Name, "targeted": w.Targeted, "offered": w.Offered, "inProgress": w.InProgress,
-			"succeeded": w.Succeeded, "failed": w.Failed, "timedOut": w.TimedOut,
+			"succeeded": w.Succeeded, "failed": w.Failed, "timedOut": w.TimedOut, "rolledBack": w.RolledBack,
 		})
 	}
 	failures := make([]any, 0, len(s.RecentFailures))

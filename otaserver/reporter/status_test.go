@@ -25,7 +25,7 @@ func TestBuildStatus(t *testing.T) {
 	if w0.Name != "canary" || w0.Targeted != 2 || w0.Offered != 2 || w0.Succeeded != 1 || w0.Failed != 1 || w0.InProgress != 0 {
 		t.Fatalf("wave 0 %+v", w0)
 	}
-	if w1.Targeted != 8 || w1.Offered != 7 || w1.InProgress != 4 || w1.TimedOut != 1 || w1.Succeeded != 0 {
+	if w1.Targeted != 8 || w1.Offered != 7 || w1.InProgress != 4 || w1.TimedOut != 1 || w1.Succeeded != 0 || w1.RolledBack != 1 {
 		t.Fatalf("wave 1 %+v", w1)
 	}
 	if s.Fleet.Size != 10 || s.Fleet.Conflicts != 2 || s.Fleet.ObservedWave != 1 {

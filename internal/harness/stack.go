@@ -1,0 +1,228 @@
+package harness
+
+import (
+	"context"
+	"crypto/ed25519"
+	"crypto/rand"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/otaflow/otaflow/internal/assignment"
+)
+
+// StackOptions configure a Stack.
+type StackOptions struct {
+	// Dir holds logs, the kubeconfig, keys and the data volume.
+	Dir string
+	// BinDir holds the manager, otaserver and fleetsim binaries.
+	BinDir string
+	// Namespace is the operator's own namespace (enrollment tokens).
+	Namespace string
+	// ReportInterval of the OTA server's status reporter.
+	ReportInterval time.Duration
+}
+
+// Stack is otaflow running as in a cluster: control plane, the manager and
+// the OTA server as separate processes sharing a data directory, a vendor
+// with a signing key and a download site.
+type Stack struct {
+	Opts      StackOptions
+	CP        *ControlPlane
+	Manager   *Process
+	OTAServer *Process
+	// ServerURL is the OTA server's device API.
+	ServerURL string
+	// ServerReady is its readiness endpoint.
+	ServerReady string
+	Images      *FileServer
+	Vendor      *Vendor
+	// BootstrapToken enrolls devices.
+	BootstrapToken string
+	// AssignmentKeyFile is the OTA server's public key devices trust;
+	// VendorKeyFile the vendor's.
+	AssignmentKeyFile, VendorKeyFile string
+}
+
+// StartStack starts everything and waits until both processes are ready.
+func StartStack(ctx context.Context, o StackOptions) (s *Stack, err error) {
+	if o.Namespace == "" {
+		o.Namespace = "otaflow-system"
+	}
+	if o.ReportInterval == 0 {
+		o.ReportInterval = time.Second
+	}
+	if err := os.MkdirAll(o.Dir, 0o755); err != nil {
+		return nil, err
+	}
+	s = &Stack{Opts: o}
+	defer func() {
+		if err != nil {
+			s.Stop()
+		}
+	}()
+	if s.CP, err = StartControlPlane(o.Dir); err != nil {
+		return nil, err
+	}
+	if s.Images, err = StartFileServer(); err != nil {
+		return nil, err
+	}
+	if s.Vendor, err = NewVendor(); err != nil {
+		return nil, err
+	}
+	s.VendorKeyFile = filepath.Join(o.Dir, "vendor.pub")
+	if err := os.WriteFile(s.VendorKeyFile, s.Vendor.PublicPEM, 0o644); err != nil {
+		return nil, err
+	}
+	signingKey, err := s.writeAssignmentKeys()
+	if err != nil {
+		return nil, err
+	}
+	if err := s.createOperatorNamespace(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startManager(ctx); err != nil {
+		return nil, err
+	}
+	if err := s.startOTAServer(ctx, signingKey); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// writeAssignmentKeys makes the OTA server's assignment signing key.
+func (s *Stack) writeAssignmentKeys() (string, error) {
+	_, priv, err := ed25519.GenerateKey(rand.Reader)
+	if err != nil {
+		return "", err
+	}
+	privPEM, err := assignment.MarshalPrivateKeyPEM(priv)
+	if err != nil {
+		return "", err
+	}
+	pubPEM, err := assignment.MarshalPublicKeyPEM(priv.Public())
+	if err != nil {
+		return "", err
+	}
+	keyFile := filepath.Join(s.Opts.Dir, "assignment-key.pem")
+	if err := os.WriteFile(keyFile, privPEM, 0o600); err != nil {
+		return "", err
+	}
+	s.AssignmentKeyFile = filepath.Join(s.Opts.Dir, "assignment-key.pub")
+	return keyFile, os.WriteFile(s.AssignmentKeyFile, pubPEM, 0o644)
+}
+
+func (s *Stack) createOperatorNamespace(ctx context.Context) error {
+	ns := s.Opts.Namespace
+	if err := s.CP.Client.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}}); err != nil {
+		return fmt.Errorf("create namespace %s: %w", ns, err)
+	}
+	tok := make([]byte, 16)
+	if _, err := rand.Read(tok); err != nil {
+		return err
+	}
+	s.BootstrapToken = fmt.Sprintf("factory-%x", tok)
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otaflow-enrollment-tokens"},
+		StringData: map[string]string{"factory": s.BootstrapToken},
+	}
+	if err := s.CP.Client.Create(ctx, sec); err != nil {
+		return fmt.Errorf("create enrollment Secret: %w", err)
+	}
+	return nil
+}
+
+func (s *Stack) dataDir() string { return filepath.Join(s.Opts.Dir, "data") }
+
+func (s *Stack) startManager(ctx context.Context) error {
+	probe, err := FreePort()
+	if err != nil {
+		return err
+	}
+	s.Manager, err = StartProcess(ProcessSpec{
+		Name: "manager",
+		Path: filepath.Join(s.Opts.BinDir, "manager"),
+		Args: []string{
+			"--blob-dir=" + filepath.Join(s.dataDir(), "blobs"),
+			"--metrics-bind-address=0",
+			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+			"--retry-base-delay=500ms",
+			"--retry-max-delay=5s",
+		},
+		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
+		LogPath: filepath.Join(s.Opts.Dir, "manager.log"),
+	})
+	if err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.Manager.WaitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)); err != nil {
+		return fmt.Errorf("manager not ready (log: %s): %w", s.Manager.LogPath(), err)
+	}
+	return nil
+}
+
+func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error {
+	devPort, err := FreePort()
+	if err != nil {
+		return err
+	}
+	metricsPort, err := FreePort()
+	if err != nil {
+		return err
+	}
+	s.ServerURL = fmt.Sprintf("http://127.0.0.1:%d", devPort)
+	s.ServerReady = fmt.Sprintf("http://127.0.0.1:%d/readyz", metricsPort)
+	s.OTAServer, err = StartProcess(ProcessSpec{
+		Name: "otaserver",
+		Path: filepath.Join(s.Opts.BinDir, "otaserver"),
+		Args: []string{
+			"--insecure-http", // loopback only
+			fmt.Sprintf("--device-bind-address=127.0.0.1:%d", devPort),
+			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			"--public-url=" + s.ServerURL,
+			"--data-dir=" + s.dataDir(),
+			"--namespace=" + s.Opts.Namespace,
+			"--signing-key-file=" + signingKeyFile,
+			"--report-interval=" + s.Opts.ReportInterval.String(),
+			"--device-rate=5",
+			"--device-burst=20",
+		},
+		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
+		LogPath: filepath.Join(s.Opts.Dir, "otaserver.log"),
+	})
+	if err != nil {
+		return err
+	}
+	return s.WaitOTAServer(ctx)
+}
+
+// WaitOTAServer waits until the OTA server is ready (after a restart too).
+func (s *Stack) WaitOTAServer(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := s.OTAServer.WaitHTTP(wctx, s.ServerReady); err != nil {
+		return fmt.Errorf("OTA server not ready (log: %s): %w", s.OTAServer.LogPath(), err)
+	}
+	return nil
+}
+
+// Stop stops every process and the control plane.
+func (s *Stack) Stop() {
+	for _, p := range []*Process{s.OTAServer, s.Manager} {
+		if p != nil {
+			_ = p.Stop(15 * time.Second)
+		}
+	}
+	if s.Images != nil {
+		_ = s.Images.Close()
+	}
+	if s.CP != nil {
+		_ = s.CP.Stop()
+	}
+}
