@@ -55,8 +55,12 @@ test: envtest check-fmt verify-generated vet ## Run every test.
 	go test $(GOTEST_FLAGS) ./...
 
 .PHONY: bench
-bench: ## Run benchmarks (see docs/benchmarks.md).
-	go test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -count=5 ./internal/...
+bench: envtest build ## Run the load drivers and benchmarks, write docs/benchmarks.md (about 25 minutes; BENCH_FLAGS scales them).
+	go run ./hack/bench $(BENCH_FLAGS)
+
+.PHONY: bench-go
+bench-go: ## Run the packages' Go benchmarks only (not part of make bench).
+	go test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -count=5 ./internal/envelope/... ./internal/keywrap/... ./internal/devicestore/...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME each.
@@ -73,9 +77,8 @@ run: envtest ## Run the manager against the cluster in KUBECONFIG.
 	go run ./cmd/manager --blob-dir=$(BIN)/data/blobs
 
 .PHONY: demo
-demo: ## The whole mission on an embedded control plane.
-	@if [ -d hack/demo ]; then $(MAKE) envtest build && go run ./hack/demo; \
-	else echo "make demo needs the OTA server and the fleet simulator, which are not built yet" >&2; exit 1; fi
+demo: envtest build ## The whole mission on an embedded control plane (about two minutes after the first build).
+	go run ./hack/demo --bin-dir=$(BIN)
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

@@ -1,0 +1,79 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+)
+
+// reboot asks the device to boot the installed image. The agent calls the
+// hook once per process for an installed update; when the hook returns
+// and the device keeps running, the agent waits (without checking in: a
+// check on the old version would count as a revert) until a new boot.
+func (a *Agent) reboot(ctx context.Context) error {
+	w := a.state.Work
+	if a.rebootCalled {
+		return nil
+	}
+	a.rebootCalled = true
+	w.RebootRequested = true
+	if err := a.save(); err != nil {
+		return err
+	}
+	if a.cfg.Reboot == nil {
+		a.cfg.Log.Info("update installed; reboot the device to run it", "version", w.Assignment.Version)
+		return nil
+	}
+	a.cfg.Log.Info("rebooting into the new image", "version", w.Assignment.Version)
+	if err := a.cfg.Reboot(ctx); err != nil {
+		a.rebootCalled = false // try again at the next step
+		return fmt.Errorf("reboot hook: %w", err)
+	}
+	return nil
+}
+
+// afterInstall handles an installed update. Before the reboot it waits
+// (waiting = true). After it, running the target version confirms the
+// image, raises the security floor and reports succeeded (rolledback for a
+// rollback); running anything else means the bootloader went back to the
+// old image, which the next check-in tells the server (counted as
+// "reverted by device").
+func (a *Agent) afterInstall(ctx context.Context) (waiting bool, err error) {
+	w := a.state.Work
+	asg := w.Assignment
+	if a.cfg.BootID() == w.BootID {
+		return true, a.reboot(ctx)
+	}
+	running, err := a.cfg.Installer.Running(ctx)
+	if err != nil {
+		return true, err
+	}
+	if running == "" {
+		// The installer cannot tell: trust that the new image booted.
+		running = asg.Version
+	}
+	if running != asg.Version {
+		a.cfg.Log.Info("booted back into the previous image", "running", running, "installed", asg.Version)
+		a.state.Version, a.state.Work = running, nil
+		if err := a.save(); err != nil {
+			return false, err
+		}
+		a.emitState(StateReverted, w.Rollout, asg.Version, fmt.Sprintf("booted %s after installing %s", running, asg.Version))
+		return false, nil
+	}
+	if err := a.cfg.Installer.Confirm(ctx, running); err != nil {
+		return true, fmt.Errorf("confirm %s: %w", running, err)
+	}
+	a.state.Version = running
+	a.state.SecurityFloor = max(a.state.SecurityFloor, asg.SecurityVersion)
+	a.state.Work = nil
+	state := StateSucceeded
+	if asg.Rollback {
+		state = StateRolledBack
+	}
+	if err := a.enqueue(w.Rollout, state, nil, ""); err != nil {
+		return false, err
+	}
+	a.cfg.Log.Info("update confirmed", "version", running, "securityFloor", a.state.SecurityFloor)
+	a.emitState(state, w.Rollout, asg.Version, "")
+	return false, nil
+}

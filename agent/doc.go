@@ -1,0 +1,24 @@
+// Package agent is the device side of otaflow's protocol v1
+// (docs/protocol.md): a library device makers embed, or run as
+// cmd/ota-agent.
+//
+// An Agent enrolls with a bootstrap token, polls GET /v1/update, verifies
+// every signed assignment with the provisioned assignment key, downloads
+// the encrypted image with resumable Range requests, decrypts and verifies
+// it chunk by chunk, checks the plaintext SHA-256 and the vendor signature,
+// hands the image to an Installer, reboots through a hook, and after boot
+// confirms the new version and reports the outcome. Everything the agent
+// must not forget across a power cut (device key, token, security floor,
+// the assignment being worked on, verified download progress, pending
+// reports) lives behind a StateStore; DirStore writes it atomically,
+// MemStore keeps it in memory for simulators.
+//
+// Nothing unverified is ever installed: chunks reach the staging area only
+// after their GCM tag verified, and the installer is called only after the
+// whole plaintext matched plainSHA256 and the vendor signature verified
+// with a trusted key. The security floor never decreases and no image below
+// it is installed.
+//
+// docs/agent.md describes provisioning, configuration, the state directory
+// and the refusal reasons.
+package agent

@@ -1,0 +1,82 @@
+package agent
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"slices"
+	"strings"
+)
+
+// enrollment fingerprint: what the server knows about the device that
+// only enrollment changes.
+func (a *Agent) enrollFingerprint() string {
+	keys := make([]string, 0, len(a.cfg.Labels))
+	for k := range a.cfg.Labels {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	var b strings.Builder
+	b.WriteString(a.cfg.DeviceType)
+	for _, k := range keys {
+		fmt.Fprintf(&b, "\x00%s=%s", k, a.cfg.Labels[k])
+	}
+	return b.String()
+}
+
+func (a *Agent) ensureEnrolled(ctx context.Context) error {
+	if a.state.Token != "" && a.state.Enrolled == a.enrollFingerprint() {
+		return nil
+	}
+	return a.enroll(ctx)
+}
+
+// enroll registers the device key (or rotates the token of a known
+// device) and saves the token.
+func (a *Agent) enroll(ctx context.Context) error {
+	version, err := a.runningVersion(ctx)
+	if err != nil {
+		return err
+	}
+	req := enrollRequest{
+		DeviceID: a.cfg.DeviceID, BootstrapToken: a.cfg.BootstrapToken, KEM: a.state.KEM,
+		PublicKey:  base64.StdEncoding.EncodeToString(a.key.PublicKey().Bytes()),
+		DeviceType: a.cfg.DeviceType, Labels: a.cfg.Labels, Version: version, SecurityFloor: a.state.SecurityFloor,
+	}
+	r, err := a.call(ctx, http.MethodPost, "/v1/enroll", req, false)
+	if err != nil {
+		return fmt.Errorf("enroll: %w", err)
+	}
+	var er enrollResponse
+	if err := json.Unmarshal(r.Body, &er); err != nil || er.Token == "" {
+		return fmt.Errorf("enroll: malformed answer")
+	}
+	if er.AssignmentKeyID != "" && er.AssignmentKeyID != a.verifier.KeyID() {
+		// Not fatal (the key ID is not authenticated), but every
+		// assignment will be refused: say so once, loudly.
+		a.cfg.Log.Error(nil, "the server signs assignments with a key this device does not trust", "serverKeyID", er.AssignmentKeyID, "trustedKeyID", a.verifier.KeyID())
+	}
+	a.state.Token, a.state.Enrolled = er.Token, a.enrollFingerprint()
+	if err := a.save(); err != nil {
+		return err
+	}
+	a.cfg.Log.Info("enrolled", "device", a.cfg.DeviceID, "status", r.Status)
+	return nil
+}
+
+// authed runs an authenticated call, enrolling again once when the server
+// answers 401 unauthenticated (token rotated or device removed).
+func (a *Agent) authed(ctx context.Context, method, path string, body any) (response, error) {
+	r, err := a.call(ctx, method, path, body, true)
+	if !isCode(err, http.StatusUnauthorized, "") {
+		return r, err
+	}
+	a.cfg.Log.Info("token refused; enrolling again")
+	a.state.Token = ""
+	if err := a.enroll(ctx); err != nil {
+		return response{}, err
+	}
+	return a.call(ctx, method, path, body, true)
+}

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/envelope"
+)
+
+// ParseUpdateResponse decodes the 200 body of GET /v1/update strictly:
+// one JSON object with known fields only, a known action, a namespace/name
+// rollout, and an assignment exactly when the action needs one. The
+// assignment itself is only parsed after its signature verified
+// (VerifyAssignment).
+func ParseUpdateResponse(body []byte) (UpdateResponse, error) {
+	var u UpdateResponse
+	if len(body) > maxAPIBody {
+		return u, refuse(RefuseMalformed, "update answer is %d bytes, limit %d", len(body), maxAPIBody)
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&u); err != nil {
+		return UpdateResponse{}, refuse(RefuseMalformed, "update answer is not valid JSON: %v", err)
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return UpdateResponse{}, refuse(RefuseMalformed, "update answer has data after the JSON object")
+	}
+	if !isNamespacedName(u.Rollout) {
+		return UpdateResponse{}, refuse(RefuseMalformed, "update answer names rollout %q, not namespace/name", u.Rollout)
+	}
+	switch u.Action {
+	case ActionInstall, ActionRollback:
+		if u.Assignment == nil {
+			return UpdateResponse{}, refuse(RefuseMalformed, "%s answer without an assignment", u.Action)
+		}
+	case ActionCancel:
+	default:
+		return UpdateResponse{}, refuse(RefuseMalformed, "unknown action %q", u.Action)
+	}
+	return u, nil
+}
+
+func isNamespacedName(s string) bool {
+	ns, name, ok := strings.Cut(s, "/")
+	return ok && ns != "" && name != "" && !strings.Contains(name, "/") && len(s) <= 317
+}
+
+// Expectation is what the device checks an assignment against.
+type Expectation struct {
+	DeviceID      string
+	KEM           string
+	Nonce         string // the nonce sent with the check, "" if none
+	SecurityFloor int64
+	Now           time.Time
+	Skew          time.Duration
+}
+
+// VerifyAssignment checks an install or rollback answer as protocol v1
+// requires, in order: the signature by the trusted key (before anything is
+// parsed), strict parsing, the device ID, the validity window, the nonce,
+// the security floor, the suite and KEM, that the signed rollout is the
+// answer's, and that rollback is set exactly for a rollback answer. Every
+// failure is a *Refusal.
+func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (assignment.Assignment, error) {
+	if u.Assignment == nil {
+		return assignment.Assignment{}, refuse(RefuseMalformed, "no assignment in the %s answer", u.Action)
+	}
+	a, err := v.Verify(*u.Assignment, e.DeviceID, e.Now, e.Skew)
+	if err != nil {
+		code := RefuseMalformed
+		switch {
+		case errors.Is(err, assignment.ErrBadSignature):
+			code = RefuseBadSignature
+		case errors.Is(err, assignment.ErrWrongDevice):
+			code = RefuseWrongDevice
+		case errors.Is(err, assignment.ErrExpired):
+			code = RefuseExpired
+		case errors.Is(err, assignment.ErrNotYetValid):
+			code = RefuseNotYetValid
+		}
+		if code == RefuseMalformed && strings.Contains(err.Error(), "suite") {
+			code = RefuseSuite
+		}
+		return assignment.Assignment{}, &Refusal{Code: code, Err: fmt.Errorf("assignment refused: %w", err)}
+	}
+	if e.Nonce != "" && !strings.EqualFold(a.Nonce, e.Nonce) {
+		return a, refuse(RefuseNonce, "assignment refused: nonce %q is not the nonce this check sent", a.Nonce)
+	}
+	if a.SecurityVersion < e.SecurityFloor {
+		return a, refuse(RefuseBelowFloor, "assignment refused: securityVersion %d is below the device's security floor %d", a.SecurityVersion, e.SecurityFloor)
+	}
+	if a.Suite != envelope.Suite {
+		return a, refuse(RefuseSuite, "assignment refused: suite %q, want %q", a.Suite, envelope.Suite)
+	}
+	if e.KEM != "" && a.KEM != e.KEM {
+		return a, refuse(RefuseKEM, "assignment refused: key wrapped for %s, the device key is %s", a.KEM, e.KEM)
+	}
+	if a.Rollout != u.Rollout {
+		return a, refuse(RefuseRolloutMismatch, "assignment refused: signed for rollout %q, answer names %q", a.Rollout, u.Rollout)
+	}
+	if a.Rollback != (u.Action == ActionRollback) {
+		return a, refuse(RefuseMalformed, "assignment refused: action %q with rollback=%t", u.Action, a.Rollback)
+	}
+	return a, nil
+}

@@ -1,0 +1,135 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+)
+
+type options struct {
+	server, bootstrap    string
+	assignmentKeyFile    string
+	vendorKeyFiles       stringList
+	assignmentKey        []byte
+	vendorKeys           [][]byte
+	devices              int
+	idPrefix, deviceType string
+	version              string
+	floor                int64
+	labelsSpec           string
+	labels               []labelGroup
+	poll                 time.Duration
+	faults               map[string]faultRules
+	seed                 uint64
+	summaryJSON          string
+	duration             time.Duration
+	progress             string
+	insecure             bool
+	verbose              bool
+}
+
+type stringList []string
+
+func (s *stringList) String() string     { return strings.Join(*s, ",") }
+func (s *stringList) Set(v string) error { *s = append(*s, v); return nil }
+
+// parseOptions parses the command line; readFile loads key files.
+func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte, error)) (*options, error) {
+	o := &options{faults: map[string]faultRules{}}
+	fs := flag.NewFlagSet("fleetsim", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&o.server, "server", "", "OTA server base URL (required)")
+	fs.StringVar(&o.bootstrap, "bootstrap-token", "", "enrollment (bootstrap) token (required)")
+	fs.StringVar(&o.assignmentKeyFile, "assignment-key", "", "PEM public key the server signs assignments with (required)")
+	fs.Var(&o.vendorKeyFiles, "vendor-key", "PEM public key of the firmware vendor (required, repeatable)")
+	fs.IntVar(&o.devices, "devices", 500, "number of simulated devices")
+	fs.StringVar(&o.idPrefix, "id-prefix", "sim-", "device ID prefix (IDs are <prefix><5-digit index>)")
+	fs.StringVar(&o.deviceType, "device-type", "sensor-v1", "device type")
+	fs.StringVar(&o.version, "version", "1.0.0", "firmware version the devices start with")
+	fs.Int64Var(&o.floor, "security-floor", 0, "security floor the devices start with")
+	fs.StringVar(&o.labelsSpec, "labels", "", "label distribution: key=value:weight,… per key, keys separated by ';'")
+	fs.DurationVar(&o.poll, "poll-interval", time.Second, "update check interval (±20% jitter)")
+	for _, k := range []string{faultInstall, faultCorrupt, faultNever, faultRevert} {
+		rules := faultRules{}
+		o.faults[k] = rules
+		kind := k
+		fs.Func(k, "RATE[@SEL]: fraction of devices (per target version) with this fault; SEL is version=X or a label k=v; repeatable", func(v string) error {
+			r := o.faults[kind]
+			if err := r.Set(v); err != nil {
+				return err
+			}
+			o.faults[kind] = r
+			return nil
+		})
+	}
+	fs.Uint64Var(&o.seed, "seed", 1, "seed for label assignment and fault decisions")
+	fs.StringVar(&o.summaryJSON, "summary-json", "", "write the summary JSON here on exit")
+	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")
+	fs.StringVar(&o.progress, "progress", "auto", "progress display: auto, tty, plain or none")
+	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the server's TLS certificate")
+	fs.BoolVar(&o.verbose, "v", false, "log every device's agent")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	var errs []error
+	if o.server == "" {
+		errs = append(errs, errors.New("--server is required"))
+	}
+	if o.bootstrap == "" {
+		errs = append(errs, errors.New("--bootstrap-token is required"))
+	}
+	if o.assignmentKeyFile == "" {
+		errs = append(errs, errors.New("--assignment-key is required"))
+	}
+	if len(o.vendorKeyFiles) == 0 {
+		errs = append(errs, errors.New("--vendor-key is required"))
+	}
+	if o.devices < 1 || o.devices > 100_000 {
+		errs = append(errs, errors.New("--devices must be 1..100000"))
+	}
+	if o.poll < 10*time.Millisecond {
+		errs = append(errs, errors.New("--poll-interval must be at least 10ms"))
+	}
+	if o.floor < 0 || o.floor > 1<<32-1 {
+		errs = append(errs, errors.New("--security-floor must be 0..4294967295"))
+	}
+	if o.duration < 0 {
+		errs = append(errs, errors.New("--duration must not be negative"))
+	}
+	switch o.progress {
+	case "auto", "tty", "plain", "none":
+	default:
+		errs = append(errs, fmt.Errorf("--progress %q: want auto, tty, plain or none", o.progress))
+	}
+	var err error
+	if o.labels, err = parseLabels(o.labelsSpec); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if o.assignmentKey, err = readFile(o.assignmentKeyFile); err != nil {
+		return nil, err
+	}
+	for _, f := range o.vendorKeyFiles {
+		b, err := readFile(f)
+		if err != nil {
+			return nil, err
+		}
+		o.vendorKeys = append(o.vendorKeys, b)
+	}
+	if o.progress == "auto" {
+		o.progress = "plain"
+		if st, err := os.Stdout.Stat(); err == nil && st.Mode()&os.ModeCharDevice != 0 {
+			o.progress = "tty"
+		}
+	}
+	return o, nil
+}

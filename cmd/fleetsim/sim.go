@@ -1,0 +1,209 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+
+	"github.com/otaflow/otaflow/agent"
+)
+
+// simDevice is one simulated device: an agent with in-memory state and a
+// simulated installer and bootloader.
+type simDevice struct {
+	id     string
+	labels map[string]string
+	faults *faults
+	a      *agent.Agent
+
+	mu            sync.Mutex
+	running       string
+	pending       string // installed version awaiting reboot
+	pendingDigest string
+	digest        string // SHA-256 of the running image
+	boot          int64
+	lastState     string
+	lastReason    string
+	neverReturned bool
+	refusals      map[string]int
+	reports       int
+	stop          context.CancelFunc
+}
+
+func (d *simDevice) Running(context.Context) (string, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.running, nil
+}
+
+// Install keeps the image's digest; it fails when the install-failure
+// fault hits this device and version.
+func (d *simDevice) Install(_ context.Context, img agent.Image) error {
+	if d.faults.hit(faultInstall, d.id, img.Version, d.labels) {
+		return errors.New("simulated flash write error")
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.pending, d.pendingDigest = img.Version, img.SHA256
+	return nil
+}
+
+func (d *simDevice) Confirm(context.Context, string) error { return nil }
+
+// reboot switches the running version, unless the device never comes back
+// (it goes silent) or its bootloader reverts to the old image.
+func (d *simDevice) reboot(context.Context) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	target := d.pending
+	if d.faults.hit(faultNever, d.id, target, d.labels) {
+		d.neverReturned = true
+		d.stop()
+		return nil
+	}
+	d.boot++
+	if !d.faults.hit(faultRevert, d.id, target, d.labels) {
+		d.running, d.digest = target, d.pendingDigest
+	}
+	d.pending = ""
+	return nil
+}
+
+func (d *simDevice) bootID() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return strconv.FormatInt(d.boot, 10)
+}
+
+func (d *simDevice) onEvent(e agent.Event) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	switch e.Kind {
+	case agent.EventState:
+		// Idle after an outcome keeps the outcome visible.
+		if e.State == agent.StateIdle && d.lastState != "" && d.lastState != agent.StateIdle {
+			return
+		}
+		d.lastState = e.State
+		if e.Reason != "" || e.State != agent.StateFailed {
+			d.lastReason = e.Reason
+		}
+	case agent.EventRefusal:
+		d.refusals[e.Code]++
+		d.lastReason = e.Reason
+	case agent.EventReport:
+		d.reports++
+	}
+}
+
+// target is the version the device is working on ("" when idle); the
+// corrupting transport uses it to decide per version.
+func (d *simDevice) target() string {
+	if w := d.a.State().Work; w != nil {
+		return w.Assignment.Version
+	}
+	return ""
+}
+
+// corrupting flips one byte in the middle of blob downloads of devices
+// the corrupt-download fault hits.
+func (d *simDevice) corrupting(next http.RoundTripper) http.RoundTripper {
+	return rtFunc(func(r *http.Request) (*http.Response, error) {
+		resp, err := next.RoundTrip(r)
+		if err != nil || !strings.HasPrefix(r.URL.Path, "/v1/blobs/") || resp.StatusCode/100 != 2 {
+			return resp, err
+		}
+		if !d.faults.hit(faultCorrupt, d.id, d.target(), d.labels) {
+			return resp, nil
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if err != nil {
+			return nil, err
+		}
+		if len(b) > 0 {
+			b[len(b)/2] ^= 0x5a
+		}
+		resp.Body = io.NopCloser(bytes.NewReader(b))
+		return resp, nil
+	})
+}
+
+type rtFunc func(*http.Request) (*http.Response, error)
+
+func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+// sim is the whole fleet.
+type sim struct {
+	opts    *options
+	devices []*simDevice
+	started time.Time
+	running atomic.Int64
+}
+
+func newSim(o *options, transport http.RoundTripper, log logr.Logger) (*sim, error) {
+	s := &sim{opts: o}
+	labels := assignLabels(o.labels, o.devices, o.seed)
+	fl := &faults{seed: o.seed, rules: o.faults}
+	for i := range o.devices {
+		d := &simDevice{
+			id: fmt.Sprintf("%s%05d", o.idPrefix, i), labels: labels[i], faults: fl,
+			running: o.version, refusals: map[string]int{}, stop: func() {},
+		}
+		a, err := agent.New(agent.Config{
+			ServerURL: o.server, DeviceID: d.id, DeviceType: o.deviceType, Labels: d.labels,
+			BootstrapToken: o.bootstrap, AssignmentKeyPEM: o.assignmentKey, VendorKeysPEM: o.vendorKeys,
+			HTTPClient:   &http.Client{Transport: d.corrupting(transport)},
+			PollInterval: o.poll, PollJitter: 0.2, ProgressInterval: 5 * o.poll,
+			Backoff: agent.Backoff{Initial: o.poll, Max: 30 * o.poll},
+			Store:   agent.NewMemStore(), Staging: agent.DiscardStaging{}, Installer: d,
+			Reboot: d.reboot, BootID: d.bootID, Version: o.version, SecurityFloor: o.floor,
+			Log: log.WithValues("device", d.id), OnEvent: d.onEvent,
+		})
+		if err != nil {
+			return nil, err
+		}
+		d.a = a
+		s.devices = append(s.devices, d)
+	}
+	return s, nil
+}
+
+// run starts every device, spread over the first poll interval, and
+// returns when ctx ends and every device stopped.
+func (s *sim) run(ctx context.Context) {
+	s.started = time.Now()
+	var wg sync.WaitGroup
+	for _, d := range s.devices {
+		dctx, cancel := context.WithCancel(ctx)
+		d.mu.Lock()
+		d.stop = cancel
+		d.mu.Unlock()
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer cancel()
+			delay := time.Duration(rand.Int64N(int64(s.opts.poll) + 1))
+			select {
+			case <-dctx.Done():
+				return
+			case <-time.After(delay):
+			}
+			s.running.Add(1)
+			defer s.running.Add(-1)
+			_ = d.a.Run(dctx)
+		}()
+	}
+	wg.Wait()
+}

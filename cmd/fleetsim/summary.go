@@ -1,0 +1,87 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"maps"
+	"slices"
+	"strings"
+	"text/tabwriter"
+	"time"
+)
+
+// Summary is the --summary-json document. Its keys are stable.
+type Summary struct {
+	Devices       int            `json:"devices"`
+	ByVersion     map[string]int `json:"byVersion"`
+	ByState       map[string]int `json:"byState"`
+	Refusals      map[string]int `json:"refusals"`
+	Reports       int            `json:"reports"`
+	DevicesDetail []DeviceDetail `json:"devicesDetail"`
+}
+
+// DeviceDetail is one device in the summary.
+type DeviceDetail struct {
+	ID            string `json:"id"`
+	Version       string `json:"version"`
+	SecurityFloor int64  `json:"securityFloor"`
+	LastState     string `json:"lastState"`
+	LastReason    string `json:"lastReason"`
+}
+
+// StateNeverReturned is the state of a device that rebooted and never came back.
+const StateNeverReturned = "neverReturned"
+
+func (s *sim) summary() Summary {
+	out := Summary{Devices: len(s.devices), ByVersion: map[string]int{}, ByState: map[string]int{}, Refusals: map[string]int{}, DevicesDetail: []DeviceDetail{}}
+	for _, d := range s.devices {
+		st := d.a.Status()
+		d.mu.Lock()
+		state := d.lastState
+		if state == "" {
+			state = "idle"
+		}
+		if d.neverReturned {
+			state = StateNeverReturned
+		}
+		out.ByVersion[d.running]++
+		out.ByState[state]++
+		for k, v := range d.refusals {
+			out.Refusals[k] += v
+		}
+		out.Reports += d.reports
+		out.DevicesDetail = append(out.DevicesDetail, DeviceDetail{
+			ID: d.id, Version: d.running, SecurityFloor: st.SecurityFloor, LastState: state, LastReason: d.lastReason,
+		})
+		d.mu.Unlock()
+	}
+	return out
+}
+
+func writeSummaryJSON(w io.Writer, s Summary) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(s)
+}
+
+// writeTable prints the human summary.
+func writeTable(w io.Writer, s Summary, elapsed time.Duration) {
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintf(tw, "devices\t%d\telapsed %s\treports %d\n", s.Devices, elapsed.Round(time.Second), s.Reports)
+	section := func(title string, m map[string]int) {
+		if len(m) == 0 {
+			return
+		}
+		keys := slices.Sorted(maps.Keys(m))
+		parts := make([]string, len(keys))
+		for i, k := range keys {
+			parts[i] = fmt.Sprintf("%s=%d", k, m[k])
+		}
+		fmt.Fprintf(tw, "%s\t%s\n", title, strings.Join(parts, "  "))
+	}
+	section("version", s.ByVersion)
+	section("state", s.ByState)
+	section("refusals", s.Refusals)
+	_ = tw.Flush()
+}
