@@ -84,6 +84,10 @@ demo: envtest build ## The whole mission on an embedded control plane (about two
 docker-build: ## Build the container image (needs a Docker engine).
 	docker build -t $(IMG) .
 
+.PHONY: docker-push
+docker-push: ## Push the container image.
+	docker push $(IMG)
+
 ##@ Deployment
 
 .PHONY: install
@@ -95,13 +99,12 @@ uninstall: ## Remove the CRDs.
 	kubectl delete --ignore-not-found -k config/crd
 
 .PHONY: deploy
-deploy: manifests ## Deploy the operator (set IMG).
-	cd config/manager && kubectl kustomize . >/dev/null
-	kubectl apply --server-side -k config/default
+deploy: ## Deploy the operator with image IMG (OVERLAY=config/certmanager to have cert-manager issue the device certificate).
+	kubectl apply --server-side -k $$(hack/overlay.sh)
 
 .PHONY: undeploy
 undeploy: ## Remove the operator.
-	kubectl delete --ignore-not-found -k config/default
+	kubectl delete --ignore-not-found -k $${OVERLAY:-config/default}
 
 .PHONY: help
 help: ## Show this help.
