@@ -62,16 +62,7 @@ func (c *RolloutCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		phases[phase]++
 		ch <- prometheus.MustNewConstMetric(c.currentWave, prometheus.GaugeValue, float64(ro.Status.CurrentWave), ro.Namespace, ro.Name)
-		var sum otav1.WaveStatus
-		for _, w := range ro.Status.Waves {
-			sum.Targeted += w.Targeted
-			sum.Offered += w.Offered
-			sum.InProgress += w.InProgress
-			sum.Succeeded += w.Succeeded
-			sum.Failed += w.Failed
-			sum.TimedOut += w.TimedOut
-			sum.RolledBack += w.RolledBack
-		}
+		sum := ro.Status.Totals()
 		for state, v := range map[string]int64{
 			"targeted": sum.Targeted, "offered": sum.Offered, "inProgress": sum.InProgress,
 			"succeeded": sum.Succeeded, "failed": sum.Failed, "timedOut": sum.TimedOut,

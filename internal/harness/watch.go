@@ -44,13 +44,8 @@ func RolloutLine(ro *otav1.Rollout) string {
 	if c := meta.FindStatusCondition(ro.Status.Conditions, otav1.ConditionReady); c != nil {
 		reason = c.Reason
 	}
-	var offered, inProgress, failed, rolledBack int64
-	for _, w := range ro.Status.Waves {
-		offered += w.Offered
-		inProgress += w.InProgress
-		failed += w.Failed + w.TimedOut
-		rolledBack += w.RolledBack
-	}
+	t := ro.Status.Totals()
+	offered, inProgress, failed, rolledBack := t.Offered, t.InProgress, t.Failed+t.TimedOut, t.RolledBack
 	line := fmt.Sprintf("%-11s wave %-10s succeeded %-9s offered %d, in progress %d, failed %d", ro.Status.Phase, ro.Status.WaveSummary, ro.Status.Progress, offered, inProgress, failed)
 	if rolledBack > 0 {
 		line += fmt.Sprintf(", rolled back %d", rolledBack)
@@ -81,19 +76,7 @@ func WaitReleaseReady(ctx context.Context, c client.Client, key client.ObjectKey
 }
 
 // Totals sums a rollout's wave counters.
-func Totals(ro *otav1.Rollout) otav1.WaveStatus {
-	var t otav1.WaveStatus
-	for _, w := range ro.Status.Waves {
-		t.Targeted += w.Targeted
-		t.Offered += w.Offered
-		t.InProgress += w.InProgress
-		t.Succeeded += w.Succeeded
-		t.Failed += w.Failed
-		t.TimedOut += w.TimedOut
-		t.RolledBack += w.RolledBack
-	}
-	return t
-}
+func Totals(ro *otav1.Rollout) otav1.WaveStatus { return ro.Status.Totals() }
 
 // WaitFleet waits until the OTA server reports a fleet for the rollout that
 // is want devices (want > 0), or that stayed the same non-zero size for
