@@ -239,6 +239,9 @@ func TestGoodReleaseBecomesReady(t *testing.T) {
 					t.Errorf("%s present on a Ready release: %+v", typ, c)
 				}
 			}
+			if got.Status.Verification.Signature != rel.Spec.Signature.Value {
+				t.Errorf("status.verification.signature = %q, want spec.signature.value", got.Status.Verification.Signature)
+			}
 			if got.Status.ObservedGeneration != got.Generation {
 				t.Errorf("observedGeneration %d, generation %d", got.Status.ObservedGeneration, got.Generation)
 			}
@@ -489,6 +492,7 @@ func TestBundleSignature(t *testing.T) {
 	img := randomImage(t, 30_000)
 	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
 	d := sha256.Sum256(img)
+	sig := vendor.sign(t, img)
 	bundle, err := json.Marshal(map[string]any{
 		"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
 		"verificationMaterial": map[string]any{
@@ -496,7 +500,7 @@ func TestBundleSignature(t *testing.T) {
 		},
 		"messageSignature": map[string]any{
 			"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": base64.StdEncoding.EncodeToString(d[:])},
-			"signature":     base64.StdEncoding.EncodeToString(vendor.sign(t, img)),
+			"signature":     base64.StdEncoding.EncodeToString(sig),
 		},
 	})
 	if err != nil {
@@ -512,6 +516,10 @@ func TestBundleSignature(t *testing.T) {
 	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 	if !bytes.Equal(decryptArtifact(t, got), img) {
 		t.Fatal("artifact does not decrypt to the image")
+	}
+	// The bundle's signature is recorded for the OTA server to hand to devices.
+	if got.Status.Verification.Signature != base64.StdEncoding.EncodeToString(sig) {
+		t.Errorf("status.verification.signature = %q, want the bundle's signature", got.Status.Verification.Signature)
 	}
 }
 

@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -111,6 +112,7 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 		verification: otav1.Verification{
 			Key:          verifiedBy.Name,
 			KeyID:        verifiedBy.ID,
+			Signature:    base64.StdEncoding.EncodeToString(in.Signature.Raw),
 			InputsDigest: in.Digest,
 			Time:         metav1.NewTime(r.Clock.Now()),
 		},
@@ -202,6 +204,7 @@ func (r *FirmwareReleaseReconciler) reverify(ctx context.Context, rel *otav1.Fir
 	return &otav1.Verification{
 		Key:          verifiedBy.Name,
 		KeyID:        verifiedBy.ID,
+		Signature:    base64.StdEncoding.EncodeToString(in.Signature.Raw),
 		InputsDigest: in.Digest,
 		Time:         metav1.NewTime(r.Clock.Now()),
 	}, nil

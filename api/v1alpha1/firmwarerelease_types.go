@@ -134,6 +134,11 @@ type Verification struct {
 	Key string `json:"key"`
 	// KeyID is the base64 SHA-256 fingerprint of the key (cosign's key hint).
 	KeyID string `json:"keyID"`
+	// Signature is the verified signature (base64), from spec.signature.value
+	// or the bundle; the OTA server hands it to devices, which check it
+	// again over the decrypted image.
+	// +optional
+	Signature string `json:"signature,omitempty"`
 	// InputsDigest fingerprints the signature and trusted keys checked, so a
 	// change to either triggers a new verification.
 	InputsDigest string `json:"inputsDigest"`

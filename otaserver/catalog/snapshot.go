@@ -139,7 +139,7 @@ func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *
 	r := &Release{
 		Namespace: fr.Namespace, Name: fr.Name, Version: fr.Spec.Version,
 		SecurityVersion: fr.Spec.SecurityVersion, DeviceTypes: map[string]bool{},
-		VendorSignature: fr.Spec.Signature.Value,
+		VendorSignature: vendorSignature(fr),
 	}
 	for _, t := range fr.Spec.Compatibility.DeviceTypes {
 		r.DeviceTypes[t] = true
@@ -220,4 +220,14 @@ func waveSize(v intstr.IntOrString) eligibility.WaveSize {
 		return eligibility.WaveSize{}
 	}
 	return eligibility.WaveSize{Percent: p}
+}
+
+// vendorSignature is the signature the controller verified (it covers
+// bundles too); spec.signature.value for releases verified before the
+// controller recorded it.
+func vendorSignature(fr *otav1.FirmwareRelease) string {
+	if v := fr.Status.Verification; v != nil && v.Signature != "" {
+		return v.Signature
+	}
+	return fr.Spec.Signature.Value
 }

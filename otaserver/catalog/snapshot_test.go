@@ -88,3 +88,23 @@ func TestBuild(t *testing.T) {
 		t.Fatal("previous release for another type")
 	}
 }
+
+func TestVendorSignature(t *testing.T) {
+	rel := func(value, verified string) *otav1.FirmwareRelease {
+		fr := &otav1.FirmwareRelease{}
+		fr.Spec.Signature.Value = value
+		if verified != "" {
+			fr.Status.Verification = &otav1.Verification{Signature: verified}
+		}
+		return fr
+	}
+	for _, tc := range []struct{ name, value, verified, want string }{
+		{"bundle release: the verified signature", "", "c2ln", "c2ln"},
+		{"value release verified", "dmFs", "dmFs", "dmFs"},
+		{"recorded before verification kept it", "dmFs", "", "dmFs"},
+	} {
+		if got := vendorSignature(rel(tc.value, tc.verified)); got != tc.want {
+			t.Errorf("%s: vendorSignature = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
