@@ -49,6 +49,9 @@ func Start() (*Env, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		// Start may fail after launching etcd and the apiserver (a CRD the
+		// apiserver refuses): stop them rather than leave them running.
+		_ = env.Stop()
 		return nil, fmt.Errorf("start envtest: %w", err)
 	}
 	// Generous limits: tests create objects quickly.
