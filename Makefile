@@ -109,3 +109,7 @@ undeploy: ## Remove the operator.
 .PHONY: help
 help: ## Show this help.
 	@awk 'BEGIN {FS = ":.*##"} /^[a-zA-Z_-]+:.*?##/ { printf "  %-18s %s\n", $$1, $$2 } /^##@/ { printf "\n%s\n", substr($$0, 5) }' $(MAKEFILE_LIST)
+
+.PHONY: reliability
+reliability: envtest build ## Kill the OTA server, the manager and the API server during rollouts; compare devices, store and status (about 5 minutes; RELIABILITY_FLAGS scales it).
+	go run ./hack/reliability --bin-dir=$(BIN) $(RELIABILITY_FLAGS)

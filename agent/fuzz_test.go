@@ -1,8 +1,13 @@
 package agent
 
 import (
+	"bytes"
+	"context"
 	"crypto/ed25519"
 	"encoding/json"
+	"io"
+	mrand "math/rand/v2"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -101,4 +106,101 @@ func TestFuzzSeedAccepted(t *testing.T) {
 	if _, err := VerifyAssignment(v, u, exp); err == nil {
 		t.Error("install assignment accepted as a rollback")
 	}
+}
+
+// fuzzAnswerTransport answers one endpoint (chosen by which) with fuzzed
+// bytes and the others like a correct server.
+type fuzzAnswerTransport struct {
+	inner        *tamperServer
+	which        byte
+	status       int
+	body         []byte
+	retryAfter   string
+	contentRange string
+}
+
+func (f *fuzzAnswerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	var hit bool
+	switch f.which % 4 {
+	case 0:
+		hit = r.URL.Path == "/v1/enroll"
+	case 1:
+		hit = r.URL.Path == "/v1/update"
+	case 2:
+		hit = strings.HasPrefix(r.URL.Path, "/v1/blobs/")
+	case 3:
+		hit = r.URL.Path == "/v1/status"
+	}
+	if !hit {
+		return f.inner.RoundTrip(r)
+	}
+	h := http.Header{"Content-Type": {"application/json"}}
+	if f.retryAfter != "" {
+		h.Set("Retry-After", f.retryAfter)
+	}
+	if f.contentRange != "" {
+		h.Set("Content-Range", f.contentRange)
+	}
+	return &http.Response{StatusCode: f.status, Header: h, Body: io.NopCloser(bytes.NewReader(f.body)), ContentLength: -1}, nil
+}
+
+// FuzzServerAnswers: a device talking to a server that answers one of
+// enrollment, update check, blob download or status report with arbitrary
+// status, body and headers. The agent must not panic, must never install
+// anything but the vendor-signed image, and Retry-After stays bounded.
+func FuzzServerAnswers(f *testing.F) {
+	rng := mrand.New(mrand.NewPCG(3, 3))
+	w := newTamperWorld(f, rng)
+	now := time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
+	f.Add(byte(0), 201, []byte(`{"deviceID":"dev-tamper","token":"`+strings.Repeat("t", 43)+`","assignmentKeyID":"x"}`), "", "")
+	f.Add(byte(0), 200, []byte(`{"token":""}`), "", "")
+	f.Add(byte(0), 429, []byte(`{"code":"rate_limited","message":"slow down"}`), "7", "")
+	f.Add(byte(1), 204, []byte{}, "Wed, 21 Oct 2015 07:28:00 GMT", "")
+	f.Add(byte(1), 200, []byte(`{"action":"cancel","rollout":"fleet/ro"}`), "", "")
+	f.Add(byte(1), 401, []byte(`{"code":"unauthenticated","message":"x"}`), "", "")
+	f.Add(byte(2), 206, w.blob[100:], "", "bytes 100-99999/100000")
+	f.Add(byte(2), 200, w.blob, "", "")
+	f.Add(byte(2), 200, w.blob[:len(w.blob)-1], "", "")
+	f.Add(byte(3), 409, []byte(`{"code":"canceled","message":"x"}`), "", "")
+	f.Add(byte(3), 503, []byte(`not json`), "-1", "")
+	f.Add(byte(3), 200, []byte(`{"state":"downloading","duplicate":true}`), "99999999999", "")
+	want := hexSum(w.image)
+	f.Fuzz(func(t *testing.T, which byte, status int, body []byte, retryAfter, contentRange string) {
+		if status < 100 || status > 999 {
+			status = 200
+		}
+		if d := parseRetryAfter(retryAfter); d < 0 || d > time.Hour {
+			t.Fatalf("Retry-After %q parsed as %v", retryAfter, d)
+		}
+		_, _ = contentRangeStart(contentRange)
+		srv := &tamperServer{t: t, w: w, o: w.legit(), now: now}
+		tr := &fuzzAnswerTransport{inner: srv, which: which, status: status, body: body, retryAfter: retryAfter, contentRange: contentRange}
+		inst := &countingInstaller{}
+		a, err := New(Config{
+			ServerURL: tmBase, DeviceID: tmDevice, DeviceType: "sensor-v1", BootstrapToken: "boot",
+			AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM},
+			HTTPClient: &http.Client{Transport: tr}, Store: NewMemStore(), Installer: inst,
+			Version: "1.0.0", SecurityFloor: tmFloor, Clock: func() time.Time { return now },
+			Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond},
+			BootID:  func() string { return "b" }, Reboot: func(context.Context) error { return nil },
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.pub = a.PublicKey() // also when enrollment is the fuzzed answer
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		wait, _ := a.Step(ctx)
+		if wait < 0 {
+			t.Fatalf("negative wait %v", wait)
+		}
+		for _, img := range inst.installs {
+			if img.SHA256 != want {
+				t.Fatalf("installed %s, not the vendor-signed image", img.SHA256)
+			}
+		}
+		if st := a.State(); st.Token != "" && st.Token != strings.Repeat("t", 43) && (which%4 != 0 || status < 200 || status > 299) {
+			t.Fatalf("token %q kept from a %d answer", st.Token, status)
+		}
+	})
 }

@@ -84,7 +84,9 @@ func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (
 		case errors.Is(err, assignment.ErrNotYetValid):
 			code = RefuseNotYetValid
 		}
-		if code == RefuseMalformed && strings.Contains(err.Error(), "suite") {
+		// Validate names an unknown suite as `suite "x", want "otaflow-enc/v1"`;
+		// a missing or duplicate "suite" field stays malformed.
+		if code == RefuseMalformed && strings.Contains(err.Error(), "suite \"") {
 			code = RefuseSuite
 		}
 		return assignment.Assignment{}, &Refusal{Code: code, Err: fmt.Errorf("assignment refused: %w", err)}

@@ -3,10 +3,12 @@ package otaserver_test
 import (
 	"bytes"
 	"context"
+	"crypto"
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"net/http"
 	"net/http/httptest"
 	"path/filepath"
 	"sync"
@@ -49,7 +51,7 @@ func (s *swappable) Snapshot() *catalog.Snapshot { s.mu.Lock(); defer s.mu.Unloc
 func (s *swappable) set(n *catalog.Snapshot)     { s.mu.Lock(); s.s = n; s.mu.Unlock() }
 
 type harness struct {
-	t        *testing.T
+	t        testing.TB
 	srv      *httptest.Server
 	store    *sqlite.Store
 	cat      *swappable
@@ -60,13 +62,17 @@ type harness struct {
 	rollout  otav1.Rollout
 	keys     map[string]*corev1.Secret
 	cutoffs  *fixedCutoffs
+	tokens   *otaserver.TokenSet
+	signer   *assignment.Signer
+	pub      crypto.PublicKey
+	handler  http.Handler
 	now      time.Time
 	mu       sync.Mutex
 }
 
 // newHarness serves one Ready release (2.0.0) with a rollout in wave 0 of
 // [50%, 100%], and an older Ready release 1.0.0 for rollbacks.
-func newHarness(t *testing.T, rate float64) *harness {
+func newHarness(t testing.TB, rate float64) *harness {
 	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
@@ -85,7 +91,7 @@ func newHarness(t *testing.T, rate float64) *harness {
 		t.Fatal(err)
 	}
 	verifier, _ := assignment.NewVerifier(priv.Public())
-	h := &harness{t: t, store: store, verifier: verifier, keys: map[string]*corev1.Secret{}, now: time.Now()}
+	h := &harness{pub: priv.Public(), t: t, store: store, verifier: verifier, keys: map[string]*corev1.Secret{}, now: time.Now()}
 	h.image = make([]byte, 100_000)
 	_, _ = rand.Read(h.image)
 	h.release = h.makeRelease(blobs, "fw-2", "2.0.0", 5, h.image)
@@ -104,6 +110,7 @@ func newHarness(t *testing.T, rate float64) *harness {
 	h.cutoffs = &fixedCutoffs{c: eligibility.Cutoffs([]eligibility.WaveSize{{Percent: 50}, {Percent: 100}}, nil)}
 	tokens := otaserver.NewTokenSet()
 	tokens.Replace(map[string][]byte{"a": []byte(bootstrap)})
+	h.tokens, h.signer = tokens, signer
 	s, err := otaserver.New(otaserver.Config{
 		Store: store, Catalog: h.cat, Cutoffs: h.cutoffs, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
@@ -112,6 +119,7 @@ func newHarness(t *testing.T, rate float64) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
+	h.handler = s.Handler()
 	h.srv = httptest.NewServer(s.Handler())
 	t.Cleanup(h.srv.Close)
 	return h
@@ -167,17 +175,7 @@ func (h *harness) makeRelease(blobs *blobstore.FS, name, version string, secVer 
 // (inWave) or outside the first wave.
 func (h *harness) device(id string, inWave bool) *devicetest.Device {
 	h.t.Helper()
-	for i := 0; ; i++ {
-		cand := id
-		if i > 0 {
-			cand = id + "-" + string(rune('a'+i%26)) + hex.EncodeToString([]byte{byte(i)})
-		}
-		r := eligibility.Rank(string(h.rollout.UID), cand)
-		if (r <= h.cutoffs.c[0]) == inWave {
-			id = cand
-			break
-		}
-	}
+	id = h.idIn(id, inWave)
 	d, err := devicetest.New(h.srv.URL, id, "sensor-v1", "1.0.0", map[string]string{"region": "eu"})
 	if err != nil {
 		h.t.Fatal(err)
@@ -192,4 +190,21 @@ func (h *harness) device(id string, inWave bool) *devicetest.Device {
 
 func catalogWith(h *harness, more ...otav1.Rollout) *catalog.Snapshot {
 	return catalog.Build(append([]otav1.Rollout{h.rollout}, more...), []otav1.FirmwareRelease{h.release, h.previous}, h.keys)
+}
+
+// verifierKey is the public key devices trust for assignments.
+func (h *harness) verifierKey() crypto.PublicKey { return h.pub }
+
+// idIn returns id, or id with a suffix, whose rank is inside (inWave) or
+// outside the first wave.
+func (h *harness) idIn(id string, inWave bool) string {
+	for i := 0; ; i++ {
+		cand := id
+		if i > 0 {
+			cand = id + "-" + string(rune('a'+i%26)) + hex.EncodeToString([]byte{byte(i)})
+		}
+		if r := eligibility.Rank(string(h.rollout.UID), cand); (r <= h.cutoffs.c[0]) == inWave {
+			return cand
+		}
+	}
 }

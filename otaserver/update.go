@@ -203,6 +203,20 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, snap *catalog.Sn
 		s.send(w, actionInstall, ro, signed)
 
 	case eligibility.Resend:
+		if ro.Release.SecurityVersion < d.SecurityFloor {
+			// The device's floor rose past the release while it was
+			// offered: never sign an assignment below the floor (the
+			// device would refuse it); fail the update visibly instead.
+			rec := *c.rec
+			rec.State, rec.Reason, rec.UpdatedAt = eligibility.StateFailed, eligibility.ReasonSecurityFloor, now
+			f := &devicestore.Failure{DeviceID: d.ID, Wave: rec.Wave, Reason: rec.Reason, At: now}
+			if err := s.store.PutRecord(ctx, rec, f); err != nil {
+				s.internal(w, r, "record floor failure", err)
+				return
+			}
+			s.nothing(w, "none")
+			return
+		}
 		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, false)
 		if err != nil {
 			s.internal(w, r, "sign assignment", err)

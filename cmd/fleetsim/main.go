@@ -98,7 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	s.showProgress(ctx, stdout, done)
 	<-done
 
-	sum := s.summary()
+	sum := s.finalSummary()
 	if o.progress == "tty" {
 		fmt.Fprintln(stdout)
 	}

@@ -28,6 +28,12 @@ type DeviceDetail struct {
 	SecurityFloor int64  `json:"securityFloor"`
 	LastState     string `json:"lastState"`
 	LastReason    string `json:"lastReason"`
+	// Reports counts the reports the server acknowledged (each report ID
+	// once, retries included).
+	Reports int `json:"reports"`
+	// PendingReports counts reports not acknowledged yet when the run
+	// ended (only in the final summary).
+	PendingReports int `json:"pendingReports"`
 }
 
 // StateNeverReturned is the state of a device that rebooted and never came back.
@@ -53,8 +59,19 @@ func (s *sim) summary() Summary {
 		out.Reports += d.reports
 		out.DevicesDetail = append(out.DevicesDetail, DeviceDetail{
 			ID: d.id, Version: d.running, SecurityFloor: st.SecurityFloor, LastState: state, LastReason: d.lastReason,
+			Reports: d.reports,
 		})
 		d.mu.Unlock()
+	}
+	return out
+}
+
+// finalSummary is the summary once every device stopped: it adds what
+// only a stopped agent may be asked (its pending reports).
+func (s *sim) finalSummary() Summary {
+	out := s.summary()
+	for i, d := range s.devices {
+		out.DevicesDetail[i].PendingReports = len(d.a.State().Pending)
 	}
 	return out
 }

@@ -17,6 +17,8 @@ import (
 
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/otaflow/otaflow/otaserver"
 )
 
 type options struct {
@@ -35,6 +37,7 @@ type options struct {
 	deviceRate               float64
 	deviceBurst              int
 	shutdownTimeout          time.Duration
+	httpLimits               otaserver.HTTPLimits
 }
 
 func main() {
@@ -60,6 +63,11 @@ func main() {
 	fs.Float64Var(&o.deviceRate, "device-rate", 1, "Update checks and reports per second per device (sustained).")
 	fs.IntVar(&o.deviceBurst, "device-burst", 10, "Burst of update checks and reports per device.")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "Time for in-flight requests on shutdown.")
+	o.httpLimits = otaserver.DefaultHTTPLimits()
+	fs.IntVar(&o.httpLimits.MaxConnections, "max-connections", o.httpLimits.MaxConnections, "Device API connections served at once; more wait in the accept queue (0: no limit).")
+	fs.DurationVar(&o.httpLimits.ReadHeaderTimeout, "read-header-timeout", o.httpLimits.ReadHeaderTimeout, "Close device connections whose request headers take longer (also silent new connections).")
+	fs.DurationVar(&o.httpLimits.ReadTimeout, "read-timeout", o.httpLimits.ReadTimeout, "Close device connections whose whole request (body included) takes longer.")
+	fs.DurationVar(&o.httpLimits.IdleTimeout, "idle-timeout", o.httpLimits.IdleTimeout, "Close idle keep-alive device connections after this long.")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	flag.Parse()

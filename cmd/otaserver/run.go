@@ -119,17 +119,8 @@ func run(ctx context.Context, o options) error {
 	g.Go(func() error { return rep.Run(gctx) })
 	g.Go(func() error { return srv.Run(gctx) })
 
-	devices := &http.Server{
-		Addr:              o.deviceAddr,
-		Handler:           srv.Handler(),
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second, // blob downloads extend their own
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    otaserver.MaxHeaderBytes,
-		ErrorLog:          nil,
-		TLSConfig:         &tls.Config{MinVersion: tls.VersionTLS12},
-	}
+	devices := otaserver.NewHTTPServer(o.deviceAddr, srv.Handler(), o.httpLimits)
+	devices.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	ops := &http.Server{
 		Addr:              o.metricsAddr,
 		Handler:           opsHandler(reg, store),
@@ -137,11 +128,14 @@ func run(ctx context.Context, o options) error {
 		WriteTimeout:      30 * time.Second,
 		IdleTimeout:       60 * time.Second,
 	}
-	serve := func(s *http.Server, tlsOn bool) func() error {
+	serve := func(s *http.Server, tlsOn bool, maxConns int) func() error {
 		return func() error {
 			ln, err := net.Listen("tcp", s.Addr)
 			if err != nil {
 				return fmt.Errorf("listen %s: %w", s.Addr, err)
+			}
+			if maxConns > 0 {
+				ln = otaserver.LimitListener(ln, maxConns)
 			}
 			if tlsOn {
 				err = s.ServeTLS(ln, o.tlsCert, o.tlsKey)
@@ -157,8 +151,8 @@ func run(ctx context.Context, o options) error {
 	if o.insecureHTTP {
 		log.Info("WARNING: serving the device API over plain HTTP; use TLS outside local testing")
 	}
-	g.Go(serve(devices, !o.insecureHTTP))
-	g.Go(serve(ops, false))
+	g.Go(serve(devices, !o.insecureHTTP, o.httpLimits.MaxConnections))
+	g.Go(serve(ops, false, 0))
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, scancel := context.WithTimeout(context.Background(), o.shutdownTimeout)

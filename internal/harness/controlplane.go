@@ -28,6 +28,10 @@ type ControlPlane struct {
 	Kubeconfig string
 	// Client is a typed client with the otaflow scheme.
 	Client client.Client
+
+	// API server outages (outage.go).
+	stoppedArgs []string
+	restarted   *apiserverProc
 }
 
 // Scheme has the Kubernetes and otaflow types.
@@ -52,6 +56,7 @@ func StartControlPlane(dir string) (*ControlPlane, error) {
 	}
 	cfg, err := env.Start()
 	if err != nil {
+		_ = env.Stop() // it may have launched etcd and the apiserver already
 		return nil, fmt.Errorf("start control plane (binaries from %s; `make envtest` builds them): %w", testenv.AssetsDir(), err)
 	}
 	cp := &ControlPlane{env: env, Config: cfg}
@@ -79,4 +84,7 @@ func StartControlPlane(dir string) (*ControlPlane, error) {
 }
 
 // Stop shuts the control plane down.
-func (c *ControlPlane) Stop() error { return c.env.Stop() }
+func (c *ControlPlane) Stop() error {
+	c.stopRestarted()
+	return c.env.Stop()
+}

@@ -30,11 +30,13 @@ type FleetSummary struct {
 	Refusals      map[string]int `json:"refusals"`
 	Reports       int            `json:"reports"`
 	DevicesDetail []struct {
-		ID            string `json:"id"`
-		Version       string `json:"version"`
-		SecurityFloor int64  `json:"securityFloor"`
-		LastState     string `json:"lastState"`
-		LastReason    string `json:"lastReason"`
+		ID             string `json:"id"`
+		Version        string `json:"version"`
+		SecurityFloor  int64  `json:"securityFloor"`
+		LastState      string `json:"lastState"`
+		LastReason     string `json:"lastReason"`
+		Reports        int    `json:"reports"`
+		PendingReports int    `json:"pendingReports"`
 	} `json:"devicesDetail"`
 }
 

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -25,6 +26,9 @@ type StackOptions struct {
 	Namespace string
 	// ReportInterval of the OTA server's status reporter.
 	ReportInterval time.Duration
+	// LeaderElect runs the manager with leader election (a Lease in
+	// Namespace), as a replicated deployment does.
+	LeaderElect bool
 }
 
 // Stack is otaflow running as in a cluster: control plane, the manager and
@@ -37,10 +41,10 @@ type Stack struct {
 	OTAServer *Process
 	// ServerURL is the OTA server's device API.
 	ServerURL string
-	// ServerReady is its readiness endpoint.
-	ServerReady string
-	Images      *FileServer
-	Vendor      *Vendor
+	// ServerReady is its readiness endpoint; ManagerReady the manager's.
+	ServerReady, ManagerReady string
+	Images                    *FileServer
+	Vendor                    *Vendor
 	// BootstrapToken enrolls devices.
 	BootstrapToken string
 	// AssignmentKeyFile is the OTA server's public key devices trust;
@@ -146,26 +150,45 @@ func (s *Stack) startManager(ctx context.Context) error {
 	s.Manager, err = StartProcess(ProcessSpec{
 		Name: "manager",
 		Path: filepath.Join(s.Opts.BinDir, "manager"),
-		Args: []string{
+		Args: append([]string{
 			"--blob-dir=" + filepath.Join(s.dataDir(), "blobs"),
 			"--metrics-bind-address=0",
 			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
 			"--retry-base-delay=500ms",
 			"--retry-max-delay=5s",
-		},
+		}, s.leaderArgs()...),
 		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
 		LogPath: filepath.Join(s.Opts.Dir, "manager.log"),
 	})
 	if err != nil {
 		return err
 	}
+	s.ManagerReady = fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)
+	return s.WaitManager(ctx)
+}
+
+func (s *Stack) leaderArgs() []string {
+	if !s.Opts.LeaderElect {
+		return nil
+	}
+	return []string{"--leader-elect", "--leader-election-namespace=" + s.Opts.Namespace}
+}
+
+// WaitManager waits until the manager is ready (after a restart too).
+func (s *Stack) WaitManager(ctx context.Context) error {
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	if err := s.Manager.WaitHTTP(wctx, fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)); err != nil {
+	if err := s.Manager.WaitHTTP(wctx, s.ManagerReady); err != nil {
 		return fmt.Errorf("manager not ready (log: %s): %w", s.Manager.LogPath(), err)
 	}
 	return nil
 }
+
+// StorePath is the OTA server's SQLite device store.
+func (s *Stack) StorePath() string { return filepath.Join(s.dataDir(), "otaserver", "devices.db") }
+
+// MetricsURL is the OTA server's Prometheus endpoint.
+func (s *Stack) MetricsURL() string { return strings.TrimSuffix(s.ServerReady, "/readyz") + "/metrics" }
 
 func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error {
 	devPort, err := FreePort()
