@@ -3,17 +3,11 @@ package controllers_test
 import (
 	"bytes"
 	"context"
-	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
@@ -35,60 +29,8 @@ import (
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 )
-
-// vendorKey is a firmware vendor's signing key; the cluster only sees its
-// public half.
-type vendorKey struct {
-	signer crypto.Signer
-	pem    []byte
-}
-
-func newECDSAKey(t *testing.T) vendorKey {
-	t.Helper()
-	k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vendorKey{signer: k, pem: publicPEM(t, &k.PublicKey)}
-}
-
-func newEd25519Key(t *testing.T) vendorKey {
-	t.Helper()
-	pub, priv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return vendorKey{signer: priv, pem: publicPEM(t, pub)}
-}
-
-func publicPEM(t *testing.T, pub crypto.PublicKey) []byte {
-	t.Helper()
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
-
-// sign signs img as `cosign sign-blob --key` does: ECDSA over SHA-256 (DER),
-// Ed25519 over the message itself.
-func (k vendorKey) sign(t *testing.T, img []byte) []byte {
-	t.Helper()
-	switch s := k.signer.(type) {
-	case ed25519.PrivateKey:
-		return ed25519.Sign(s, img)
-	case *ecdsa.PrivateKey:
-		d := sha256.Sum256(img)
-		sig, err := ecdsa.SignASN1(rand.Reader, s, d[:])
-		if err != nil {
-			t.Fatal(err)
-		}
-		return sig
-	}
-	t.Fatalf("unsupported key %T", k.signer)
-	return nil
-}
 
 func randomImage(t *testing.T, n int) []byte {
 	t.Helper()
@@ -115,19 +57,7 @@ func createKeySecret(t *testing.T, ns, name string, keys map[string][]byte) {
 // release builds a FirmwareRelease for img at url, signed with sig and
 // trusting the key cosign.pub of Secret vendor-keys.
 func release(ns, name, url string, img, sig []byte) *otav1.FirmwareRelease {
-	return &otav1.FirmwareRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
-		Spec: otav1.FirmwareReleaseSpec{
-			Version:         "2.1.0",
-			SecurityVersion: 7,
-			Compatibility:   otav1.Compatibility{DeviceTypes: []string{"sensor-v1"}},
-			Source:          otav1.Source{URL: url, SHA256: digest(img)},
-			Signature: otav1.Signature{
-				Value:      base64.StdEncoding.EncodeToString(sig),
-				PublicKeys: []otav1.PublicKeySource{{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "cosign.pub"}}},
-			},
-		},
-	}
+	return releasetest.Release(ns, name, "2.1.0", 7, url, img, sig)
 }
 
 func create(t *testing.T, obj client.Object) {
@@ -169,7 +99,7 @@ func decryptArtifact(t *testing.T, rel *otav1.FirmwareRelease) []byte {
 func waitEvent(t *testing.T, obj client.Object, eventType, reason string) *eventsv1.Event {
 	t.Helper()
 	var found *eventsv1.Event
-	eventually(t, 10*time.Second, func() error {
+	releasetest.Eventually(t, 10*time.Second, func() error {
 		var list eventsv1.EventList
 		if err := k8s.List(context.Background(), &list, client.InNamespace(obj.GetNamespace())); err != nil {
 			return err
@@ -214,19 +144,19 @@ func updateRelease(t *testing.T, rel *otav1.FirmwareRelease, mutate func(*otav1.
 func TestGoodReleaseBecomesReady(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		key  func(*testing.T) vendorKey
+		key  func(testing.TB) releasetest.VendorKey
 		size int
 	}{
-		{"ecdsa-p256", newECDSAKey, 100_000},
-		{"ed25519", newEd25519Key, 3*16384 + 5},
-		{"empty-image", newECDSAKey, 0},
+		{"ecdsa-p256", releasetest.NewECDSAKey, 100_000},
+		{"ed25519", releasetest.NewEd25519Key, 3*16384 + 5},
+		{"empty-image", releasetest.NewECDSAKey, 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNamespace(t)
 			key := tc.key(t)
 			img := randomImage(t, tc.size)
-			createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
-			rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, key.sign(t, img))
+			createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.PEM})
+			rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, key.Sign(t, img))
 			rel.Spec.Source.Size = ptr.To(int64(len(img)))
 			create(t, rel)
 
@@ -287,8 +217,8 @@ func TestGoodReleaseBecomesReady(t *testing.T) {
 }
 
 func TestReleaseFailures(t *testing.T) {
-	vendor := newECDSAKey(t)
-	other := newECDSAKey(t)
+	vendor := releasetest.NewECDSAKey(t)
+	other := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 50_000)
 	big := randomImage(t, maxImageSize+1)
 
@@ -305,15 +235,15 @@ func TestReleaseFailures(t *testing.T) {
 			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString([]byte("definitely not a signature"))
 		}, otav1.ReasonSignatureMalformed, metav1.ConditionFalse},
 		{"signature over other bytes", func(rel *otav1.FirmwareRelease, _ string) {
-			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(vendor.sign(t, []byte("other image")))
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(vendor.Sign(t, []byte("other image")))
 		}, otav1.ReasonSignatureNotTrusted, metav1.ConditionFalse},
 		{"untrusted key", func(rel *otav1.FirmwareRelease, _ string) {
-			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(other.sign(t, img))
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(other.Sign(t, img))
 		}, otav1.ReasonSignatureNotTrusted, metav1.ConditionFalse},
 		{"oversize image", func(rel *otav1.FirmwareRelease, ns string) {
 			rel.Spec.Source.URL = images.Put("/"+ns+"/big.bin", big)
 			rel.Spec.Source.SHA256 = digest(big)
-			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(vendor.sign(t, big))
+			rel.Spec.Signature.Value = base64.StdEncoding.EncodeToString(vendor.Sign(t, big))
 		}, otav1.ReasonImageTooLarge, metav1.ConditionUnknown},
 		{"size mismatch", func(rel *otav1.FirmwareRelease, _ string) {
 			rel.Spec.Source.Size = ptr.To(int64(len(img) - 1))
@@ -328,8 +258,8 @@ func TestReleaseFailures(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			ns := newNamespace(t)
-			createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem, "garbage.pub": []byte("not a key")})
-			rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+			createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM, "garbage.pub": []byte("not a key")})
+			rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
 			tc.mutate(rel, ns)
 			create(t, rel)
 
@@ -357,11 +287,11 @@ func TestReleaseFailures(t *testing.T) {
 
 func TestUnreachableSourceRecovers(t *testing.T) {
 	ns := newNamespace(t)
-	key := newECDSAKey(t)
+	key := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 20_000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.PEM})
 	path := "/" + ns + "/late.bin"
-	rel := release(ns, "late", images.At(path), img, key.sign(t, img))
+	rel := release(ns, "late", images.At(path), img, key.Sign(t, img))
 	create(t, rel)
 
 	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReconciling, metav1.ConditionTrue, otav1.ReasonFetchFailed)
@@ -385,11 +315,11 @@ func TestUnreachableSourceRecovers(t *testing.T) {
 
 func TestConnectionRefusedIsTransient(t *testing.T) {
 	ns := newNamespace(t)
-	key := newECDSAKey(t)
+	key := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 100)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.PEM})
 	// Port 1 on loopback: nothing listens there.
-	rel := release(ns, "refused", "http://127.0.0.1:1/fw.bin", img, key.sign(t, img))
+	rel := release(ns, "refused", "http://127.0.0.1:1/fw.bin", img, key.Sign(t, img))
 	create(t, rel)
 	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionFalse, otav1.ReasonFetchFailed)
 	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c == nil || c.Status != metav1.ConditionTrue {
@@ -403,10 +333,10 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 func TestReverifyOnKeyChange(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	vendor := newECDSAKey(t)
+	vendor := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 40_000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
-	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
 	create(t, rel)
 	ready := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 	firstBlob := ready.Status.Artifact.EncryptedSHA256
@@ -414,7 +344,7 @@ func TestReverifyOnKeyChange(t *testing.T) {
 	// Rotate the Secret to another key: the stored artifact fails re-verification.
 	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-keys"}}
 	patch := client.MergeFrom(s.DeepCopy())
-	s.Data = map[string][]byte{"cosign.pub": newECDSAKey(t).pem}
+	s.Data = map[string][]byte{"cosign.pub": releasetest.NewECDSAKey(t).PEM}
 	if err := k8s.Patch(ctx, s, patch); err != nil {
 		t.Fatal(err)
 	}
@@ -422,7 +352,7 @@ func TestReverifyOnKeyChange(t *testing.T) {
 	if got.Status.Artifact != nil {
 		t.Errorf("artifact still offered after its signature stopped verifying: %+v", got.Status.Artifact)
 	}
-	eventually(t, 10*time.Second, func() error {
+	releasetest.Eventually(t, 10*time.Second, func() error {
 		if _, err := blobs.Stat(ctx, firstBlob); !errors.Is(err, blobstore.ErrNotFound) {
 			return fmt.Errorf("withdrawn blob still stored (stat: %v)", err)
 		}
@@ -433,7 +363,7 @@ func TestReverifyOnKeyChange(t *testing.T) {
 	})
 
 	// Trust the vendor key again, through a spec change to a second Secret.
-	createKeySecret(t, ns, "vendor-keys-2", map[string][]byte{"cosign.pub": vendor.pem})
+	createKeySecret(t, ns, "vendor-keys-2", map[string][]byte{"cosign.pub": vendor.PEM})
 	updateRelease(t, rel, func(r *otav1.FirmwareRelease) {
 		r.Spec.Signature.PublicKeys = append(r.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys-2", Key: "cosign.pub"}})
 	})
@@ -451,11 +381,11 @@ func TestReverifyOnKeyChange(t *testing.T) {
 func TestReverifyWithoutRefetch(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	vendor := newEd25519Key(t)
+	vendor := releasetest.NewEd25519Key(t)
 	img := randomImage(t, 70_000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem, "backup.pub": newECDSAKey(t).pem})
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM, "backup.pub": releasetest.NewECDSAKey(t).PEM})
 	path := "/" + ns + "/sensor.bin"
-	rel := release(ns, "sensor", images.Put(path, img), img, vendor.sign(t, img))
+	rel := release(ns, "sensor", images.Put(path, img), img, vendor.Sign(t, img))
 	create(t, rel)
 	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 
@@ -465,7 +395,7 @@ func TestReverifyWithoutRefetch(t *testing.T) {
 		r.Spec.Signature.PublicKeys = append(r.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "backup.pub"}})
 	})
 	want := rel.Generation
-	eventually(t, 20*time.Second, func() error {
+	releasetest.Eventually(t, 20*time.Second, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), rel); err != nil {
 			return err
 		}
@@ -488,11 +418,11 @@ func TestReverifyWithoutRefetch(t *testing.T) {
 func TestBundleSignature(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	vendor := newECDSAKey(t)
+	vendor := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 30_000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
 	d := sha256.Sum256(img)
-	sig := vendor.sign(t, img)
+	sig := vendor.Sign(t, img)
 	bundle, err := json.Marshal(map[string]any{
 		"mediaType": "application/vnd.dev.sigstore.bundle.v0.3+json",
 		"verificationMaterial": map[string]any{
@@ -527,12 +457,12 @@ func TestBundleSignature(t *testing.T) {
 // before the Secret; the Secret watch brings the release back.
 func TestMissingKeySecretAppearsLater(t *testing.T) {
 	ns := newNamespace(t)
-	vendor := newECDSAKey(t)
+	vendor := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 10_000)
-	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
 	create(t, rel)
 	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonKeyUnavailable)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
 	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 }
 
@@ -541,10 +471,10 @@ func TestMissingKeySecretAppearsLater(t *testing.T) {
 func TestDeletionWaitsForRollouts(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
-	vendor := newECDSAKey(t)
+	vendor := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 10_000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.pem})
-	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.sign(t, img))
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
 	create(t, rel)
 	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 	blob := got.Status.Artifact.EncryptedSHA256
@@ -557,7 +487,7 @@ func TestDeletionWaitsForRollouts(t *testing.T) {
 		},
 	}
 	create(t, ro)
-	eventually(t, 5*time.Second, func() error { // the cache must see the rollout
+	releasetest.Eventually(t, 5*time.Second, func() error { // the cache must see the rollout
 		var list otav1.RolloutList
 		return k8s.List(ctx, &list, client.InNamespace(ns))
 	})
@@ -575,7 +505,7 @@ func TestDeletionWaitsForRollouts(t *testing.T) {
 	if err := k8s.Delete(ctx, ro); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, func() error {
+	releasetest.Eventually(t, 10*time.Second, func() error {
 		err := k8s.Get(ctx, client.ObjectKeyFromObject(got), &otav1.FirmwareRelease{})
 		if !apierrors.IsNotFound(err) {
 			return fmt.Errorf("release still there (get: %v)", err)

@@ -22,6 +22,7 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/config/argocd"
 	"github.com/otaflow/otaflow/controllers"
+	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 )
 
 // counts are what the OTA server reports for one wave.
@@ -56,10 +57,10 @@ func serverReport(t *testing.T, ro *otav1.Rollout, observedWave int32, fleet int
 // readyRelease creates a FirmwareRelease and waits until it is Ready.
 func readyRelease(t *testing.T, ns, name string) {
 	t.Helper()
-	key := newECDSAKey(t)
+	key := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 5_000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
-	rel := release(ns, name, images.Put("/"+ns+"/"+name+".bin", img), img, key.sign(t, img))
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.PEM})
+	rel := release(ns, name, images.Put("/"+ns+"/"+name+".bin", img), img, key.Sign(t, img))
 	create(t, rel)
 	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 }
@@ -86,7 +87,7 @@ func timedPause(d time.Duration) *otav1.WavePause {
 func waitRollout(t *testing.T, ro *otav1.Rollout, what string, check func(*otav1.Rollout) bool) *otav1.Rollout {
 	t.Helper()
 	got := &otav1.Rollout{}
-	eventually(t, 20*time.Second, func() error {
+	releasetest.Eventually(t, 20*time.Second, func() error {
 		if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(ro), got); err != nil {
 			return err
 		}
@@ -373,10 +374,10 @@ func TestRolloutWaitsForRelease(t *testing.T) {
 
 func TestRolloutStalledRelease(t *testing.T) {
 	ns := newNamespace(t)
-	key := newECDSAKey(t)
+	key := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 1000)
-	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.pem})
-	rel := release(ns, "bad", images.Put("/"+ns+"/bad.bin", img), img, key.sign(t, img))
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.PEM})
+	rel := release(ns, "bad", images.Put("/"+ns+"/bad.bin", img), img, key.Sign(t, img))
 	rel.Spec.Source.SHA256 = digest([]byte("not it"))
 	create(t, rel)
 	ro := newRollout(ns, "bad", otav1.Wave{Name: "all", Devices: intstr.FromString("100%")})
@@ -402,9 +403,9 @@ func TestFirmwareReleaseKstatus(t *testing.T) {
 	if s := kstatusOf(t, rel); s != status.CurrentStatus {
 		t.Errorf("kstatus of a Ready release = %s, want Current", s)
 	}
-	key := newECDSAKey(t)
+	key := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 1000)
-	bad := release(ns, "bad", images.Put("/"+ns+"/bad.bin", img), img, key.sign(t, img))
+	bad := release(ns, "bad", images.Put("/"+ns+"/bad.bin", img), img, key.Sign(t, img))
 	bad.Spec.Signature.PublicKeys[0].SecretRef.Name = "missing"
 	create(t, bad)
 	got := waitCondition(t, client.ObjectKeyFromObject(bad), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonKeyUnavailable)

@@ -2,13 +2,7 @@ package integration_test
 
 import (
 	"context"
-	"crypto/ed25519"
 	"crypto/rand"
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
-	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"slices"
 	"strings"
@@ -17,7 +11,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -25,27 +18,13 @@ import (
 
 	"github.com/otaflow/otaflow/agent"
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 )
 
 func must(t *testing.T, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)
-	}
-}
-
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -60,48 +39,23 @@ type fixture struct {
 	rollout   *otav1.Rollout
 }
 
-func pubPEM(t *testing.T, pub any) []byte {
-	der, err := x509.MarshalPKIXPublicKey(pub)
-	must(t, err)
-	return pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})
-}
+// pubPEM encodes a public key as agents are given vendor keys.
+var pubPEM = releasetest.PublicPEM
 
 func newFixture(t *testing.T, size int) *fixture {
 	t.Helper()
 	ctx := rootCtx
-	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "agent-"}}
-	must(t, k8s.Create(ctx, nsObj))
-	f := &fixture{ns: nsObj.Name}
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	f.vendorPEM = pubPEM(t, pub)
+	f := &fixture{ns: releasetest.NewNamespace(t, k8s, "agent-")}
+	key := releasetest.NewEd25519Key(t)
+	f.vendorPEM = key.PEM
 	must(t, k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "vendor-keys"},
 		Data: map[string][]byte{"cosign.pub": f.vendorPEM}}))
 	f.image = make([]byte, size)
 	_, _ = rand.Read(f.image)
-	url := images.put("/"+f.ns+"/fw.bin", f.image)
-	sum := sha256.Sum256(f.image)
-	f.release = &otav1.FirmwareRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "fw-2"},
-		Spec: otav1.FirmwareReleaseSpec{
-			Version: "2.0.0", SecurityVersion: 4,
-			Compatibility: otav1.Compatibility{DeviceTypes: []string{"sensor-v1"}},
-			Source:        otav1.Source{URL: url, SHA256: hex.EncodeToString(sum[:])},
-			Signature: otav1.Signature{
-				Value:      base64.StdEncoding.EncodeToString(ed25519.Sign(priv, f.image)),
-				PublicKeys: []otav1.PublicKeySource{{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "cosign.pub"}}},
-			},
-		},
-	}
+	url := images.Put("/"+f.ns+"/fw.bin", f.image)
+	f.release = releasetest.Release(f.ns, "fw-2", "2.0.0", 4, url, f.image, key.Sign(t, f.image))
 	must(t, k8s.Create(ctx, f.release))
-	eventually(t, 30*time.Second, func() error {
-		if err := k8s.Get(ctx, client.ObjectKeyFromObject(f.release), f.release); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(f.release.Status.Conditions, otav1.ConditionReady) {
-			return fmt.Errorf("release not Ready: %+v", f.release.Status.Conditions)
-		}
-		return nil
-	})
+	releasetest.WaitReady(t, k8s, f.release, 30*time.Second)
 	f.rollout = &otav1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "eu"},
 		Spec: otav1.RolloutSpec{
@@ -121,7 +75,7 @@ func newFixture(t *testing.T, size int) *fixture {
 	u.SetName(f.rollout.Name)
 	must(t, k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("otaflow-manager"), client.ForceOwnership))
 	// Wait until the OTA server's catalog sees the open wave.
-	eventually(t, 10*time.Second, func() error {
+	releasetest.Eventually(t, 10*time.Second, func() error {
 		ro := cat.Snapshot().Rollout(f.rolloutKey())
 		if ro == nil || ro.View.Phase != otav1.RolloutProgressing || !ro.View.ReleaseReady {
 			return fmt.Errorf("catalog has not seen the open rollout yet")
@@ -145,7 +99,7 @@ func (f *fixture) rolloutKey() string { return f.ns + "/" + f.rollout.Name }
 func (f *fixture) waitStatus(t *testing.T, what string, cond func(otav1.RolloutStatus) bool) otav1.RolloutStatus {
 	t.Helper()
 	var ro otav1.Rollout
-	eventually(t, 15*time.Second, func() error {
+	releasetest.Eventually(t, 15*time.Second, func() error {
 		if err := k8s.Get(rootCtx, client.ObjectKeyFromObject(f.rollout), &ro); err != nil {
 			return err
 		}

@@ -5,10 +5,7 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"crypto/x509"
-	"encoding/base64"
 	"encoding/hex"
-	"encoding/pem"
 	"fmt"
 	"net/http/httptest"
 	"path/filepath"
@@ -20,7 +17,6 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -30,26 +26,12 @@ import (
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
 	"github.com/otaflow/otaflow/otaserver/reporter"
 )
-
-func eventually(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("after %s: %v", timeout, err)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-}
 
 func must(t *testing.T, err error) {
 	t.Helper()
@@ -61,36 +43,14 @@ func must(t *testing.T, err error) {
 // readyRelease publishes a signed image and waits for the controller to
 // make the release Ready.
 func readyRelease(t *testing.T, ns string) ([]byte, *otav1.FirmwareRelease) {
-	pub, priv, _ := ed25519.GenerateKey(rand.Reader)
-	der, _ := x509.MarshalPKIXPublicKey(pub)
+	key := releasetest.NewEd25519Key(t)
 	must(t, k8s.Create(rootCtx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-keys"},
-		Data: map[string][]byte{"cosign.pub": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: der})}}))
+		Data: map[string][]byte{"cosign.pub": key.PEM}}))
 	img := make([]byte, 200_000)
 	_, _ = rand.Read(img)
-	images["/"+ns+"/fw.bin"] = img
-	sum := sha256.Sum256(img)
-	rel := &otav1.FirmwareRelease{
-		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "fw-2"},
-		Spec: otav1.FirmwareReleaseSpec{
-			Version: "2.0.0", SecurityVersion: 4,
-			Compatibility: otav1.Compatibility{DeviceTypes: []string{"sensor-v1"}},
-			Source:        otav1.Source{URL: imgSrv.URL + "/" + ns + "/fw.bin", SHA256: hex.EncodeToString(sum[:])},
-			Signature: otav1.Signature{
-				Value:      base64.StdEncoding.EncodeToString(ed25519.Sign(priv, img)),
-				PublicKeys: []otav1.PublicKeySource{{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "cosign.pub"}}},
-			},
-		},
-	}
+	rel := releasetest.Release(ns, "fw-2", "2.0.0", 4, images.Put("/"+ns+"/fw.bin", img), img, key.Sign(t, img))
 	must(t, k8s.Create(rootCtx, rel))
-	eventually(t, 30*time.Second, func() error {
-		if err := k8s.Get(rootCtx, client.ObjectKeyFromObject(rel), rel); err != nil {
-			return err
-		}
-		if !meta.IsStatusConditionTrue(rel.Status.Conditions, otav1.ConditionReady) {
-			return fmt.Errorf("release not Ready: %+v", rel.Status.Conditions)
-		}
-		return nil
-	})
+	releasetest.WaitReady(t, k8s, rel, 30*time.Second)
 	return img, rel
 }
 
@@ -114,9 +74,7 @@ func openWave(t *testing.T, ro *otav1.Rollout, wave int) {
 func TestRolloutEndToEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(rootCtx)
 	defer cancel()
-	nsObj := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "ota-"}}
-	must(t, k8s.Create(ctx, nsObj))
-	ns := nsObj.Name
+	ns := releasetest.NewNamespace(t, k8s, "ota-")
 	img, rel := readyRelease(t, ns)
 
 	ro := &otav1.Rollout{
@@ -183,7 +141,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	sort.Slice(eu, func(i, j int) bool { return eligibility.Rank(uid, eu[i].ID) < eligibility.Rank(uid, eu[j].ID) })
 	canary := map[string]bool{eu[0].ID: true, eu[1].ID: true}
 	// Until the reporter has counted the fleet, count waves offer nothing.
-	eventually(t, 10*time.Second, func() error {
+	releasetest.Eventually(t, 10*time.Second, func() error {
 		if c, ok := rep.Cutoffs(uid); !ok || c[0] == eligibility.MaxRank {
 			return fmt.Errorf("cutoffs not computed: %v", c)
 		}
@@ -230,7 +188,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		{Name: "canary", Targeted: 2, Offered: 2, Succeeded: 2},
 		{Name: "all", Targeted: 4},
 	}
-	eventually(t, 15*time.Second, func() error {
+	releasetest.Eventually(t, 15*time.Second, func() error {
 		var got otav1.Rollout
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
 			return err
@@ -240,7 +198,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 
 	// Open wave 1: the other four are offered; fail one, leave the rest.
 	openWave(t, ro, 1)
-	eventually(t, 10*time.Second, func() error {
+	releasetest.Eventually(t, 10*time.Second, func() error {
 		r, _, err := eu[2].Check(ctx, "")
 		if err != nil || r.Status != 200 {
 			return fmt.Errorf("wave 1 not open yet: %v %d", err, r.Status)
@@ -260,7 +218,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		{Name: "all", Targeted: 4, Offered: 4, InProgress: 3, Failed: 1},
 	}
 	var final otav1.Rollout
-	eventually(t, 15*time.Second, func() error {
+	releasetest.Eventually(t, 15*time.Second, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ro), &final); err != nil {
 			return err
 		}
