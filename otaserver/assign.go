@@ -50,6 +50,7 @@ func (s *Server) wrappedKey(ctx context.Context, d devicestore.Device, rel *cata
 		return nil, fmt.Errorf("release %s: bad blob digest", rel.Key())
 	}
 	w, err = keywrap.Wrap(keywrap.KEM(d.KEM), d.PublicKey, rel.ContentKey, [32]byte(raw), d.ID)
+	s.cfg.Metrics.KeyWraps.Inc()
 	if err != nil {
 		return nil, fmt.Errorf("wrap content key of %s: %w", rel.Key(), err)
 	}

@@ -12,6 +12,7 @@ type Metrics struct {
 	Reports     *prometheus.CounterVec
 	Enrollments *prometheus.CounterVec
 	BlobBytes   prometheus.Counter
+	KeyWraps    prometheus.Counter
 	StoreTime   *prometheus.HistogramVec
 }
 
@@ -36,11 +37,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		BlobBytes: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "otaflow_ota_blob_bytes_total", Help: "Encrypted blob bytes served.",
 		}),
+		KeyWraps: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "otaflow_ota_key_wraps_total", Help: "Content keys wrapped for a device (HPKE); repeat check-ins use the cached wrap.",
+		}),
 		StoreTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "otaflow_ota_store_seconds", Help: "Device store latency by operation.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 4, 9),
 		}, []string{"op"}),
 	}
-	reg.MustRegister(m.Requests, m.CheckIns, m.Offers, m.Reports, m.Enrollments, m.BlobBytes, m.StoreTime)
+	reg.MustRegister(m.Requests, m.CheckIns, m.Offers, m.Reports, m.Enrollments, m.BlobBytes, m.KeyWraps, m.StoreTime)
 	return m
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strconv"
@@ -108,6 +109,27 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	s.bytes += int64(n)
 	return n, err
 }
+
+// ReadFrom keeps the connection's sendfile path for blob bodies
+// (http.ServeContent copies an *os.File-backed blob into the writer);
+// without it every download is copied through a user-space buffer.
+func (s *statusRecorder) ReadFrom(src io.Reader) (int64, error) {
+	if s.status == 0 {
+		s.status = http.StatusOK
+	}
+	rf, ok := s.ResponseWriter.(io.ReaderFrom)
+	if !ok {
+		rf = writerOnly{s.ResponseWriter}
+	}
+	n, err := rf.ReadFrom(src)
+	s.bytes += n
+	return n, err
+}
+
+// writerOnly copies with io.Copy's buffer when the writer cannot ReadFrom.
+type writerOnly struct{ io.Writer }
+
+func (w writerOnly) ReadFrom(src io.Reader) (int64, error) { return io.Copy(w.Writer, src) }
 
 // Unwrap lets http.ResponseController reach the connection (write deadlines).
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }

@@ -29,7 +29,7 @@ var (
 type Device struct {
 	ID            string
 	Type          string
-	Labels        map[string]string
+	Labels        map[string]string // read-only: stores may share label maps between devices
 	KEM           string
 	PublicKey     []byte
 	TokenHash     []byte // SHA-256 of the bearer token; the token itself is never stored
@@ -46,7 +46,7 @@ type Device struct {
 type DeviceRef struct {
 	ID     string
 	Type   string
-	Labels map[string]string
+	Labels map[string]string // read-only, as Device.Labels
 	Seq    int64
 }
 

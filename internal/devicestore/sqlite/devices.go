@@ -38,7 +38,8 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		return d, false, err
 	}
 	var known bool
-	err = s.tx(ctx, "enroll", func(tx *sql.Tx) error {
+	var out devicestore.Device
+	err = s.write(ctx, "enroll", func(ctx context.Context, tx *sql.Tx) error {
 		var kem string
 		var pub []byte
 		err := tx.StmtContext(ctx, s.ws.enrollKey).QueryRowContext(ctx, d.ID).Scan(&kem, &pub)
@@ -62,40 +63,38 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		if err != nil {
 			return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
 		}
-		return nil
+		// Read back inside the transaction, so the caller sees its own write.
+		out, err = scanDevice(tx.StmtContext(ctx, s.ws.deviceByID).QueryRowContext(ctx, d.ID))
+		return err
 	})
 	if err != nil {
 		return d, false, err
 	}
-	out, err := s.deviceW(ctx, d.ID)
-	return out, !known, err
-}
-
-// deviceW reads through the writer so the caller sees its own write.
-func (s *Store) deviceW(ctx context.Context, id string) (devicestore.Device, error) {
-	return scanDevice(s.w.QueryRowContext(ctx, qDeviceByID, id))
+	return out, !known, nil
 }
 
 // DeviceByToken implements devicestore.Store.
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestore.Device, error) {
-	return scanDevice(s.rs.deviceByToken.QueryRowContext(ctx, tokenHash))
+	return scanDevice(s.rs.deviceByToken.QueryRowContext(pointCtx(ctx), tokenHash))
 }
 
 // Device implements devicestore.Store.
 func (s *Store) Device(ctx context.Context, id string) (devicestore.Device, error) {
-	return scanDevice(s.rs.deviceByID.QueryRowContext(ctx, id))
+	return scanDevice(s.rs.deviceByID.QueryRowContext(pointCtx(ctx), id))
 }
 
 // SetRunning implements devicestore.Store.
 func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error {
-	res, err := s.ws.setRunning.ExecContext(ctx, version, floor, nanos(at), id)
-	if err != nil {
-		return fmt.Errorf("sqlite: set running version of %s: %w", id, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return devicestore.ErrNotFound
-	}
-	return nil
+	return s.write(ctx, "set running", func(ctx context.Context, tx *sql.Tx) error {
+		res, err := tx.StmtContext(ctx, s.ws.setRunning).ExecContext(ctx, version, floor, nanos(at), id)
+		if err != nil {
+			return fmt.Errorf("sqlite: set running version of %s: %w", id, err)
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return devicestore.ErrNotFound
+		}
+		return nil
+	})
 }
 
 // Touch implements devicestore.Store: one transaction for the whole batch.

@@ -78,10 +78,12 @@ func (s *Store) SetConflict(ctx context.Context, rolloutUID, deviceID string, co
 	if conflict {
 		st = s.ws.addConflict
 	}
-	if _, err := st.ExecContext(ctx, rolloutUID, deviceID); err != nil {
-		return fmt.Errorf("sqlite: set conflict %s/%s: %w", rolloutUID, deviceID, err)
-	}
-	return nil
+	return s.write(ctx, "set conflict", func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, st).ExecContext(ctx, rolloutUID, deviceID); err != nil {
+			return fmt.Errorf("sqlite: set conflict %s/%s: %w", rolloutUID, deviceID, err)
+		}
+		return nil
+	})
 }
 
 // Counts implements devicestore.Store with covering-index GROUP BYs.

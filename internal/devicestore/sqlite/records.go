@@ -31,12 +31,12 @@ func scanRecord(row scanner) (devicestore.Record, error) {
 
 // Record implements devicestore.Store.
 func (s *Store) Record(ctx context.Context, rolloutUID, deviceID string) (devicestore.Record, error) {
-	return scanRecord(s.rs.record.QueryRowContext(ctx, rolloutUID, deviceID))
+	return scanRecord(s.rs.record.QueryRowContext(pointCtx(ctx), rolloutUID, deviceID))
 }
 
 // Records implements devicestore.Store.
 func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Record, error) {
-	rows, err := s.rs.recordsByDev.QueryContext(ctx, deviceID)
+	rows, err := s.rs.recordsByDev.QueryContext(pointCtx(ctx), deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: records of %s: %w", deviceID, err)
 	}
@@ -79,13 +79,13 @@ func (s *Store) putRecordTx(ctx context.Context, tx *sql.Tx, r devicestore.Recor
 
 // PutRecord implements devicestore.Store.
 func (s *Store) PutRecord(ctx context.Context, r devicestore.Record, f *devicestore.Failure) error {
-	return s.tx(ctx, "put record", func(tx *sql.Tx) error { return s.putRecordTx(ctx, tx, r, f) })
+	return s.write(ctx, "put record", func(ctx context.Context, tx *sql.Tx) error { return s.putRecordTx(ctx, tx, r, f) })
 }
 
 // ApplyReport implements devicestore.Store.
 func (s *Store) ApplyReport(ctx context.Context, rep devicestore.Report, update func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error)) (devicestore.Record, error) {
 	var out devicestore.Record
-	err := s.tx(ctx, "apply report", func(tx *sql.Tx) error {
+	err := s.write(ctx, "apply report", func(ctx context.Context, tx *sql.Tx) error {
 		var one int
 		err := tx.StmtContext(ctx, s.ws.reportSeen).QueryRowContext(ctx, rep.DeviceID, rep.ReportID).Scan(&one)
 		if err == nil {
@@ -191,7 +191,7 @@ func (s *Store) ForgetRollout(ctx context.Context, rolloutUID string) error {
 // WrappedKey implements devicestore.Store.
 func (s *Store) WrappedKey(ctx context.Context, deviceID, blob string) ([]byte, error) {
 	var w []byte
-	err := s.rs.wrappedKey.QueryRowContext(ctx, deviceID, blob).Scan(&w)
+	err := s.rs.wrappedKey.QueryRowContext(pointCtx(ctx), deviceID, blob).Scan(&w)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, devicestore.ErrNotFound
 	}
@@ -203,10 +203,12 @@ func (s *Store) WrappedKey(ctx context.Context, deviceID, blob string) ([]byte, 
 
 // PutWrappedKey implements devicestore.Store.
 func (s *Store) PutWrappedKey(ctx context.Context, deviceID, blob string, wrapped []byte) error {
-	if _, err := s.ws.putWrapped.ExecContext(ctx, deviceID, blob, wrapped); err != nil {
-		return fmt.Errorf("sqlite: cache wrapped key: %w", err)
-	}
-	return nil
+	return s.write(ctx, "cache wrapped key", func(ctx context.Context, tx *sql.Tx) error {
+		if _, err := tx.StmtContext(ctx, s.ws.putWrapped).ExecContext(ctx, deviceID, blob, wrapped); err != nil {
+			return fmt.Errorf("sqlite: cache wrapped key: %w", err)
+		}
+		return nil
+	})
 }
 
 // PruneReports implements devicestore.Store.

@@ -43,6 +43,7 @@ const (
 	qExpire       = `UPDATE records SET state = 'timedOut', reason = ?, updated_at = ? WHERE rollout_uid = ? AND state = ? AND offered_at < ? RETURNING device_id, wave`
 	qPutWrapped   = `INSERT OR REPLACE INTO wrapped_keys (device_id, blob, wrapped) VALUES (?, ?, ?)`
 	qPruneReports = `DELETE FROM reports WHERE at < ?`
+	qBulkDevice   = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
 	qTrimFailures = `DELETE FROM failures WHERE rollout_uid = ? AND at < (SELECT at FROM failures WHERE rollout_uid = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`
 )
 
@@ -57,6 +58,7 @@ type writeStmts struct {
 	record, upsertRecord, pinFleet, upsertFleet, deleteFleet         *sql.Stmt
 	assignWave, addConflict, delConflict, addFailure                 *sql.Stmt
 	reportSeen, addReport, expire, putWrapped, pruneReports, trimFai *sql.Stmt
+	deviceByID, bulkDevice                                           *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -99,6 +101,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.putWrapped, qPutWrapped},
 		{s.w, &s.ws.pruneReports, qPruneReports},
 		{s.w, &s.ws.trimFai, qTrimFailures},
+		{s.w, &s.ws.deviceByID, qDeviceByID},
+		{s.w, &s.ws.bulkDevice, qBulkDevice},
 	}
 	for _, x := range list {
 		st, err := x.db.PrepareContext(ctx, x.q)
@@ -119,5 +123,6 @@ func (s *Store) allStmts() []*sql.Stmt {
 		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
 		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
+		w.deviceByID, w.bulkDevice,
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"encoding/json"
 	"fmt"
+	"sync"
 	"time"
 )
 
@@ -22,6 +23,17 @@ func (s *Store) tx(ctx context.Context, what string, fn func(*sql.Tx) error) err
 		return fmt.Errorf("sqlite: %s: commit: %w", what, err)
 	}
 	return nil
+}
+
+// pointCtx is the context of a request-path point lookup (one index
+// descent, microseconds): it keeps the caller's values but not its
+// cancellation, since a cancellable context costs database/sql and the
+// driver a watcher goroutine per query — more than the query itself.
+func pointCtx(ctx context.Context) context.Context {
+	if ctx.Done() == nil {
+		return ctx
+	}
+	return context.WithoutCancel(ctx)
 }
 
 // Times are unix nanoseconds; the zero time is 0.
@@ -55,10 +67,42 @@ func encLabels(l map[string]string) (string, error) {
 	return string(b), nil
 }
 
+// decLabels decodes a label set. A fleet has few distinct label sets, so
+// decoded sets are shared (bounded): the maps a store returns are read-only.
 func decLabels(s string) (map[string]string, error) {
+	if l, ok := labelSets.get(s); ok {
+		return l, nil
+	}
 	var l map[string]string
 	if err := json.Unmarshal([]byte(s), &l); err != nil {
 		return nil, fmt.Errorf("sqlite: decode labels: %w", err)
 	}
+	labelSets.put(s, l)
 	return l, nil
+}
+
+// maxLabelSets bounds the shared label sets; past it, sets are decoded
+// per read.
+const maxLabelSets = 8192
+
+var labelSets = &labelCache{m: map[string]map[string]string{}}
+
+type labelCache struct {
+	mu sync.RWMutex
+	m  map[string]map[string]string
+}
+
+func (c *labelCache) get(s string) (map[string]string, bool) {
+	c.mu.RLock()
+	l, ok := c.m[s]
+	c.mu.RUnlock()
+	return l, ok
+}
+
+func (c *labelCache) put(s string, l map[string]string) {
+	c.mu.Lock()
+	if len(c.m) < maxLabelSets {
+		c.m[s] = l
+	}
+	c.mu.Unlock()
 }

@@ -1,0 +1,68 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+)
+
+// bulkCacheKiB is the writer's page cache while bulk loading: the token
+// index is filled in random order, so a larger cache saves page reloads.
+const bulkCacheKiB = 128 << 10
+
+// BulkEnroll inserts many new devices in one transaction, for seeding a
+// store or importing a fleet; callers pass batches of a few thousand to a
+// hundred thousand. Devices whose ID is already enrolled are skipped (never
+// changed); the others get consecutive sequence numbers after the current
+// highest, as one by one enrollments would. It returns how many it inserted.
+func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int, error) {
+	if len(devs) == 0 {
+		return 0, nil
+	}
+	conn, err := s.w.Conn(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)
+	}
+	defer conn.Close()
+	var cache int64
+	if err := conn.QueryRowContext(ctx, "PRAGMA cache_size").Scan(&cache); err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)
+	}
+	if _, err := conn.ExecContext(ctx, fmt.Sprintf("PRAGMA cache_size = -%d", bulkCacheKiB)); err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)
+	}
+	defer func() {
+		_, _ = conn.ExecContext(context.WithoutCancel(ctx), fmt.Sprintf("PRAGMA cache_size = %d", cache))
+	}()
+	tx, err := conn.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: begin: %w", err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	var seq int64
+	if err := tx.StmtContext(ctx, s.ws.maxSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: next seq: %w", err)
+	}
+	ins := tx.StmtContext(ctx, s.ws.bulkDevice)
+	n := 0
+	for i := range devs {
+		d := &devs[i]
+		labels, err := encLabels(d.Labels)
+		if err != nil {
+			return 0, err
+		}
+		res, err := ins.ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), seq+1)
+		if err != nil {
+			return 0, fmt.Errorf("sqlite: bulk enroll %s: %w", d.ID, err)
+		}
+		if k, _ := res.RowsAffected(); k == 1 {
+			seq++
+			n++
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: commit: %w", err)
+	}
+	return n, nil
+}
