@@ -47,7 +47,7 @@ func (v *Vendor) Sign(img []byte) (string, error) {
 }
 
 // FileServer serves firmware images over plain HTTP on loopback, as a
-// vendor's download site would.
+// vendor's download site would; a path not published yet is a 404.
 type FileServer struct {
 	srv   *http.Server
 	ln    net.Listener
@@ -83,8 +83,11 @@ func (fs *FileServer) Put(path string, content []byte) string {
 	fs.mu.Lock()
 	defer fs.mu.Unlock()
 	fs.files[path] = content
-	return "http://" + fs.ln.Addr().String() + path
+	return fs.At(path)
 }
+
+// At is the URL of a path, published or not.
+func (fs *FileServer) At(path string) string { return "http://" + fs.ln.Addr().String() + path }
 
 // Close stops the server.
 func (fs *FileServer) Close() error { return fs.srv.Close() }

@@ -13,9 +13,6 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
-	"sync"
 	"testing"
 	"time"
 
@@ -25,42 +22,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/harness"
 )
 
-// ImageServer serves firmware images by path; a missing path is a 404, as
-// when a file is not uploaded yet.
-type ImageServer struct {
-	*httptest.Server
-	mu     sync.Mutex
-	images map[string][]byte
-}
-
-// NewImageServer starts an image server with no images.
-func NewImageServer() *ImageServer {
-	s := &ImageServer{images: map[string][]byte{}}
-	s.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.mu.Lock()
-		b, ok := s.images[r.URL.Path]
-		s.mu.Unlock()
-		if !ok {
-			http.NotFound(w, r)
-			return
-		}
-		_, _ = w.Write(b)
-	}))
-	return s
-}
-
-// Put publishes an image and returns its URL.
-func (s *ImageServer) Put(path string, b []byte) string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.images[path] = b
-	return s.URL + path
-}
-
-// At is the URL of a path, published or not.
-func (s *ImageServer) At(path string) string { return s.URL + path }
+// ImageServer serves firmware images by path (the harness's download site).
+type ImageServer = harness.FileServer
 
 // VendorKey is a firmware vendor's signing key; the cluster only sees its
 // public half, PEM.

@@ -15,28 +15,21 @@ import (
 	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
-	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/fetch"
+	"github.com/otaflow/otaflow/internal/harness"
 	"github.com/otaflow/otaflow/internal/testenv"
 )
 
 // Scheme has the Kubernetes and otaflow types.
-func Scheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(otav1.AddToScheme(s))
-	return s
-}
+func Scheme() *runtime.Scheme { return harness.Scheme() }
 
 // Options tune Start. Zero values take the defaults.
 type Options struct {
@@ -110,7 +103,9 @@ func Start(opts Options) (_ *Suite, err error) {
 	if s.Blobs, err = blobstore.NewFS(filepath.Join(s.Dir, "blobs")); err != nil {
 		return nil, err
 	}
-	s.Images = NewImageServer()
+	if s.Images, err = harness.StartFileServer(); err != nil {
+		return nil, err
+	}
 
 	mgr, err := ctrl.NewManager(s.Config, ctrl.Options{
 		Scheme:  s.Scheme,
@@ -172,7 +167,7 @@ func (s *Suite) Stop() {
 func (s *Suite) Close() {
 	s.Stop()
 	if s.Images != nil {
-		s.Images.Close()
+		_ = s.Images.Close()
 	}
 	if s.Dir != "" {
 		_ = os.RemoveAll(s.Dir)
