@@ -2,7 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -72,9 +71,7 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 	}
 	defer func() { _ = w.Abort() }() // no-op after Commit
 
-	encHash := sha256.New()
-	dst := io.MultiWriter(writeTagger{w}, encHash)
-	plainSize, err := envelope.Encrypt(dst, io.TeeReader(body, check), key)
+	plainSize, err := envelope.Encrypt(writeTagger{w}, io.TeeReader(body, check), key)
 	if err != nil {
 		if errors.Is(err, errWrite) {
 			return nil, fmt.Errorf("%w: write blob: %w", errStorage, err)
@@ -91,7 +88,7 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 		return nil, fmt.Errorf("verify signature of %s: %w", rel.Spec.Source.SHA256, err)
 	}
 
-	encDigest := hex.EncodeToString(encHash.Sum(nil))
+	encDigest := w.Digest()
 	secretName, err := r.writeKeySecret(ctx, rel, encDigest, key)
 	if err != nil {
 		return nil, err

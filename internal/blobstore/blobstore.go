@@ -60,6 +60,9 @@ type Store interface {
 // ErrWriterClosed. A Writer is not safe for concurrent use.
 type Writer interface {
 	io.Writer
+	// Digest is the SHA-256 (lowercase hex) of what was written so far, so
+	// a caller can record the blob's name before committing it.
+	Digest() string
 	// Commit makes the blob visible under the digest of its content.
 	// Committing content that is already stored succeeds and leaves the
 	// existing blob in place.

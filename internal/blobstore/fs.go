@@ -223,6 +223,8 @@ type fsWriter struct {
 	done  bool
 }
 
+func (w *fsWriter) Digest() string { return hex.EncodeToString(w.h.Sum(nil)) }
+
 func (w *fsWriter) Write(p []byte) (int, error) {
 	if w.done {
 		return 0, ErrWriterClosed
@@ -256,7 +258,7 @@ func (w *fsWriter) commit(ctx context.Context, expect string) (Info, error) {
 	if w.done {
 		return Info{}, fmt.Errorf("commit blob: %w", ErrWriterClosed)
 	}
-	digest := hex.EncodeToString(w.h.Sum(nil))
+	digest := w.Digest()
 	info, err := w.publish(ctx, digest, expect)
 	if err != nil {
 		w.discard()

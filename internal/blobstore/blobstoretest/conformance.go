@@ -78,6 +78,10 @@ func Put(t testing.TB, s blobstore.Store, content []byte) blobstore.Info {
 			t.Fatalf("Write: %v", err)
 		}
 	}
+	if got, want := w.Digest(), Digest(content); got != want {
+		_ = w.Abort()
+		t.Fatalf("Digest before Commit = %s, want %s", got, want)
+	}
 	info, err := w.Commit(t.Context())
 	if err != nil {
 		t.Fatalf("Commit: %v", err)
