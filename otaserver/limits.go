@@ -8,59 +8,6 @@ import (
 	"golang.org/x/time/rate"
 )
 
-// deviceLimiter is a token bucket per device.
-type deviceLimiter struct {
-	mu    sync.Mutex
-	r     rate.Limit
-	burst int
-	now   func() time.Time
-	m     map[string]*limiterEntry
-}
-
-type limiterEntry struct {
-	l    *rate.Limiter
-	last time.Time
-}
-
-func newDeviceLimiter(r rate.Limit, burst int, now func() time.Time) *deviceLimiter {
-	return &deviceLimiter{r: r, burst: burst, now: now, m: map[string]*limiterEntry{}}
-}
-
-// allow takes a token for key, or says how long to wait for one.
-func (d *deviceLimiter) allow(key string) (time.Duration, bool) {
-	now := d.now()
-	d.mu.Lock()
-	e := d.m[key]
-	if e == nil {
-		e = &limiterEntry{l: rate.NewLimiter(d.r, d.burst)}
-		d.m[key] = e
-	}
-	e.last = now
-	res := e.l.ReserveN(now, 1)
-	d.mu.Unlock()
-	if !res.OK() {
-		return time.Minute, false
-	}
-	if wait := res.DelayFrom(now); wait > 0 {
-		res.CancelAt(now)
-		return wait, false
-	}
-	return 0, true
-}
-
-// sweep forgets devices idle for longer than idle; a full bucket is the
-// same as a new one, so nothing is lost.
-func (d *deviceLimiter) sweep(idle time.Duration) {
-	cut := d.now().Add(-idle)
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	for k, e := range d.m {
-		if e.last.Before(cut) {
-			delete(d.m, k)
-		}
-	}
-}
-
 // offerLimiter enforces each rollout's maxOffersPerMinute (per replica).
 type offerLimiter struct {
 	mu  sync.Mutex

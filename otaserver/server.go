@@ -139,7 +139,7 @@ func (s *Server) Run(ctx context.Context) error {
 			if err := s.flushSeen(ctx); err != nil {
 				s.cfg.Log.Error(err, "flush last-seen times")
 			}
-			s.limits.sweep(10 * time.Minute)
+			s.limits.sweep()
 		}
 	}
 }

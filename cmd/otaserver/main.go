@@ -38,6 +38,7 @@ type options struct {
 	deviceBurst              int
 	shutdownTimeout          time.Duration
 	httpLimits               otaserver.HTTPLimits
+	memoryLimitRatio         float64
 }
 
 func main() {
@@ -63,6 +64,7 @@ func main() {
 	fs.Float64Var(&o.deviceRate, "device-rate", 1, "Update checks and reports per second per device (sustained).")
 	fs.IntVar(&o.deviceBurst, "device-burst", 10, "Burst of update checks and reports per device.")
 	fs.DurationVar(&o.shutdownTimeout, "shutdown-timeout", 20*time.Second, "Time for in-flight requests on shutdown.")
+	fs.Float64Var(&o.memoryLimitRatio, "memory-limit-ratio", 0.8, "Go soft memory limit as a fraction of the container's memory limit (cgroup), unless GOMEMLIMIT is set.")
 	o.httpLimits = otaserver.DefaultHTTPLimits()
 	fs.IntVar(&o.httpLimits.MaxConnections, "max-connections", o.httpLimits.MaxConnections, "Device API connections served at once; more wait in the accept queue (0: no limit).")
 	fs.DurationVar(&o.httpLimits.ReadHeaderTimeout, "read-header-timeout", o.httpLimits.ReadHeaderTimeout, "Close device connections whose request headers take longer (also silent new connections).")

@@ -30,7 +30,9 @@ import (
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
+	"github.com/otaflow/otaflow/internal/memlimit"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/reporter"
@@ -41,6 +43,11 @@ func run(ctx context.Context, o options) error {
 	if err := o.validate(); err != nil {
 		return err
 	}
+	limit, err := memlimit.Apply("/sys/fs/cgroup", o.memoryLimitRatio, os.LookupEnv)
+	if err != nil {
+		return err
+	}
+	log.Info("memory", "goSoftLimitBytes", limit)
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(otav1.AddToScheme(scheme))
@@ -53,9 +60,14 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("kubernetes client: %w", err)
 	}
 
+	opened := time.Now()
 	store, err := openStore(ctx, o.storeDSN)
 	if err != nil {
 		return err
+	}
+	if ix, ok := store.(interface{ IndexStats() devindex.Stats }); ok {
+		st := ix.IndexStats()
+		log.Info("device store open", "took", time.Since(opened).Round(time.Millisecond), "indexedDevices", st.Devices, "indexBytes", st.Bytes)
 	}
 	defer func() {
 		if err := store.Close(); err != nil {

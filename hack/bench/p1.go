@@ -13,6 +13,10 @@ import (
 
 const p1Prefix = "dev-"
 
+// p6ContainerMiB is the container memory limit the P1 server child runs
+// under (its Go soft limit is derived from it as cmd/otaserver does).
+const p6ContainerMiB = 512
+
 // runP1 seeds the store (S0), then drives update checks with real bearer
 // tokens against the OTA server child and the bare 204 child (P1), the
 // same at a paced realistic rate (P1b), and reads the OTA child's peak
@@ -38,7 +42,8 @@ func runP1(ctx context.Context, c config, res *Results) error {
 		Command: fmt.Sprintf("go run ./hack/bench --only=s0 --devices=%d", c.Devices),
 		Notes:   "sqlite.Store.BulkEnroll, 50,000 devices per transaction, synchronous=FULL"})
 
-	ota, err := startChild(dir, "otaserver", "--mode=ota", "--fixture="+filepath.Join(dir, "fixture.json"), "--db="+db)
+	ota, err := startChild(dir, "otaserver", "--mode=ota", "--fixture="+filepath.Join(dir, "fixture.json"), "--db="+db,
+		fmt.Sprintf("--container-memory-mib=%d", p6ContainerMiB))
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -28,6 +29,9 @@ import (
 
 const bootstrapToken = "bench-bootstrap-token"
 
+// otaserverMemoryRatio is cmd/otaserver's --memory-limit-ratio default.
+const otaserverMemoryRatio = 0.8
+
 // serveMain is the server child: the OTA server's device API (the same
 // handler and http.Server limits as cmd/otaserver, plain HTTP, catalog
 // fixed by the fixture instead of an informer), a bare 204 handler, or
@@ -41,7 +45,12 @@ func serveMain(args []string) error {
 	devRate := fs.Float64("device-rate", 1, "per-device request rate (as --device-rate of otaserver)")
 	devBurst := fs.Int("device-burst", 10, "per-device burst")
 	noGroup := fs.Bool("no-group-commit", false, "one transaction per request write")
+	noIndex := fs.Bool("no-device-index", false, "answer device lookups from SQLite instead of the in-memory index")
+	containerMiB := fs.Int64("container-memory-mib", 0, "apply the soft memory limit cmd/otaserver derives from a container limit of this size (0: none)")
 	_ = fs.Parse(args)
+	if *containerMiB > 0 {
+		debug.SetMemoryLimit(int64(otaserverMemoryRatio * float64(*containerMiB<<20)))
+	}
 
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -71,7 +80,7 @@ func serveMain(args []string) error {
 		if err != nil {
 			return err
 		}
-		store, err := sqlite.Open(ctx, *db, sqlite.Options{DisableGroupCommit: *noGroup})
+		store, err := sqlite.Open(ctx, *db, sqlite.Options{DisableGroupCommit: *noGroup, DisableDeviceIndex: *noIndex})
 		if err != nil {
 			return err
 		}

@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 )
 
 // bulkCacheKiB is the writer's page cache while bulk loading: the token
@@ -19,6 +20,11 @@ const bulkCacheKiB = 128 << 10
 func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int, error) {
 	if len(devs) == 0 {
 		return 0, nil
+	}
+	for i := range devs {
+		if err := devindex.Check(devs[i]); err != nil {
+			return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)
+		}
 	}
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
@@ -46,6 +52,7 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 	}
 	ins := tx.StmtContext(ctx, s.ws.bulkDevice)
 	n := 0
+	var added []devicestore.Device // inserted, with their Seq
 	for i := range devs {
 		d := &devs[i]
 		labels, err := encLabels(d.Labels)
@@ -59,10 +66,20 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 		if k, _ := res.RowsAffected(); k == 1 {
 			seq++
 			n++
+			if s.idx != nil {
+				dd := *d
+				dd.Seq = seq
+				added = append(added, dd)
+			}
 		}
 	}
 	if err := tx.Commit(); err != nil {
 		return 0, fmt.Errorf("sqlite: bulk enroll: commit: %w", err)
+	}
+	for _, d := range added {
+		if err := s.idx.Put(d); err != nil {
+			return n, fmt.Errorf("sqlite: bulk enroll: index %s: %w", d.ID, err)
+		}
 	}
 	return n, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 )
 
 type scanner interface{ Scan(...any) error }
@@ -33,13 +34,22 @@ func scanDevice(row scanner) (devicestore.Device, error) {
 
 // Enroll implements devicestore.Store.
 func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.Device, bool, error) {
+	if err := devindex.Check(d); err != nil {
+		return d, false, fmt.Errorf("sqlite: enroll: %w", err)
+	}
 	labels, err := encLabels(d.Labels)
 	if err != nil {
 		return d, false, err
 	}
 	var known bool
 	var out devicestore.Device
-	err = s.write(ctx, "enroll", func(ctx context.Context, tx *sql.Tx) error {
+	var indexErr error
+	index := func() {
+		if s.idx != nil {
+			indexErr = s.idx.Put(out)
+		}
+	}
+	err = s.writeThen(ctx, "enroll", func(ctx context.Context, tx *sql.Tx) error {
 		var kem string
 		var pub []byte
 		err := tx.StmtContext(ctx, s.ws.enrollKey).QueryRowContext(ctx, d.ID).Scan(&kem, &pub)
@@ -66,26 +76,51 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		// Read back inside the transaction, so the caller sees its own write.
 		out, err = scanDevice(tx.StmtContext(ctx, s.ws.deviceByID).QueryRowContext(ctx, d.ID))
 		return err
-	})
+	}, index)
 	if err != nil {
 		return d, false, err
+	}
+	if indexErr != nil {
+		// Committed but not indexed: refuse to go on answering from a
+		// stale index.
+		return d, false, fmt.Errorf("sqlite: enroll %s: %w", d.ID, indexErr)
 	}
 	return out, !known, nil
 }
 
+func (s *Store) fromIndex(d devicestore.Device, ok bool, err error) (devicestore.Device, error) {
+	if err != nil {
+		return d, fmt.Errorf("sqlite: %w", err)
+	}
+	if !ok {
+		return d, devicestore.ErrNotFound
+	}
+	return d, nil
+}
+
 // DeviceByToken implements devicestore.Store.
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestore.Device, error) {
+	if s.idx != nil {
+		return s.fromIndex(s.idx.ByToken(tokenHash))
+	}
 	return scanDevice(s.rs.deviceByToken.QueryRowContext(pointCtx(ctx), tokenHash))
 }
 
 // Device implements devicestore.Store.
 func (s *Store) Device(ctx context.Context, id string) (devicestore.Device, error) {
+	if s.idx != nil {
+		return s.fromIndex(s.idx.ByID(id))
+	}
 	return scanDevice(s.rs.deviceByID.QueryRowContext(pointCtx(ctx), id))
 }
 
 // SetRunning implements devicestore.Store.
 func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error {
-	return s.write(ctx, "set running", func(ctx context.Context, tx *sql.Tx) error {
+	var index func()
+	if s.idx != nil {
+		index = func() { s.idx.SetRunning(id, version, floor, at) }
+	}
+	return s.writeThen(ctx, "set running", func(ctx context.Context, tx *sql.Tx) error {
 		res, err := tx.StmtContext(ctx, s.ws.setRunning).ExecContext(ctx, version, floor, nanos(at), id)
 		if err != nil {
 			return fmt.Errorf("sqlite: set running version of %s: %w", id, err)
@@ -94,7 +129,7 @@ func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64,
 			return devicestore.ErrNotFound
 		}
 		return nil
-	})
+	}, index)
 }
 
 // Touch implements devicestore.Store: one transaction for the whole batch.
@@ -102,7 +137,7 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 	if len(seen) == 0 {
 		return nil
 	}
-	return s.tx(ctx, "touch", func(tx *sql.Tx) error {
+	err := s.tx(ctx, "touch", func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.ws.touch)
 		for id, at := range seen {
 			if _, err := st.ExecContext(ctx, nanos(at), id); err != nil {
@@ -111,6 +146,10 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 		}
 		return nil
 	})
+	if err == nil && s.idx != nil {
+		s.idx.Touch(seen) // last-seen only moves forward, so order does not matter
+	}
+	return err
 }
 
 // DevicesSince implements devicestore.Store.

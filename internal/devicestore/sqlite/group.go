@@ -23,10 +23,11 @@ import (
 const defaultMaxBatch = 256
 
 type writeOp struct {
-	ctx  context.Context
-	what string
-	fn   func(ctx context.Context, tx *sql.Tx) error
-	done chan error
+	ctx   context.Context
+	what  string
+	fn    func(ctx context.Context, tx *sql.Tx) error
+	after func() // runs once the write committed, in commit order
+	done  chan error
 }
 
 var opPool = sync.Pool{New: func() any { return &writeOp{done: make(chan error, 1)} }}
@@ -54,12 +55,12 @@ var errClosed = fmt.Errorf("sqlite: store closed")
 
 // write runs fn in a group transaction and returns once that transaction
 // committed (or fn's own error, with fn's writes undone).
-func (c *committer) write(ctx context.Context, what string, fn func(context.Context, *sql.Tx) error) error {
+func (c *committer) write(ctx context.Context, what string, fn func(context.Context, *sql.Tx) error, after func()) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	op := opPool.Get().(*writeOp)
-	op.ctx, op.what, op.fn = ctx, what, fn
+	op.ctx, op.what, op.fn, op.after = ctx, what, fn, after
 	c.mu.RLock()
 	if c.close {
 		c.mu.RUnlock()
@@ -71,7 +72,7 @@ func (c *committer) write(ctx context.Context, what string, fn func(context.Cont
 	// Always wait for the answer: the write may already be in a batch, and
 	// the op is reused afterwards. A batch is bounded, so this is short.
 	err := <-op.done
-	op.ctx, op.fn = nil, nil
+	op.ctx, op.fn, op.after = nil, nil, nil
 	opPool.Put(op)
 	return err
 }
@@ -129,7 +130,11 @@ func (c *committer) commit(batch []*writeOp) {
 	ctx := context.Background()
 	if len(live) == 1 {
 		op := live[0]
-		op.done <- c.s.tx(ctx, op.what, func(tx *sql.Tx) error { return op.fn(context.WithoutCancel(op.ctx), tx) })
+		err := c.s.tx(ctx, op.what, func(tx *sql.Tx) error { return op.fn(context.WithoutCancel(op.ctx), tx) })
+		if err == nil && op.after != nil {
+			op.after()
+		}
+		op.done <- err
 		return
 	}
 	errs := make([]error, len(live))
@@ -156,6 +161,9 @@ func (c *committer) commit(batch []*writeOp) {
 			// Nothing of the batch was committed.
 			op.done <- err
 		default:
+			if errs[i] == nil && op.after != nil {
+				op.after()
+			}
 			op.done <- errs[i]
 		}
 	}
@@ -164,8 +172,24 @@ func (c *committer) commit(batch []*writeOp) {
 // write runs a request's single-row write: grouped with concurrent ones
 // unless group commit is off.
 func (s *Store) write(ctx context.Context, what string, fn func(context.Context, *sql.Tx) error) error {
-	if s.gc == nil {
-		return s.tx(ctx, what, func(tx *sql.Tx) error { return fn(ctx, tx) })
+	return s.writeThen(ctx, what, fn, nil)
+}
+
+// writeThen is write with after run once the write has committed, before
+// the caller is answered; writes commit one at a time, so the afters of
+// writes to the same device run in commit order (the device index relies
+// on it).
+func (s *Store) writeThen(ctx context.Context, what string, fn func(context.Context, *sql.Tx) error, after func()) error {
+	if s.gc != nil {
+		return s.gc.write(ctx, what, fn, after)
 	}
-	return s.gc.write(ctx, what, fn)
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	if err := s.tx(ctx, what, func(tx *sql.Tx) error { return fn(ctx, tx) }); err != nil {
+		return err
+	}
+	if after != nil {
+		after()
+	}
+	return nil
 }

@@ -209,7 +209,7 @@ func TestBulkEnroll(t *testing.T) {
 	for _, id := range []string{"a", "b", "c"} {
 		d := storetest.NewDevice(id, map[string]string{"region": "eu"})
 		if id == "a" {
-			d.TokenHash = []byte("another token hash, must not apply")
+			d.TokenHash = storetest.NewDevice("another", nil).TokenHash // must not apply
 		}
 		devs = append(devs, d)
 	}

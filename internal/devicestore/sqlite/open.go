@@ -4,6 +4,11 @@
 // of read-only connections that never block the writer. Concurrent request
 // writes are grouped into shared transactions (group commit, group.go), so
 // the fsync of synchronous=FULL is paid once per batch, not once per report.
+//
+// One process owns the database (Open takes an exclusive lock on
+// "<path>.lock"), so the store keeps an exact in-memory index of the
+// devices (package devindex, index.go) and answers check-in lookups from
+// it instead of SQLite.
 package sqlite
 
 import (
@@ -12,7 +17,11 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
+	"sync"
+
+	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
 )
@@ -38,10 +47,15 @@ type Options struct {
 	// pool that is well over a GiB, for no measurable gain in the P1
 	// benchmark, so it stays off.
 	MmapSize int64
-	// ReaderCacheKiB is each read connection's page cache; default 16 MiB.
-	// SQLite's default (2 MiB) does not hold even the inner pages of the
+	// DisableDeviceIndex answers device lookups (by token, by ID) and the
+	// "has this device any record" question from SQLite instead of the
+	// in-memory device index (package devindex) loaded at Open.
+	DisableDeviceIndex bool
+	// ReaderCacheKiB is each read connection's page cache. Default: 4 MiB
+	// with the device index (device lookups do not read SQLite), 16 MiB
+	// without it (SQLite's 2 MiB does not hold even the inner pages of the
 	// token and device B-trees of a million devices, so every lookup paid
-	// several read(2) calls.
+	// several read(2) calls).
 	ReaderCacheKiB int
 }
 
@@ -50,7 +64,10 @@ type Store struct {
 	w, r *sql.DB
 	ws   writeStmts
 	rs   readStmts
-	gc   *committer // nil when group commit is off
+	gc   *committer      // nil when group commit is off
+	wmu  sync.Mutex      // orders writes and their index updates without group commit
+	idx  *devindex.Index // nil when the device index is off
+	lock *os.File        // the exclusive lock on the database
 }
 
 // Open opens (creating if needed) the database file at path and migrates it.
@@ -62,7 +79,10 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		o.Synchronous = "FULL"
 	}
 	if o.ReaderCacheKiB <= 0 {
-		o.ReaderCacheKiB = 16 << 10
+		o.ReaderCacheKiB = 4 << 10
+		if o.DisableDeviceIndex {
+			o.ReaderCacheKiB = 16 << 10
+		}
 	}
 	if o.MmapSize < 0 {
 		o.MmapSize = 0
@@ -72,21 +92,26 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 	default:
 		return nil, fmt.Errorf("sqlite: synchronous %q: want FULL, NORMAL or EXTRA", o.Synchronous)
 	}
+	lock, err := lockFile(path + ".lock")
+	if err != nil {
+		return nil, err
+	}
 	w, err := openDB(path, false, o.Synchronous, o.MmapSize, 0)
 	if err != nil {
+		_ = lock.Close()
 		return nil, err
 	}
 	w.SetMaxOpenConns(1)
 	w.SetMaxIdleConns(1)
 	w.SetConnMaxLifetime(0)
-	s := &Store{w: w}
+	s := &Store{w: w, lock: lock}
 	if err := migrate(ctx, w); err != nil {
-		_ = w.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	r, err := openDB(path, true, o.Synchronous, o.MmapSize, o.ReaderCacheKiB)
 	if err != nil {
-		_ = w.Close()
+		_ = s.Close()
 		return nil, err
 	}
 	r.SetMaxOpenConns(o.Readers)
@@ -96,10 +121,24 @@ func Open(ctx context.Context, path string, o Options) (*Store, error) {
 		_ = s.Close()
 		return nil, err
 	}
+	if !o.DisableDeviceIndex {
+		if s.idx, err = s.loadIndex(ctx); err != nil {
+			_ = s.Close()
+			return nil, err
+		}
+	}
 	if !o.DisableGroupCommit {
 		s.gc = newCommitter(s, o.MaxBatch)
 	}
 	return s, nil
+}
+
+// IndexStats describes the device index (zero when it is off).
+func (s *Store) IndexStats() devindex.Stats {
+	if s.idx == nil {
+		return devindex.Stats{}
+	}
+	return s.idx.Stats()
 }
 
 func openDB(path string, readOnly bool, sync string, mmap int64, cacheKiB int) (*sql.DB, error) {
@@ -181,6 +220,9 @@ func (s *Store) Close() error {
 		errs = append(errs, s.r.Close())
 	}
 	errs = append(errs, s.w.Close())
+	if s.lock != nil {
+		errs = append(errs, s.lock.Close()) // releases the lock
+	}
 	return errors.Join(errs...)
 }
 

@@ -36,6 +36,9 @@ func (s *Store) Record(ctx context.Context, rolloutUID, deviceID string) (device
 
 // Records implements devicestore.Store.
 func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Record, error) {
+	if s.idx != nil && !s.idx.MayHaveRecords(deviceID) {
+		return nil, nil // most devices of a fleet, most of the time
+	}
 	rows, err := s.rs.recordsByDev.QueryContext(pointCtx(ctx), deviceID)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: records of %s: %w", deviceID, err)
@@ -56,6 +59,11 @@ func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Rec
 }
 
 func (s *Store) putRecordTx(ctx context.Context, tx *sql.Tx, r devicestore.Record, f *devicestore.Failure) error {
+	if s.idx != nil {
+		// Marked before the commit: a reader that finds no mark can trust
+		// there is no record.
+		s.idx.MarkRecords(r.DeviceID)
+	}
 	_, err := tx.StmtContext(ctx, s.ws.upsertRecord).ExecContext(ctx, r.RolloutUID, r.DeviceID, r.Wave, string(r.State), r.Release, r.Version, r.Blob, r.PreviousVersion, nanos(r.OfferedAt), nanos(r.UpdatedAt), r.Reason, r.RollbackRelease, r.RollbackBlob)
 	if err != nil {
 		return fmt.Errorf("sqlite: write record %s/%s: %w", r.RolloutUID, r.DeviceID, err)
