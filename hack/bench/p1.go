@@ -42,6 +42,11 @@ func runP1(ctx context.Context, c config, res *Results) error {
 		Command: fmt.Sprintf("go run ./hack/bench --only=s0 --devices=%d", c.Devices),
 		Notes:   "sqlite.Store.BulkEnroll, 50,000 devices per transaction, synchronous=FULL"})
 
+	// The P1n child gets its own copy: a store is opened by one process.
+	dbCopy := filepath.Join(dir, "devices-noindex.db")
+	if err := copyFile(db, dbCopy); err != nil {
+		return err
+	}
 	ota, err := startChild(dir, "otaserver", "--mode=ota", "--fixture="+filepath.Join(dir, "fixture.json"), "--db="+db,
 		fmt.Sprintf("--container-memory-mib=%d", p6ContainerMiB))
 	if err != nil {
@@ -90,6 +95,27 @@ func runP1(ctx context.Context, c config, res *Results) error {
 		Command: fmt.Sprintf("go run ./hack/bench --only=p1 --devices=%d --clients=%d --runs=%d --duration=%s", c.Devices, c.Workers, c.Runs, c.Duration),
 		Notes: "server in a child process (same handler and http.Server limits as cmd/otaserver, plain HTTP, catalog from a fixture: one rollout selecting half the fleet, wave 0 = 1% open, so ~0.5% of devices get an offer, the rest 204); " +
 			"each request a random device's real bearer token; closed loop, so mean latency = clients / throughput"})
+
+	// P1n: the same closed loop with the device index off, to show what
+	// it changes (device and records read from SQLite per check-in).
+	noIdx, err := startChild(dir, "otaserver-noindex", "--mode=ota", "--fixture="+filepath.Join(dir, "fixture.json"), "--db="+dbCopy,
+		"--no-device-index", fmt.Sprintf("--container-memory-mib=%d", p6ContainerMiB))
+	if err != nil {
+		return err
+	}
+	var nRPS, nP99 []float64
+	for i := range c.Runs {
+		n := runLoad(ctx, client, spec(noIdx.Addr))
+		res.raw("P1n run %d: ota without the device index %.0f req/s p50 %s p99 %s", i+1, n.RPS, n.P50, n.P99)
+		nRPS, nP99 = append(nRPS, n.RPS), append(nP99, ms(n.P99))
+	}
+	_ = noIdx.Stop()
+	res.add(Row{ID: "P1n", Measure: "P1 with the device index off (sqlite.Options.DisableDeviceIndex: device by token hash and the device's records read from SQLite on every check-in)",
+		Figure:   fmt.Sprintf("%.0f req/s, p99 %.2f ms", median(nRPS), median(nP99)),
+		Baseline: fmt.Sprintf("bare net/http 204 (P1 runs): %.0f req/s", median(bareRPS)),
+		Ratio:    fmt.Sprintf("%.2f", median(nRPS)/median(bareRPS)), Result: "info",
+		Command: fmt.Sprintf("go run ./hack/bench --only=p1 --devices=%d --clients=%d --runs=%d --duration=%s", c.Devices, c.Workers, c.Runs, c.Duration),
+		Notes:   "the store as it was before the index; a copy of the seeded file (one process per database file)"})
 
 	// P1b: the same clients, paced to what the fleet sends in production:
 	// every device polling every 5 minutes.
@@ -161,4 +187,21 @@ func fetch(url, file string) error {
 	defer f.Close()
 	_, err = io.Copy(f, resp.Body)
 	return err
+}
+
+func copyFile(from, to string) error {
+	in, err := os.Open(from)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.Create(to)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		_ = out.Close()
+		return err
+	}
+	return out.Close()
 }
