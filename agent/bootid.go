@@ -2,6 +2,7 @@ package agent
 
 import (
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"os"
 	"strings"
@@ -20,4 +21,12 @@ func defaultBootID() func() string {
 	_, _ = rand.Read(r[:])
 	id := hex.EncodeToString(r[:])
 	return func() string { return id }
+}
+
+// bootTag is what check-ins send as their boot parameter: a short digest
+// of the boot ID (the server only compares it; it need not learn the
+// kernel's boot_id).
+func bootTag(id string) string {
+	sum := sha256.Sum256([]byte("otaflow boot\x00" + id))
+	return hex.EncodeToString(sum[:8])
 }

@@ -42,7 +42,10 @@ func (a *Agent) check(ctx context.Context) (*checked, time.Duration, error) {
 	var n [16]byte
 	_, _ = rand.Read(n[:])
 	nonce := hex.EncodeToString(n[:])
-	q := url.Values{"version": {version}, "securityFloor": {strconv.FormatInt(a.state.SecurityFloor, 10)}, "nonce": {nonce}}
+	// The boot lets the server tell a delayed check-in from before an
+	// install (same boot as the offer) from a revert (a later boot).
+	q := url.Values{"version": {version}, "securityFloor": {strconv.FormatInt(a.state.SecurityFloor, 10)}, "nonce": {nonce},
+		"boot": {bootTag(a.cfg.BootID())}}
 	r, err := a.authed(ctx, http.MethodGet, "/v1/update?"+q.Encode(), nil)
 	if err != nil {
 		return nil, 0, err

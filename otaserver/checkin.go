@@ -14,6 +14,10 @@ type CheckIn struct {
 	SecurityFloor int64
 	// Nonce, when set, is echoed in the assignment (16–128 hex characters).
 	Nonce string
+	// Boot, when set, identifies the device's current boot (opaque, 1–64
+	// characters of [A-Za-z0-9._-]); a check-in on the previous version
+	// from the boot the offer was made in is then not taken for a revert.
+	Boot string
 }
 
 // ParseCheckIn parses and validates the update query.
@@ -21,7 +25,7 @@ func ParseCheckIn(q url.Values) (CheckIn, error) {
 	var c CheckIn
 	for k, v := range q {
 		switch k {
-		case "version", "securityFloor", "nonce":
+		case "version", "securityFloor", "nonce", "boot":
 			if len(v) != 1 {
 				return c, fmt.Errorf("%s: give it once", k)
 			}
@@ -44,5 +48,24 @@ func ParseCheckIn(q url.Values) (CheckIn, error) {
 		}
 		c.Nonce = n
 	}
+	if b, ok := q["boot"]; ok {
+		if err := validBoot(b[0]); err != nil {
+			return c, fmt.Errorf("boot: %w", err)
+		}
+		c.Boot = b[0]
+	}
 	return c, nil
+}
+
+func validBoot(s string) error {
+	if len(s) < 1 || len(s) > 64 {
+		return fmt.Errorf("must be 1 to 64 characters")
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '.' || c == '_' || c == '-') {
+			return fmt.Errorf("only letters, digits, '.', '_' and '-' are allowed")
+		}
+	}
+	return nil
 }

@@ -42,6 +42,7 @@ func FuzzStatusReport(f *testing.F) {
 
 func FuzzUpdateQuery(f *testing.F) {
 	f.Add("version=1.0.0&securityFloor=3&nonce=00112233445566778899aabbccddeeff")
+	f.Add("version=1.0.0&securityFloor=3&boot=0f1e2d3c4b5a6978")
 	f.Fuzz(func(t *testing.T, raw string) {
 		q, err := url.ParseQuery(raw)
 		if err != nil {
@@ -51,7 +52,7 @@ func FuzzUpdateQuery(f *testing.F) {
 		if err != nil {
 			return
 		}
-		if validVersion(c.Version) != nil || c.SecurityFloor < 0 || (c.Nonce != "" && validNonce(c.Nonce) != nil) {
+		if validVersion(c.Version) != nil || c.SecurityFloor < 0 || (c.Nonce != "" && validNonce(c.Nonce) != nil) || (c.Boot != "" && validBoot(c.Boot) != nil) {
 			t.Fatalf("accepted invalid check-in %+v", c)
 		}
 	})

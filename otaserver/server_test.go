@@ -278,6 +278,33 @@ func TestRevertedByDevice(t *testing.T) {
 	}
 }
 
+// TestDelayedCheckInIsNotARevert: a check-in on the old version from the
+// boot the offer was made in (sent before the install, delivered late) does
+// not fail the device; one from a later boot does.
+func TestDelayedCheckInIsNotARevert(t *testing.T) {
+	h := newHarness(t, 100)
+	d := h.device("late", true)
+	d.Boot = "boot-1"
+	_, u, _ := d.Check(ctx, "")
+	if u == nil {
+		t.Fatal("no offer")
+	}
+	if r, _ := d.Report(ctx, otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "installed"}); r.Status != 200 {
+		t.Fatalf("report: %d", r.Status)
+	}
+	d.Check(ctx, "") // the delayed check-in: old version, same boot
+	rec, _ := h.store.Record(ctx, string(h.rollout.UID), d.ID)
+	if rec.State != eligibility.StateInstalled || rec.OfferBoot != "boot-1" {
+		t.Fatalf("after a check-in from the offer's boot: %+v", rec)
+	}
+	d.Boot = "boot-2" // rebooted, still on the old version: reverted
+	d.Check(ctx, "")
+	rec, _ = h.store.Record(ctx, string(h.rollout.UID), d.ID)
+	if rec.State != eligibility.StateFailed || rec.Reason != eligibility.ReasonReverted {
+		t.Fatalf("after a check-in from a later boot: %+v", rec)
+	}
+}
+
 func TestBlobAccess(t *testing.T) {
 	h := newHarness(t, 100)
 	d := h.device("blob", true)

@@ -24,6 +24,7 @@ func recordView(r *devicestore.Record) *eligibility.RecordView {
 	return &eligibility.RecordView{
 		State: r.State, Wave: r.Wave, Version: r.Version,
 		PreviousVersion: r.PreviousVersion, RollbackOffered: r.RollbackRelease != "",
+		OfferBoot: r.OfferBoot,
 	}
 }
 
@@ -49,7 +50,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	}
 
 	snap := s.cfg.Catalog.Snapshot()
-	cands, err := s.candidates(ctx, snap, d)
+	cands, err := s.candidates(ctx, snap, d, ci.Boot)
 	if err != nil {
 		s.internal(w, r, "read records", err)
 		return
@@ -75,7 +76,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 // candidates are the rollouts matching the device plus those it has a
 // record in (its labels may have changed since), oldest first, after the
 // check-in's version has been applied to the records.
-func (s *Server) candidates(ctx context.Context, snap *catalog.Snapshot, d devicestore.Device) ([]candidate, error) {
+func (s *Server) candidates(ctx context.Context, snap *catalog.Snapshot, d devicestore.Device, boot string) ([]candidate, error) {
 	recs, err := s.store.Records(ctx, d.ID)
 	if err != nil {
 		return nil, err
@@ -87,7 +88,7 @@ func (s *Server) candidates(ctx context.Context, snap *catalog.Snapshot, d devic
 		if ro == nil {
 			continue
 		}
-		if err := s.applyCheckIn(ctx, ro, rec, d.Version); err != nil {
+		if err := s.applyCheckIn(ctx, ro, rec, d.Version, boot); err != nil {
 			return nil, err
 		}
 		byUID[rec.RolloutUID] = rec
@@ -104,8 +105,8 @@ func (s *Server) candidates(ctx context.Context, snap *catalog.Snapshot, d devic
 
 // applyCheckIn moves the record on from what the running version says
 // (succeeded, reverted, rolled back).
-func (s *Server) applyCheckIn(ctx context.Context, ro *catalog.Rollout, rec *devicestore.Record, running string) error {
-	next, reason, changed := eligibility.CheckIn(*recordView(rec), running)
+func (s *Server) applyCheckIn(ctx context.Context, ro *catalog.Rollout, rec *devicestore.Record, running, boot string) error {
+	next, reason, changed := eligibility.CheckIn(*recordView(rec), running, boot)
 	if !changed {
 		return nil
 	}
@@ -186,7 +187,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, snap *catalog.Sn
 		rec := devicestore.Record{
 			RolloutUID: ro.UID, DeviceID: d.ID, Wave: dec.Wave, State: eligibility.StateOffered,
 			Release: ro.Release.Key(), Version: ro.Release.Version, Blob: ro.Release.Artifact.EncryptedSHA256,
-			PreviousVersion: d.Version, OfferedAt: now, UpdatedAt: now,
+			PreviousVersion: d.Version, OfferedAt: now, UpdatedAt: now, OfferBoot: ci.Boot,
 		}
 		// Sign first: a wrapping failure must not leave an offer behind.
 		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, false)

@@ -67,6 +67,9 @@ type Record struct {
 	// was offered after an abort.
 	RollbackRelease string
 	RollbackBlob    string
+	// OfferBoot is the device's boot (from the check-in's boot parameter)
+	// when it was offered the release; "" when it did not say.
+	OfferBoot string
 }
 
 // FleetMember is a device in a rollout's fleet with its rank.

@@ -47,6 +47,9 @@ type RecordView struct {
 	Version         string
 	PreviousVersion string
 	RollbackOffered bool
+	// OfferBoot is the boot the device was in when offered the release (as
+	// its check-in said), "" when unknown.
+	OfferBoot string
 }
 
 // RollbackTarget is the release a rollback would offer, if any exists.

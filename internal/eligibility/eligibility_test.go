@@ -381,25 +381,33 @@ func TestApplyReport(t *testing.T) {
 
 func TestCheckIn(t *testing.T) {
 	rec := func(s State) RecordView { return RecordView{State: s, Version: "2.0.0", PreviousVersion: "1.0.0"} }
+	offeredIn := func(s State, boot string) RecordView { r := rec(s); r.OfferBoot = boot; return r }
 	tests := []struct {
 		name    string
 		r       RecordView
 		running string
+		boot    string // the check-in's boot
 		want    State
 		reason  string
 		changed bool
 	}{
-		{"confirmed and new version", rec(StateConfirmed), "2.0.0", StateSucceeded, "", true},
-		{"installed and new version needs the success report", rec(StateInstalled), "2.0.0", StateInstalled, "", false},
-		{"installed then old version", rec(StateInstalled), "1.0.0", StateFailed, ReasonReverted, true},
-		{"confirmed then old version", rec(StateConfirmed), "1.0.0", StateFailed, ReasonReverted, true},
-		{"downloading on old version", rec(StateDownloading), "1.0.0", StateDownloading, "", false},
-		{"other version", rec(StateConfirmed), "1.5.0", StateConfirmed, "", false},
-		{"rollback landed", RecordView{State: StateSucceeded, Version: "2.0.0", PreviousVersion: "1.0.0", RollbackOffered: true}, "1.0.0", StateRolledBack, "", true},
-		{"rollback pending", RecordView{State: StateSucceeded, Version: "2.0.0", PreviousVersion: "1.0.0", RollbackOffered: true}, "2.0.0", StateSucceeded, "", false},
+		{"confirmed and new version", rec(StateConfirmed), "2.0.0", "", StateSucceeded, "", true},
+		{"installed and new version needs the success report", rec(StateInstalled), "2.0.0", "", StateInstalled, "", false},
+		{"installed then old version", rec(StateInstalled), "1.0.0", "", StateFailed, ReasonReverted, true},
+		{"confirmed then old version", rec(StateConfirmed), "1.0.0", "", StateFailed, ReasonReverted, true},
+		{"downloading on old version", rec(StateDownloading), "1.0.0", "", StateDownloading, "", false},
+		{"other version", rec(StateConfirmed), "1.5.0", "", StateConfirmed, "", false},
+		{"rollback landed", RecordView{State: StateSucceeded, Version: "2.0.0", PreviousVersion: "1.0.0", RollbackOffered: true}, "1.0.0", "", StateRolledBack, "", true},
+		{"rollback pending", RecordView{State: StateSucceeded, Version: "2.0.0", PreviousVersion: "1.0.0", RollbackOffered: true}, "2.0.0", "", StateSucceeded, "", false},
+		{"installed, old version from the offer's boot: a delayed check-in", offeredIn(StateInstalled, "b1"), "1.0.0", "b1", StateInstalled, "", false},
+		{"confirmed, old version from the offer's boot", offeredIn(StateConfirmed, "b1"), "1.0.0", "b1", StateConfirmed, "", false},
+		{"installed, old version from a later boot", offeredIn(StateInstalled, "b1"), "1.0.0", "b2", StateFailed, ReasonReverted, true},
+		{"installed, old version, check-in without boot", offeredIn(StateInstalled, "b1"), "1.0.0", "", StateFailed, ReasonReverted, true},
+		{"installed, old version, offer's boot unknown", offeredIn(StateInstalled, ""), "1.0.0", "b1", StateFailed, ReasonReverted, true},
+		{"confirmed, new version from the offer's boot", offeredIn(StateConfirmed, "b1"), "2.0.0", "b1", StateSucceeded, "", true},
 	}
 	for _, tc := range tests {
-		got, reason, changed := CheckIn(tc.r, tc.running)
+		got, reason, changed := CheckIn(tc.r, tc.running, tc.boot)
 		if got != tc.want || reason != tc.reason || changed != tc.changed {
 			t.Errorf("%s: got %s %q %v", tc.name, got, reason, changed)
 		}

@@ -126,12 +126,19 @@ func ApplyReport(cur State, rollbackOffered bool, reported State) (State, error)
 	return reported, nil
 }
 
-// CheckIn applies what a check-in's running version says about a record:
-// confirmed and running the new version → succeeded; installed or
-// confirmed and back on the previous version → failed (reverted); offered a
-// rollback and running the previous version → rolled back. changed is false
-// when the record stays as it is.
-func CheckIn(r RecordView, running string) (next State, reason string, changed bool) {
+// CheckIn applies what a check-in's running version (and boot, "" when the
+// device does not send it) says about a record: confirmed and running the
+// new version → succeeded; installed or confirmed and back on the previous
+// version after a reboot → failed (reverted); offered a rollback and running
+// the previous version → rolled back. changed is false when the record
+// stays as it is.
+//
+// A device cannot have reverted without rebooting, so a check-in on the
+// previous version from the boot the offer was made in is not a revert: it
+// was sent before the install and delayed (a client that timed out while
+// its connection waited in the server's accept queue, a retry) and arrived
+// after the device's later reports.
+func CheckIn(r RecordView, running, boot string) (next State, reason string, changed bool) {
 	if running == "" {
 		return r.State, "", false
 	}
@@ -141,16 +148,17 @@ func CheckIn(r RecordView, running string) (next State, reason string, changed b
 		}
 		return r.State, "", false
 	}
+	sameBoot := boot != "" && boot == r.OfferBoot
 	switch r.State {
 	case StateConfirmed:
 		if running == r.Version {
 			return StateSucceeded, "", true
 		}
-		if running == r.PreviousVersion {
+		if running == r.PreviousVersion && !sameBoot {
 			return StateFailed, ReasonReverted, true
 		}
 	case StateInstalled:
-		if running == r.PreviousVersion && running != r.Version {
+		if running == r.PreviousVersion && running != r.Version && !sameBoot {
 			return StateFailed, ReasonReverted, true
 		}
 	}

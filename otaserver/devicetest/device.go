@@ -31,6 +31,7 @@ type Device struct {
 	Token         string
 	Version       string
 	SecurityFloor int64
+	Boot          string // sent as the check-in's boot when set
 	Base          string // server base URL
 	HTTP          *http.Client
 }
@@ -116,6 +117,9 @@ func (d *Device) Check(ctx context.Context, nonce string) (Response, *otaserver.
 	q := url.Values{"version": {d.Version}, "securityFloor": {strconv.FormatInt(d.SecurityFloor, 10)}}
 	if nonce != "" {
 		q.Set("nonce", nonce)
+	}
+	if d.Boot != "" {
+		q.Set("boot", d.Boot)
 	}
 	r, err := d.do(ctx, http.MethodGet, "/v1/update?"+q.Encode(), nil, nil)
 	if err != nil || r.Status != http.StatusOK {

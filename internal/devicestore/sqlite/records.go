@@ -18,7 +18,7 @@ func scanRecord(row scanner) (devicestore.Record, error) {
 	var r devicestore.Record
 	var state string
 	var offered, updated int64
-	err := row.Scan(&r.RolloutUID, &r.DeviceID, &r.Wave, &state, &r.Release, &r.Version, &r.Blob, &r.PreviousVersion, &offered, &updated, &r.Reason, &r.RollbackRelease, &r.RollbackBlob)
+	err := row.Scan(&r.RolloutUID, &r.DeviceID, &r.Wave, &state, &r.Release, &r.Version, &r.Blob, &r.PreviousVersion, &offered, &updated, &r.Reason, &r.RollbackRelease, &r.RollbackBlob, &r.OfferBoot)
 	if errors.Is(err, sql.ErrNoRows) {
 		return r, devicestore.ErrNotFound
 	}
@@ -64,7 +64,7 @@ func (s *Store) putRecordTx(ctx context.Context, tx *sql.Tx, r devicestore.Recor
 		// there is no record.
 		s.idx.MarkRecords(r.DeviceID)
 	}
-	_, err := tx.StmtContext(ctx, s.ws.upsertRecord).ExecContext(ctx, r.RolloutUID, r.DeviceID, r.Wave, string(r.State), r.Release, r.Version, r.Blob, r.PreviousVersion, nanos(r.OfferedAt), nanos(r.UpdatedAt), r.Reason, r.RollbackRelease, r.RollbackBlob)
+	_, err := tx.StmtContext(ctx, s.ws.upsertRecord).ExecContext(ctx, r.RolloutUID, r.DeviceID, r.Wave, string(r.State), r.Release, r.Version, r.Blob, r.PreviousVersion, nanos(r.OfferedAt), nanos(r.UpdatedAt), r.Reason, r.RollbackRelease, r.RollbackBlob, r.OfferBoot)
 	if err != nil {
 		return fmt.Errorf("sqlite: write record %s/%s: %w", r.RolloutUID, r.DeviceID, err)
 	}

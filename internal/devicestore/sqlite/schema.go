@@ -86,4 +86,7 @@ CREATE TABLE wrapped_keys (
 	PRIMARY KEY (device_id, blob)
 ) WITHOUT ROWID;
 `,
+	// 2: the boot a device was offered in, so a delayed check-in from
+	// before its install is not taken for a revert.
+	`ALTER TABLE records ADD COLUMN offer_boot TEXT NOT NULL DEFAULT '';`,
 }

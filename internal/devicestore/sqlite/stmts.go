@@ -7,7 +7,7 @@ import (
 )
 
 const deviceCols = `id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq`
-const recordCols = `rollout_uid, device_id, wave, state, release, version, blob, previous_version, offered_at, updated_at, reason, rollback_release, rollback_blob`
+const recordCols = `rollout_uid, device_id, wave, state, release, version, blob, previous_version, offered_at, updated_at, reason, rollback_release, rollback_blob, offer_boot`
 
 // Queries; hot ones are checked with EXPLAIN QUERY PLAN in the tests.
 const (
@@ -30,7 +30,7 @@ const (
 	qReenroll     = `UPDATE devices SET type = ?, labels = ?, token_hash = ?, version = ?, security_floor = ?, last_seen = ?, seq = ? WHERE id = ?`
 	qSetRunning   = `UPDATE devices SET version = ?, security_floor = ?, last_seen = max(last_seen, ?) WHERE id = ?`
 	qTouch        = `UPDATE devices SET last_seen = max(last_seen, ?) WHERE id = ?`
-	qUpsertRecord = `INSERT INTO records (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release, version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at, updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release, rollback_blob = excluded.rollback_blob`
+	qUpsertRecord = `INSERT INTO records (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release, version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at, updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release, rollback_blob = excluded.rollback_blob, offer_boot = excluded.offer_boot`
 	qPinFleet     = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 1) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = 1`
 	qUpsertFleet  = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 0) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank, wave = CASE WHEN fleet.pinned = 1 THEN fleet.wave ELSE excluded.wave END`
 	qDeleteFleet  = `DELETE FROM fleet WHERE rollout_uid = ? AND device_id = ?`

@@ -125,7 +125,7 @@ func testDevicesSince(t *testing.T, s devicestore.Store) {
 func rec(uid, dev string, wave int, st eligibility.State) devicestore.Record {
 	return devicestore.Record{
 		RolloutUID: uid, DeviceID: dev, Wave: wave, State: st, Release: "ns/rel", Version: "2.0.0",
-		Blob: "b", PreviousVersion: "1.0.0", OfferedAt: t0, UpdatedAt: t0,
+		Blob: "b", PreviousVersion: "1.0.0", OfferedAt: t0, UpdatedAt: t0, OfferBoot: "boot-" + dev,
 	}
 }
 
@@ -139,7 +139,7 @@ func testRecords(t *testing.T, s devicestore.Store) {
 	must(t, s.PutRecord(ctx, rec("r2", "d1", 1, eligibility.StateFailed), &devicestore.Failure{DeviceID: "d1", Wave: 1, Reason: "boom", At: t0}))
 	r, err := s.Record(ctx, "r1", "d1")
 	must(t, err)
-	if r.State != eligibility.StateOffered || r.PreviousVersion != "1.0.0" || !r.OfferedAt.Equal(t0) {
+	if r.State != eligibility.StateOffered || r.PreviousVersion != "1.0.0" || !r.OfferedAt.Equal(t0) || r.OfferBoot != "boot-d1" {
 		t.Fatalf("record %+v", r)
 	}
 	all, err := s.Records(ctx, "d1")
