@@ -75,6 +75,7 @@ type Server struct {
 	limits  *deviceLimiter
 	offers  *offerLimiter
 	seen    *seenBatch
+	grants  *grantCache
 	marks   *conflictMarks
 	handler http.Handler
 }
@@ -115,6 +116,7 @@ func New(cfg Config) (*Server, error) {
 		limits: newDeviceLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.Now),
 		offers: newOfferLimiter(cfg.Now),
 		seen:   newSeenBatch(),
+		grants: newGrantCache(1 << 20),
 		marks:  newConflictMarks(100_000),
 	}
 	s.handler = s.routes()

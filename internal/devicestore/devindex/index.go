@@ -311,6 +311,14 @@ func (x *Index) Touch(seen map[string]time.Time) {
 	}
 }
 
+// Known reports whether the device is indexed.
+func (x *Index) Known(id string) bool {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	_, ok := x.slotByID(id)
+	return ok
+}
+
 // MarkRecords notes that the device has a rollout record. Stores call it
 // before the record's write commits, so a reader that sees no mark can
 // trust that the device has no record.

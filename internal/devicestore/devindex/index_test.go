@@ -133,6 +133,9 @@ func TestIndex(t *testing.T) {
 				t.Fatal("SetRunning of an unknown device reported success")
 			}
 
+			if !x.Known("b") || x.Known("nobody") {
+				t.Fatal("Known is wrong")
+			}
 			if x.MayHaveRecords("b") {
 				t.Fatal("fresh device may have records")
 			}

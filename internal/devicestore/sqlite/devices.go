@@ -139,8 +139,16 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 	}
 	err := s.tx(ctx, "touch", func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.ws.touch)
+		if s.idx != nil {
+			// Devices are never deleted: one the index knows exists, so
+			// its row needs no existence check.
+			st = tx.StmtContext(ctx, s.ws.touchKnown)
+		}
 		for id, at := range seen {
-			if _, err := st.ExecContext(ctx, nanos(at), id); err != nil {
+			if s.idx != nil && !s.idx.Known(id) {
+				continue
+			}
+			if _, err := st.ExecContext(ctx, id, nanos(at)); err != nil {
 				return fmt.Errorf("sqlite: touch %s: %w", id, err)
 			}
 		}

@@ -12,7 +12,7 @@ import (
 // over the devices table (about two seconds per million devices).
 func (s *Store) loadIndex(ctx context.Context) (*devindex.Index, error) {
 	x := devindex.New()
-	rows, err := s.r.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices`)
+	rows, err := s.r.QueryContext(ctx, deviceRead)
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: load device index: %w", err)
 	}

@@ -58,8 +58,12 @@ func TestIndexMatchesDatabase(t *testing.T) {
 			if err := s.SetRunning(ctx, "d2", "3.0.0", 9, time.Now()); err != nil {
 				t.Fatal(err)
 			}
-			if err := s.Touch(ctx, map[string]time.Time{"d3": time.Now().Add(time.Hour)}); err != nil {
+			if err := s.Touch(ctx, map[string]time.Time{"d3": time.Now().Add(time.Hour), "nobody": time.Now()}); err != nil {
 				t.Fatal(err)
+			}
+			var orphans int
+			if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM device_seen WHERE id NOT IN (SELECT id FROM devices)`).Scan(&orphans); err != nil || orphans != 0 {
+				t.Fatalf("last-seen rows of unknown devices: %d %v", orphans, err)
 			}
 			r := devicestore.Record{RolloutUID: "r", DeviceID: "d4", State: eligibility.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
 			if err := s.PutRecord(ctx, r, nil); err != nil {

@@ -89,4 +89,13 @@ CREATE TABLE wrapped_keys (
 	// 2: the boot a device was offered in, so a delayed check-in from
 	// before its install is not taken for a revert.
 	`ALTER TABLE records ADD COLUMN offer_boot TEXT NOT NULL DEFAULT '';`,
+	// 3: last-seen times written by check-ins go to a narrow table of their
+	// own: a flush of thousands of devices then dirties a few pages of
+	// short rows instead of one page of the wide devices table per device.
+	// A device's last-seen is the later of devices.last_seen (enrollment,
+	// running version) and device_seen.at.
+	`CREATE TABLE device_seen (
+	id TEXT PRIMARY KEY,
+	at INTEGER NOT NULL
+) WITHOUT ROWID;`,
 }

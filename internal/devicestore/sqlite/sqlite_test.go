@@ -87,6 +87,7 @@ func TestQueryPlans(t *testing.T) {
 		{qExpire, []any{"x", 1, "r", "offered", 1}},
 		{qTrimFailures, []any{"r", "r", 100}},
 		{qPruneReports, []any{1}},
+		{qTouch, []any{"d", 1}},
 	}
 	for _, c := range cases {
 		plan, err := s.Explain(ctx, c.q, c.args...)

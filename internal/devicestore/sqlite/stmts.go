@@ -7,12 +7,17 @@ import (
 )
 
 const deviceCols = `id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq`
+
+// deviceRead reads deviceCols from devices d, last-seen merged with
+// device_seen.
+const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
+	max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq FROM devices d`
 const recordCols = `rollout_uid, device_id, wave, state, release, version, blob, previous_version, offered_at, updated_at, reason, rollback_release, rollback_blob, offer_boot`
 
 // Queries; hot ones are checked with EXPLAIN QUERY PLAN in the tests.
 const (
-	qDeviceByToken  = `SELECT ` + deviceCols + ` FROM devices WHERE token_hash = ?`
-	qDeviceByID     = `SELECT ` + deviceCols + ` FROM devices WHERE id = ?`
+	qDeviceByToken  = deviceRead + ` WHERE d.token_hash = ?`
+	qDeviceByID     = deviceRead + ` WHERE d.id = ?`
 	qDevicesSince   = `SELECT id, type, labels, seq FROM devices WHERE seq > ? ORDER BY seq LIMIT ?`
 	qRecord         = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = ? AND device_id = ?`
 	qRecordsByDev   = `SELECT ` + recordCols + ` FROM records WHERE device_id = ?`
@@ -29,7 +34,8 @@ const (
 	qInsertDevice = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qReenroll     = `UPDATE devices SET type = ?, labels = ?, token_hash = ?, version = ?, security_floor = ?, last_seen = ?, seq = ? WHERE id = ?`
 	qSetRunning   = `UPDATE devices SET version = ?, security_floor = ?, last_seen = max(last_seen, ?) WHERE id = ?`
-	qTouch        = `UPDATE devices SET last_seen = max(last_seen, ?) WHERE id = ?`
+	qTouchKnown   = `INSERT INTO device_seen (id, at) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET at = max(at, excluded.at)`
+	qTouch        = `INSERT INTO device_seen (id, at) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1) ON CONFLICT (id) DO UPDATE SET at = max(at, excluded.at)`
 	qUpsertRecord = `INSERT INTO records (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release, version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at, updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release, rollback_blob = excluded.rollback_blob, offer_boot = excluded.offer_boot`
 	qPinFleet     = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 1) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = 1`
 	qUpsertFleet  = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 0) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank, wave = CASE WHEN fleet.pinned = 1 THEN fleet.wave ELSE excluded.wave END`
@@ -55,6 +61,7 @@ type readStmts struct {
 
 type writeStmts struct {
 	enrollKey, maxSeq, insertDevice, reenroll, setRunning, touch     *sql.Stmt
+	touchKnown                                                       *sql.Stmt
 	record, upsertRecord, pinFleet, upsertFleet, deleteFleet         *sql.Stmt
 	assignWave, addConflict, delConflict, addFailure                 *sql.Stmt
 	reportSeen, addReport, expire, putWrapped, pruneReports, trimFai *sql.Stmt
@@ -86,6 +93,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.reenroll, qReenroll},
 		{s.w, &s.ws.setRunning, qSetRunning},
 		{s.w, &s.ws.touch, qTouch},
+		{s.w, &s.ws.touchKnown, qTouchKnown},
 		{s.w, &s.ws.record, qRecord},
 		{s.w, &s.ws.upsertRecord, qUpsertRecord},
 		{s.w, &s.ws.pinFleet, qPinFleet},
@@ -119,7 +127,7 @@ func (s *Store) allStmts() []*sql.Stmt {
 	return []*sql.Stmt{
 		r.deviceByToken, r.deviceByID, r.devicesSince, r.record, r.recordsByDev,
 		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.recentFailures, r.wrappedKey,
-		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch,
+		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch, w.touchKnown,
 		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
 		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
