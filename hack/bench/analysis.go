@@ -87,7 +87,8 @@ const analysis = `## What the profiles showed and what was changed
   rate a million devices polling every 5 minutes produce.
 - P6 is measured with the Go soft memory limit cmd/otaserver derives from a
   512 MiB container limit (80%); without any limit, GOGC alone lets the heap
-  reach about twice the live index under load (about 680 MiB).
+  grow to about twice the live index under load (677 MiB peak in a run made
+  while the index was being developed).
 - The P1 and P2 server children serve plain HTTP (TLS is not measured) and
   read the catalog from a fixture instead of an informer; everything else —
   handler, store, limits, rate limiter, last-seen batching — is the OTA
@@ -100,7 +101,7 @@ const analysis = `## What the profiles showed and what was changed
 // bounds explains, per row, what limits a figure that misses its target;
 // printed only for rows that failed in the run.
 var bounds = map[string]string{
-	"P1": "The throughput ratio is the device index's figure; the p99 part of the target cannot be met by a closed loop: " +
+	"P1": "The throughput part of the target is met (ratio column); the p99 part cannot be met by a closed loop: " +
 		"256 clients always waiting make mean latency 256 / throughput, and the bare 204 handler's own p99 in the same loop " +
 		"(the baseline column) is above 10 ms on these two shared cores. What remains in the server's profile: net/http and its " +
 		"syscalls, the once-a-second last-seen flush (an upsert per device seen into device_seen), GC. P1b measures latency at the fleet's real rate.",
