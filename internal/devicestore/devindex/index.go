@@ -365,16 +365,5 @@ func nonNil(l map[string]string) map[string]string {
 	return l
 }
 
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+func nanos(t time.Time) int64     { return devicestore.UnixNanos(t) }
+func fromNanos(n int64) time.Time { return devicestore.FromUnixNanos(n) }

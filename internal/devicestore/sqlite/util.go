@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"sync"
 	"time"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
 )
 
 // tx runs fn in a write transaction on the single writer connection.
@@ -37,19 +39,8 @@ func pointCtx(ctx context.Context) context.Context {
 }
 
 // Times are unix nanoseconds; the zero time is 0.
-func nanos(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func fromNanos(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
+func nanos(t time.Time) int64     { return devicestore.UnixNanos(t) }
+func fromNanos(n int64) time.Time { return devicestore.FromUnixNanos(n) }
 
 // Ranks are unsigned; SQLite integers are signed. Flipping the top bit
 // keeps the order.
