@@ -78,14 +78,3 @@ func (d *deviceLimiter) sweep() {
 		sh.mu.Unlock()
 	}
 }
-
-// tracked is how many devices hold state (for tests).
-func (d *deviceLimiter) tracked() int {
-	n := 0
-	for i := range d.shards {
-		d.shards[i].mu.Lock()
-		n += len(d.shards[i].tat)
-		d.shards[i].mu.Unlock()
-	}
-	return n
-}

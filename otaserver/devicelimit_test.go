@@ -87,3 +87,14 @@ func TestDeviceLimiterSweep(t *testing.T) {
 		t.Fatal("busy got more than its budget")
 	}
 }
+
+// tracked is how many devices hold state.
+func (d *deviceLimiter) tracked() int {
+	n := 0
+	for i := range d.shards {
+		d.shards[i].mu.Lock()
+		n += len(d.shards[i].tat)
+		d.shards[i].mu.Unlock()
+	}
+	return n
+}

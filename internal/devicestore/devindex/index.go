@@ -160,7 +160,13 @@ func check(d devicestore.Device) ([]byte, error) {
 // Put inserts the device, or replaces an indexed device with the same ID
 // (re-enrollment: the old token stops resolving). The ID and public key
 // of an indexed device never change (stores refuse another key).
-func (x *Index) Put(d devicestore.Device) error {
+func (x *Index) Put(d devicestore.Device) error { return x.put(d, true) }
+
+// Add indexes the device only if its ID is not indexed yet (a bulk
+// import racing a re-enrollment must not overwrite the newer state).
+func (x *Index) Add(d devicestore.Device) error { return x.put(d, false) }
+
+func (x *Index) put(d devicestore.Device, replace bool) error {
 	labels, err := check(d)
 	if err != nil {
 		return fmt.Errorf("devindex: %w", err)
@@ -170,6 +176,9 @@ func (x *Index) Put(d devicestore.Device) error {
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	slot, known := x.slotByID(d.ID)
+	if known && !replace {
+		return nil
+	}
 	var e *entry
 	if known {
 		e = x.at(slot)
@@ -323,6 +332,15 @@ func (x *Index) Known(id string) bool {
 // before the record's write commits, so a reader that sees no mark can
 // trust that the device has no record.
 func (x *Index) MarkRecords(id string) {
+	// Every report and offer calls this; most find the mark set already,
+	// and a read lock does not hold check-ins back.
+	x.mu.RLock()
+	s, ok := x.slotByID(id)
+	done := !ok || x.at(s).records
+	x.mu.RUnlock()
+	if done {
+		return
+	}
 	x.mu.Lock()
 	defer x.mu.Unlock()
 	if s, ok := x.slotByID(id); ok {

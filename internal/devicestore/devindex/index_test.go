@@ -117,6 +117,14 @@ func TestIndex(t *testing.T) {
 			got, _, _ = x.ByID("a")
 			equalDevice(t, got, again)
 
+			// Add never overwrites an indexed device.
+			stale := dev("a", nil)
+			if err := x.Add(stale); err != nil {
+				t.Fatal(err)
+			}
+			if got, _, _ := x.ByID("a"); got.Version != again.Version || string(got.TokenHash) != string(again.TokenHash) {
+				t.Fatalf("Add overwrote device a: %+v", got)
+			}
 			if !x.SetRunning("b", "2.0.0", 5, t0.Add(time.Hour)) {
 				t.Fatal("SetRunning(b) found no device")
 			}

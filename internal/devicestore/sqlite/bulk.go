@@ -77,7 +77,7 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 		return 0, fmt.Errorf("sqlite: bulk enroll: commit: %w", err)
 	}
 	for _, d := range added {
-		if err := s.idx.Put(d); err != nil {
+		if err := s.idx.Add(d); err != nil {
 			return n, fmt.Errorf("sqlite: bulk enroll: index %s: %w", d.ID, err)
 		}
 	}
