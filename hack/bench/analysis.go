@@ -23,14 +23,14 @@ const analysis = `## What the profiles showed and what was changed
   to the last-seen flush; P1 was 0.22 of the bare handler (row P1n keeps
   that path, measured in the same run). Now the SQLite store keeps an exact
   **in-memory device index** (` + "`internal/devicestore/devindex`" + `), loaded at open
-  (about 2 s per million devices) and updated after every committed write,
+  (about 5 s per million devices here) and updated after every committed write,
   in commit order; the store takes an exclusive lock on its file, so no
   other process can make the index stale. A check-in is answered from it:
   the device behind the token, and whether the device has any rollout
   record at all (most devices, most of the time, have none, so the records
   query is skipped). Entries hold no Go pointers (strings in an append-only
   arena, maps keyed by 64-bit hashes with an overflow map for collisions):
-  about 170 MB for a million devices, which the collector does not scan.
+  about 190 MB for a million devices, which the collector does not scan.
   The **per-device rate limiter** was a map of one ` + "`rate.Limiter`" + ` per device seen
   in the last 10 minutes — at a million devices, millions of pointers to scan
   and a once-a-second sweep of all of them under one lock (a p99 spike); it is

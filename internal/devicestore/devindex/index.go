@@ -7,7 +7,7 @@
 // owns its file) keeps the index exact by loading it once at open and
 // updating it after each committed write; it is not a cache with expiry.
 // Entries hold no Go pointers (strings live in an append-only arena, maps
-// are keyed by 64-bit hashes), so a million devices cost about 200 MB and
+// are keyed by 64-bit hashes), so a million devices cost about 190 MB and
 // almost nothing for the garbage collector to scan.
 package devindex
 

@@ -163,24 +163,17 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 // DevicesSince implements devicestore.Store.
 func (s *Store) DevicesSince(ctx context.Context, after int64, limit int) ([]devicestore.DeviceRef, error) {
 	rows, err := s.rs.devicesSince.QueryContext(ctx, after, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: devices since %d: %w", after, err)
-	}
-	defer rows.Close()
 	var out []devicestore.DeviceRef
-	for rows.Next() {
+	err = eachRow(rows, err, fmt.Sprintf("devices since %d", after), func(row scanner) error {
 		var d devicestore.DeviceRef
 		var labels string
-		if err := rows.Scan(&d.ID, &d.Type, &labels, &d.Seq); err != nil {
-			return nil, fmt.Errorf("sqlite: devices since %d: %w", after, err)
+		if err := row.Scan(&d.ID, &d.Type, &labels, &d.Seq); err != nil {
+			return err
 		}
-		if d.Labels, err = decLabels(labels); err != nil {
-			return nil, err
-		}
+		var err error
+		d.Labels, err = decLabels(labels)
 		out = append(out, d)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: devices since %d: %w", after, err)
-	}
-	return out, nil
+		return err
+	})
+	return out, err
 }

@@ -104,36 +104,30 @@ func (s *Store) Counts(ctx context.Context, rolloutUID string) (devicestore.Coun
 		return c, fmt.Errorf("sqlite: conflicts of %s: %w", rolloutUID, err)
 	}
 	rows, err := s.rs.targeted.QueryContext(ctx, rolloutUID)
-	if err != nil {
-		return c, fmt.Errorf("sqlite: targeted of %s: %w", rolloutUID, err)
-	}
-	for rows.Next() {
+	err = eachRow(rows, err, "targeted of "+rolloutUID, func(row scanner) error {
 		var i int
 		var n int64
-		if err := rows.Scan(&i, &n); err != nil {
-			rows.Close()
-			return c, fmt.Errorf("sqlite: targeted of %s: %w", rolloutUID, err)
+		if err := row.Scan(&i, &n); err != nil {
+			return err
 		}
 		wave(i).Targeted = n
-	}
-	if err := rows.Close(); err != nil {
-		return c, fmt.Errorf("sqlite: targeted of %s: %w", rolloutUID, err)
+		return nil
+	})
+	if err != nil {
+		return c, err
 	}
 	rows, err = s.rs.stateCounts.QueryContext(ctx, rolloutUID)
-	if err != nil {
-		return c, fmt.Errorf("sqlite: states of %s: %w", rolloutUID, err)
-	}
-	defer rows.Close()
-	for rows.Next() {
+	err = eachRow(rows, err, "states of "+rolloutUID, func(row scanner) error {
 		var i int
 		var st string
 		var n int64
-		if err := rows.Scan(&i, &st, &n); err != nil {
-			return c, fmt.Errorf("sqlite: states of %s: %w", rolloutUID, err)
+		if err := row.Scan(&i, &st, &n); err != nil {
+			return err
 		}
 		wave(i).States[eligibility.State(st)] = n
-	}
-	return c, rows.Err()
+		return nil
+	})
+	return c, err
 }
 
 var _ devicestore.Store = (*Store)(nil)

@@ -40,22 +40,16 @@ func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Rec
 		return nil, nil // most devices of a fleet, most of the time
 	}
 	rows, err := s.rs.recordsByDev.QueryContext(pointCtx(ctx), deviceID)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: records of %s: %w", deviceID, err)
-	}
-	defer rows.Close()
 	var out []devicestore.Record
-	for rows.Next() {
-		r, err := scanRecord(rows)
+	err = eachRow(rows, err, "records of "+deviceID, func(row scanner) error {
+		r, err := scanRecord(row)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		out = append(out, r)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("sqlite: records of %s: %w", deviceID, err)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func (s *Store) putRecordTx(ctx context.Context, tx *sql.Tx, r devicestore.Record, f *devicestore.Failure) error {
@@ -134,19 +128,16 @@ func (s *Store) ExpireOffers(ctx context.Context, rolloutUID string, deadline, n
 		var hits []hit
 		for _, st := range eligibility.InProgressStates {
 			rows, err := tx.StmtContext(ctx, s.ws.expire).QueryContext(ctx, eligibility.ReasonTimedOut, nanos(now), rolloutUID, string(st), nanos(deadline))
-			if err != nil {
-				return fmt.Errorf("sqlite: expire offers of %s: %w", rolloutUID, err)
-			}
-			for rows.Next() {
+			err = eachRow(rows, err, "expire offers of "+rolloutUID, func(row scanner) error {
 				var h hit
-				if err := rows.Scan(&h.id, &h.wave); err != nil {
-					rows.Close()
-					return fmt.Errorf("sqlite: expire offers of %s: %w", rolloutUID, err)
+				if err := row.Scan(&h.id, &h.wave); err != nil {
+					return err
 				}
 				hits = append(hits, h)
-			}
-			if err := rows.Close(); err != nil {
-				return fmt.Errorf("sqlite: expire offers of %s: %w", rolloutUID, err)
+				return nil
+			})
+			if err != nil {
+				return err
 			}
 		}
 		add := tx.StmtContext(ctx, s.ws.addFailure)
@@ -167,21 +158,18 @@ func (s *Store) ExpireOffers(ctx context.Context, rolloutUID string, deadline, n
 // RecentFailures implements devicestore.Store.
 func (s *Store) RecentFailures(ctx context.Context, rolloutUID string, limit int) ([]devicestore.Failure, error) {
 	rows, err := s.rs.recentFailures.QueryContext(ctx, rolloutUID, limit)
-	if err != nil {
-		return nil, fmt.Errorf("sqlite: failures of %s: %w", rolloutUID, err)
-	}
-	defer rows.Close()
 	var out []devicestore.Failure
-	for rows.Next() {
+	err = eachRow(rows, err, "failures of "+rolloutUID, func(row scanner) error {
 		var f devicestore.Failure
 		var at int64
-		if err := rows.Scan(&f.DeviceID, &f.Wave, &f.Reason, &at); err != nil {
-			return nil, fmt.Errorf("sqlite: failures of %s: %w", rolloutUID, err)
+		if err := row.Scan(&f.DeviceID, &f.Wave, &f.Reason, &at); err != nil {
+			return err
 		}
 		f.At = fromNanos(at)
 		out = append(out, f)
-	}
-	return out, rows.Err()
+		return nil
+	})
+	return out, err
 }
 
 // ForgetRollout implements devicestore.Store.

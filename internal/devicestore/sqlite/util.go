@@ -27,6 +27,24 @@ func (s *Store) tx(ctx context.Context, what string, fn func(*sql.Tx) error) err
 	return nil
 }
 
+// eachRow runs fn on every row of a query's result (rows, err as the
+// query returned them) and closes it; what names the query in errors.
+func eachRow(rows *sql.Rows, err error, what string, fn func(scanner) error) error {
+	if err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		if err := fn(rows); err != nil {
+			return fmt.Errorf("sqlite: %s: %w", what, err)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("sqlite: %s: %w", what, err)
+	}
+	return nil
+}
+
 // pointCtx is the context of a request-path point lookup (one index
 // descent, microseconds): it keeps the caller's values but not its
 // cancellation, since a cancellable context costs database/sql and the
