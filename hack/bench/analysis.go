@@ -41,8 +41,9 @@ const analysis = `## What the profiles showed and what was changed
   (` + "`internal/memlimit`" + `, ` + "`--memory-limit-ratio`" + `, GOMEMLIMIT wins); the P1 server child
   runs with the limit of a 512 MiB container. The **last-seen flush** (once a
   second, one write per device seen) then led the profile: each UPDATE dirtied
-  one page of the wide devices table, so a flush of 25,000 devices wrote
-  about 100 MB to the WAL. Last-seen times now go to a narrow table of their
+  one 4 KiB page of the wide devices table, so a flush of 25,000 devices
+  could write up to about 100 MB to the WAL (an estimate from the page size,
+  not a measurement). Last-seen times now go to a narrow table of their
   own (` + "`device_seen`" + `, migration 3; a device's last-seen is the later of the
   two), whose short rows share pages, and devices the index knows skip the
   existence check. Earlier fixes kept: point reads
