@@ -26,6 +26,9 @@ func (a *Agent) act(ctx context.Context, c *checked) error {
 		a.emitState(StateCanceled, c.Rollout, w.Assignment.Version, "canceled: "+c.Reason)
 		return nil
 	}
+	if c.Action == ActionCommit {
+		return a.commit(c)
+	}
 	asg, err := VerifyAssignment(a.verifier, c.UpdateResponse, Expectation{
 		DeviceID: a.cfg.DeviceID, KEM: a.state.KEM, Nonce: c.nonce,
 		SecurityFloor: a.state.SecurityFloor, Now: a.cfg.Clock(), Skew: a.cfg.ClockSkew,

@@ -35,7 +35,8 @@ type Status struct {
 	State         string // last state (see Event)
 	Reason        string // last failure or refusal
 	Version       string
-	SecurityFloor int64
+	SecurityFloor int64 // committed floor
+	PendingFloor  int64 // floor awaiting the rollout's commit, 0 if none
 	Rollout       string
 }
 
@@ -79,13 +80,16 @@ func New(cfg Config) (*Agent, error) {
 	if cfg.SecurityFloor > a.state.SecurityFloor {
 		a.state.SecurityFloor, changed = cfg.SecurityFloor, true
 	}
+	if a.state.PendingFloor != 0 && a.state.PendingFloor <= a.state.SecurityFloor {
+		a.state.PendingFloor, changed = 0, true
+	}
 	if changed {
 		if err := a.save(); err != nil {
 			return nil, err
 		}
 	}
 	a.setStatus(func(s *Status) {
-		s.State, s.Version, s.SecurityFloor = StateIdle, a.state.Version, a.state.SecurityFloor
+		s.State, s.Version, s.SecurityFloor, s.PendingFloor = StateIdle, a.state.Version, a.state.SecurityFloor, a.state.PendingFloor
 		if w := a.state.Work; w != nil {
 			s.Rollout = w.Rollout
 			s.State = w.Phase
@@ -133,13 +137,16 @@ func (a *Agent) emit(e Event) {
 	switch e.Kind {
 	case EventState:
 		a.setStatus(func(s *Status) {
-			s.State, s.Rollout, s.Version, s.SecurityFloor = e.State, e.Rollout, a.state.Version, a.state.SecurityFloor
+			s.State, s.Rollout, s.Version = e.State, e.Rollout, a.state.Version
+			s.SecurityFloor, s.PendingFloor = a.state.SecurityFloor, a.state.PendingFloor
 			if e.Reason != "" || e.State == StateIdle {
 				s.Reason = e.Reason
 			}
 		})
 	case EventRefusal:
 		a.setStatus(func(s *Status) { s.Reason = e.Reason })
+	case EventCommitted:
+		a.setStatus(func(s *Status) { s.SecurityFloor, s.PendingFloor = a.state.SecurityFloor, a.state.PendingFloor })
 	}
 	if a.cfg.OnEvent != nil {
 		a.cfg.OnEvent(e)
@@ -174,7 +181,8 @@ func (a *Agent) Run(ctx context.Context) error {
 
 // Step does one round: finish a pending boot confirmation, deliver pending
 // reports, check for an update and act on the answer (which may download,
-// install and reboot). It returns how long to wait before the next Step.
+// install and reboot, or commit the security floor). It returns how long
+// to wait before the next Step.
 func (a *Agent) Step(ctx context.Context) (time.Duration, error) {
 	wait, err := a.step(ctx)
 	switch {

@@ -33,10 +33,14 @@ func (a *Agent) reboot(ctx context.Context) error {
 
 // afterInstall handles an installed update. Before the reboot it waits
 // (waiting = true). After it, running the target version confirms the
-// image, raises the security floor and reports succeeded (rolledback for a
-// rollback); running anything else means the bootloader went back to the
-// old image, which the next check-in tells the server (counted as
-// "reverted by device").
+// image and reports succeeded (rolledback for a rollback); running
+// anything else means the bootloader went back to the old image, which the
+// next check-in tells the server (counted as "reverted by device").
+//
+// Confirmation does not raise the security floor: the release's
+// securityVersion is kept as the pending floor until the rollout commits
+// (ActionCommit), so that the rollout can still roll the device back to
+// its previous release (MCUboot's delayed rollback-counter update).
 func (a *Agent) afterInstall(ctx context.Context) (waiting bool, err error) {
 	w := a.state.Work
 	asg := w.Assignment
@@ -64,7 +68,10 @@ func (a *Agent) afterInstall(ctx context.Context) (waiting bool, err error) {
 		return true, fmt.Errorf("confirm %s: %w", running, err)
 	}
 	a.state.Version = running
-	a.state.SecurityFloor = max(a.state.SecurityFloor, asg.SecurityVersion)
+	a.state.PendingFloor = 0
+	if asg.SecurityVersion > a.state.SecurityFloor {
+		a.state.PendingFloor = asg.SecurityVersion
+	}
 	a.state.Work = nil
 	state := StateSucceeded
 	if asg.Rollback {
@@ -73,7 +80,7 @@ func (a *Agent) afterInstall(ctx context.Context) (waiting bool, err error) {
 	if err := a.enqueue(w.Rollout, state, nil, ""); err != nil {
 		return false, err
 	}
-	a.cfg.Log.Info("update confirmed", "version", running, "securityFloor", a.state.SecurityFloor)
+	a.cfg.Log.Info("update confirmed", "version", running, "securityFloor", a.state.SecurityFloor, "pendingFloor", a.state.PendingFloor)
 	a.emitState(state, w.Rollout, asg.Version, "")
 	return false, nil
 }

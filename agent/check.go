@@ -54,13 +54,14 @@ func (a *Agent) check(ctx context.Context) (*checked, time.Duration, error) {
 		return nil, parseRetryAfter(r.Header.Get("Retry-After")), nil
 	}
 	u, err := ParseUpdateResponse(r.Body)
-	return &checked{UpdateResponse: u, nonce: nonce, err: err}, 0, nil
+	return &checked{UpdateResponse: u, nonce: nonce, version: version, err: err}, 0, nil
 }
 
-// checked is a 200 answer with the nonce its check sent. err is set when
-// the body did not parse.
+// checked is a 200 answer with the nonce and running version its check
+// sent. err is set when the body did not parse.
 type checked struct {
 	UpdateResponse
-	nonce string
-	err   error
+	nonce   string
+	version string
+	err     error
 }

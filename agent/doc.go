@@ -8,8 +8,8 @@
 // it chunk by chunk, checks the plaintext SHA-256 and the vendor signature,
 // hands the image to an Installer, reboots through a hook, and after boot
 // confirms the new version and reports the outcome. Everything the agent
-// must not forget across a power cut (device key, token, security floor,
-// the assignment being worked on, verified download progress, pending
+// must not forget across a power cut (device key, token, committed and
+// pending security floor, the assignment being worked on, verified download progress, pending
 // reports) lives behind a StateStore; DirStore writes it atomically,
 // MemStore keeps it in memory for simulators.
 //
@@ -17,7 +17,9 @@
 // after their GCM tag verified, and the installer is called only after the
 // whole plaintext matched plainSHA256 and the vendor signature verified
 // with a trusted key. The security floor never decreases and no image below
-// it is installed.
+// it is installed. It is raised when the rollout that installed the running
+// release commits (a signed commit answer), not at boot, so that release
+// can still be rolled back to the previous one until then.
 //
 // docs/agent.md describes provisioning, configuration, the state directory
 // and the refusal reasons.

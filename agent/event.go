@@ -8,6 +8,9 @@ const (
 	EventRefusal = "refusal"
 	// EventReport: the server acknowledged a report (Event.State).
 	EventReport = "report"
+	// EventCommitted: a commit raised the security floor
+	// (Event.SecurityFloor; Event.Target is the committed version).
+	EventCommitted = "committed"
 )
 
 // Device states in events (Event.State, kind EventState). Besides the
@@ -31,4 +34,6 @@ type Event struct {
 	Target  string
 	// Progress is the download progress in percent, for "downloading".
 	Progress int
+	// SecurityFloor is the new committed floor, for EventCommitted.
+	SecurityFloor int64
 }

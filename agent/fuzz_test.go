@@ -8,6 +8,9 @@ import (
 	"io"
 	mrand "math/rand/v2"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -21,7 +24,17 @@ var fuzzKey = ed25519.NewKeyFromSeed([]byte(strings.Repeat("k", ed25519.SeedSize
 var fuzzNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 // fuzzAnswer returns a valid signed install answer for device dev-1.
-func fuzzAnswer(tb testing.TB) []byte {
+func fuzzAnswer(tb testing.TB) []byte { return fuzzSignedAnswer(tb, ActionInstall) }
+
+// fuzzCommitAnswer returns a valid signed commit answer for device dev-1
+// running 2.0.0: the same assignment as fuzzAnswer's, with commit set.
+func fuzzCommitAnswer(tb testing.TB) []byte { return fuzzSignedAnswer(tb, ActionCommit) }
+
+// fuzzExpectation is what the fuzz targets verify answers against: dev-1
+// running 2.0.0 with floor 3.
+var fuzzExpectation = Expectation{DeviceID: "dev-1", KEM: "x25519", Nonce: strings.Repeat("0f", 16), Version: "2.0.0", SecurityFloor: 3, Now: fuzzNow, Skew: time.Minute}
+
+func fuzzSignedAnswer(tb testing.TB, action string) []byte {
 	s, err := assignment.NewSigner(fuzzKey)
 	if err != nil {
 		tb.Fatal(err)
@@ -31,12 +44,13 @@ func fuzzAnswer(tb testing.TB) []byte {
 		PlainSHA256: strings.Repeat("a", 64), PlainSize: 100, EncryptedSHA256: strings.Repeat("b", 64), EncryptedSize: 174,
 		Suite: "otaflow-enc/v1", BlobURL: "https://ota.example.com/v1/blobs/" + strings.Repeat("b", 64), KEM: "x25519",
 		WrappedKey: make([]byte, 80), VendorSignature: "c2ln", Nonce: strings.Repeat("0f", 16),
+		Rollback: action == ActionRollback, Commit: action == ActionCommit,
 		IssuedAt: fuzzNow.Add(-time.Minute), ExpiresAt: fuzzNow.Add(time.Hour),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b, _ := json.Marshal(UpdateResponse{Action: ActionInstall, Rollout: "fleet/ro", Assignment: &signed})
+	b, _ := json.Marshal(UpdateResponse{Action: action, Rollout: "fleet/ro", Assignment: &signed})
 	return b
 }
 
@@ -45,7 +59,9 @@ func fuzzAnswer(tb testing.TB) []byte {
 // *Refusal, and an accepted assignment must satisfy every device check.
 func FuzzUpdateResponse(f *testing.F) {
 	f.Add(fuzzAnswer(f))
+	f.Add(fuzzCommitAnswer(f))
 	f.Add([]byte(`{"action":"cancel","rollout":"fleet/ro","reason":"rollout aborted"}`))
+	f.Add([]byte(`{"action":"commit","rollout":"fleet/ro"}`))
 	f.Add([]byte(`{"action":"install","rollout":"fleet/ro"}`))
 	f.Add([]byte(`{"action":"rollback","rollout":"a/b","assignment":{"payload":"e30=","signature":"","keyID":""}}`))
 	v, err := assignment.NewVerifier(fuzzKey.Public())
@@ -63,7 +79,7 @@ func FuzzUpdateResponse(f *testing.F) {
 		if u.Action == ActionCancel {
 			return
 		}
-		exp := Expectation{DeviceID: "dev-1", KEM: "x25519", Nonce: strings.Repeat("0f", 16), SecurityFloor: 3, Now: fuzzNow, Skew: time.Minute}
+		exp := fuzzExpectation
 		a, err := VerifyAssignment(v, u, exp)
 		if err != nil {
 			r, ok := AsRefusal(err)
@@ -72,9 +88,17 @@ func FuzzUpdateResponse(f *testing.F) {
 			}
 			return
 		}
-		if a.DeviceID != exp.DeviceID || a.SecurityVersion < exp.SecurityFloor || !strings.EqualFold(a.Nonce, exp.Nonce) ||
-			a.Rollout != u.Rollout || a.Rollback != (u.Action == ActionRollback) || !fuzzNow.Before(a.ExpiresAt.Add(time.Minute)) {
+		if a.DeviceID != exp.DeviceID || !strings.EqualFold(a.Nonce, exp.Nonce) ||
+			a.Rollout != u.Rollout || !fuzzNow.Before(a.ExpiresAt.Add(time.Minute)) {
 			t.Fatalf("accepted an assignment that fails a device check: %+v", a)
+		}
+		if u.Action == ActionCommit {
+			// A commit below the floor is accepted (the agent ignores it).
+			if !a.Commit || a.Rollback || a.Version != exp.Version {
+				t.Fatalf("accepted a commit that is not one for the running version: %+v", a)
+			}
+		} else if a.Commit || a.Rollback != (u.Action == ActionRollback) || a.SecurityVersion < exp.SecurityFloor {
+			t.Fatalf("accepted a %s assignment that fails a device check: %+v", u.Action, a)
 		}
 	})
 }
@@ -85,7 +109,7 @@ func TestFuzzSeedAccepted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	exp := Expectation{DeviceID: "dev-1", KEM: "x25519", Nonce: strings.Repeat("0f", 16), SecurityFloor: 3, Now: fuzzNow, Skew: time.Minute}
+	exp := fuzzExpectation
 	if _, err := VerifyAssignment(v, u, exp); err != nil {
 		t.Fatal(err)
 	}
@@ -105,6 +129,88 @@ func TestFuzzSeedAccepted(t *testing.T) {
 	u.Action = ActionRollback
 	if _, err := VerifyAssignment(v, u, exp); err == nil {
 		t.Error("install assignment accepted as a rollback")
+	}
+	u.Action = ActionCommit
+	if _, err := VerifyAssignment(v, u, exp); !isRefusal(err, RefuseCommit) {
+		t.Errorf("install assignment as a commit: %v, want %s", err, RefuseCommit)
+	}
+
+	// The commit seed: accepted for the running version whatever the
+	// floor (at or below it the agent ignores it), refused otherwise.
+	c, err := ParseUpdateResponse(fuzzCommitAnswer(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for floor, ok := range map[int64]bool{3: true, 4: true, 9: true} {
+		e := exp
+		e.SecurityFloor = floor
+		if a, err := VerifyAssignment(v, c, e); (err == nil) != ok || (ok && (!a.Commit || a.SecurityVersion != 4)) {
+			t.Errorf("commit with floor %d: %+v %v", floor, a, err)
+		}
+	}
+	for name, tc := range map[string]struct {
+		mutate func(*Expectation)
+		code   string
+	}{
+		"other version": {func(e *Expectation) { e.Version = "2.0.1" }, RefuseCommit},
+		"no version":    {func(e *Expectation) { e.Version = "" }, RefuseCommit},
+		"other device":  {func(e *Expectation) { e.DeviceID = "dev-2" }, RefuseWrongDevice},
+		"nonce":         {func(e *Expectation) { e.Nonce = strings.Repeat("aa", 16) }, RefuseNonce},
+		"expired":       {func(e *Expectation) { e.Now = fuzzNow.Add(2 * time.Hour) }, RefuseExpired},
+		"kem":           {func(e *Expectation) { e.KEM = "p256" }, RefuseKEM},
+	} {
+		e := exp
+		tc.mutate(&e)
+		if _, err := VerifyAssignment(v, c, e); !isRefusal(err, tc.code) {
+			t.Errorf("commit, %s: %v, want %s", name, err, tc.code)
+		}
+	}
+	for _, action := range []string{ActionInstall, ActionRollback} {
+		c.Action = action
+		if _, err := VerifyAssignment(v, c, exp); !isRefusal(err, RefuseMalformed) {
+			t.Errorf("commit assignment as %s: %v, want %s", action, err, RefuseMalformed)
+		}
+	}
+}
+
+func isRefusal(err error, code string) bool {
+	r, ok := AsRefusal(err)
+	return ok && r.Code == code
+}
+
+// TestCommittedSeedsStillVerify: the committed valid seed, signed before
+// the commit flag existed, still parses and verifies, and its payload is
+// exactly what the encoder writes today: adding an optional flag did not
+// change the bytes that get signed.
+func TestCommittedSeedsStillVerify(t *testing.T) {
+	v, _ := assignment.NewVerifier(fuzzKey.Public())
+	for _, name := range []string{"valid-install"} {
+		b, err := os.ReadFile(filepath.Join("testdata", "fuzz", "FuzzUpdateResponse", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+		if len(lines) != 2 || !strings.HasPrefix(lines[1], "[]byte(") {
+			t.Fatalf("%s: not a one-value corpus file", name)
+		}
+		body, err := strconv.Unquote(strings.TrimSuffix(strings.TrimPrefix(lines[1], "[]byte("), ")"))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		u, err := ParseUpdateResponse([]byte(body))
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		a, err := VerifyAssignment(v, u, fuzzExpectation)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if again, _ := json.Marshal(a); !bytes.Equal(again, u.Assignment.Payload) {
+			t.Fatalf("%s: payload re-encodes differently:\n%s\n%s", name, u.Assignment.Payload, again)
+		}
+		if body != string(fuzzAnswer(t)) {
+			t.Fatalf("%s: the committed seed is not what the fuzz target seeds with", name)
+		}
 	}
 }
 
@@ -157,6 +263,7 @@ func FuzzServerAnswers(f *testing.F) {
 	f.Add(byte(0), 429, []byte(`{"code":"rate_limited","message":"slow down"}`), "7", "")
 	f.Add(byte(1), 204, []byte{}, "Wed, 21 Oct 2015 07:28:00 GMT", "")
 	f.Add(byte(1), 200, []byte(`{"action":"cancel","rollout":"fleet/ro"}`), "", "")
+	f.Add(byte(1), 200, fuzzCommitAnswer(f), "", "")
 	f.Add(byte(1), 401, []byte(`{"code":"unauthenticated","message":"x"}`), "", "")
 	f.Add(byte(2), 206, w.blob[100:], "", "bytes 100-99999/100000")
 	f.Add(byte(2), 200, w.blob, "", "")

@@ -15,9 +15,9 @@ import (
 
 // ParseUpdateResponse decodes the 200 body of GET /v1/update strictly:
 // one JSON object with known fields only, a known action, a namespace/name
-// rollout, and an assignment exactly when the action needs one. The
-// assignment itself is only parsed after its signature verified
-// (VerifyAssignment).
+// rollout, and an assignment when the action needs one (install, rollback,
+// commit). The assignment itself is only parsed after its signature
+// verified (VerifyAssignment).
 func ParseUpdateResponse(body []byte) (UpdateResponse, error) {
 	var u UpdateResponse
 	if len(body) > maxAPIBody {
@@ -35,7 +35,7 @@ func ParseUpdateResponse(body []byte) (UpdateResponse, error) {
 		return UpdateResponse{}, refuse(RefuseMalformed, "update answer names rollout %q, not namespace/name", u.Rollout)
 	}
 	switch u.Action {
-	case ActionInstall, ActionRollback:
+	case ActionInstall, ActionRollback, ActionCommit:
 		if u.Assignment == nil {
 			return UpdateResponse{}, refuse(RefuseMalformed, "%s answer without an assignment", u.Action)
 		}
@@ -56,16 +56,21 @@ type Expectation struct {
 	DeviceID      string
 	KEM           string
 	Nonce         string // the nonce sent with the check, "" if none
-	SecurityFloor int64
+	Version       string // the running version the check sent; a commit must be signed for it
+	SecurityFloor int64  // the committed floor; not checked for a commit
 	Now           time.Time
 	Skew          time.Duration
 }
 
-// VerifyAssignment checks an install or rollback answer as protocol v1
-// requires, in order: the signature by the trusted key (before anything is
-// parsed), strict parsing, the device ID, the validity window, the nonce,
-// the security floor, the suite and KEM, that the signed rollout is the
-// answer's, and that rollback is set exactly for a rollback answer. Every
+// VerifyAssignment checks an install, rollback or commit answer as
+// protocol v1 requires, in order: the signature by the trusted key (before
+// anything is parsed), strict parsing, the device ID, the validity window,
+// the nonce, the security floor (not for a commit: a commit at or below
+// the floor is a no-op for the caller, not a refusal), the suite and KEM,
+// that the signed rollout is the answer's, and that the flags match the
+// action: rollback exactly for a rollback answer, commit never for install
+// or rollback (RefuseMalformed). A commit answer must carry commit: true
+// and be signed for e.Version, the running version (RefuseCommit). Every
 // failure is a *Refusal.
 func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (assignment.Assignment, error) {
 	if u.Assignment == nil {
@@ -94,7 +99,7 @@ func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (
 	if e.Nonce != "" && !strings.EqualFold(a.Nonce, e.Nonce) {
 		return a, refuse(RefuseNonce, "assignment refused: nonce %q is not the nonce this check sent", a.Nonce)
 	}
-	if a.SecurityVersion < e.SecurityFloor {
+	if u.Action != ActionCommit && a.SecurityVersion < e.SecurityFloor {
 		return a, refuse(RefuseBelowFloor, "assignment refused: securityVersion %d is below the device's security floor %d", a.SecurityVersion, e.SecurityFloor)
 	}
 	if a.Suite != envelope.Suite {
@@ -105,6 +110,18 @@ func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (
 	}
 	if a.Rollout != u.Rollout {
 		return a, refuse(RefuseRolloutMismatch, "assignment refused: signed for rollout %q, answer names %q", a.Rollout, u.Rollout)
+	}
+	if u.Action == ActionCommit {
+		if !a.Commit {
+			return a, refuse(RefuseCommit, "commit refused: the assignment is not signed as a commit (rollback=%t)", a.Rollback)
+		}
+		if a.Version != e.Version {
+			return a, refuse(RefuseCommit, "commit refused: signed for version %q, the device runs %q", a.Version, e.Version)
+		}
+		return a, nil
+	}
+	if a.Commit {
+		return a, refuse(RefuseMalformed, "assignment refused: action %q with commit=true", u.Action)
 	}
 	if a.Rollback != (u.Action == ActionRollback) {
 		return a, refuse(RefuseMalformed, "assignment refused: action %q with rollback=%t", u.Action, a.Rollback)

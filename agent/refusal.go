@@ -6,8 +6,9 @@ import (
 	"strings"
 )
 
-// Refusal codes: why the device refused an assignment or an image. They
-// are stable, short, and used as keys in Event and simulator summaries.
+// Refusal codes: why the device refused an assignment, a commit or an
+// image. They are stable, short, and used as keys in Event and simulator
+// summaries.
 const (
 	RefuseMalformed       = "malformed"         // the answer or payload does not parse
 	RefuseBadSignature    = "bad-signature"     // assignment not signed by the trusted key
@@ -25,6 +26,10 @@ const (
 	RefusePlainDigest     = "plain-digest"      // plaintext SHA-256 or size differs from the assignment
 	RefuseVendorSignature = "vendor-signature"  // vendor signature missing or not verified
 	RefuseInstall         = "install-failed"    // the installer failed
+	// RefuseCommit: a commit answer whose assignment is not signed as a
+	// commit, or not for the running version. Never reported to the
+	// rollout (a commit is not an update that can fail).
+	RefuseCommit = "commit-mismatch"
 )
 
 // Refusal is a verification failure. Its Error is the reason sent to the

@@ -18,8 +18,19 @@ type State struct {
 	Enrolled string `json:"enrolled,omitempty"`
 	// Version is the firmware version the agent last knew running.
 	Version string `json:"version,omitempty"`
-	// SecurityFloor is the anti-rollback floor. It never decreases.
+	// SecurityFloor is the committed anti-rollback floor: no install or
+	// rollback below it is accepted, and check-ins and enrollment report
+	// it. It never decreases. It rises only with a commit from the server
+	// (the rollout that installed the running release committed) or a
+	// higher Config.SecurityFloor at start, never at boot confirmation.
 	SecurityFloor int64 `json:"securityFloor"`
+	// PendingFloor is the securityVersion of the running release while it
+	// is above SecurityFloor and not committed yet: set when an install or
+	// rollback is confirmed after boot, cleared by the commit (or when
+	// the committed floor reaches it). It is informational: nothing is
+	// enforced against it, so the release can still be rolled back to the
+	// previous one until the rollout commits. 0 when nothing is pending.
+	PendingFloor int64 `json:"pendingFloor,omitempty"`
 	// Work is the update being worked on, nil when idle.
 	Work *Work `json:"work,omitempty"`
 	// Pending are reports not yet acknowledged by the server, oldest first.

@@ -15,7 +15,7 @@ func sampleState() State {
 	p := 40
 	return State{
 		KEM: "x25519", DeviceKey: []byte("0123456789abcdef0123456789abcdef"), Token: "tok", Enrolled: "sensor-v1",
-		Version: "1.0.0", SecurityFloor: 3,
+		Version: "1.0.0", SecurityFloor: 3, PendingFloor: 4,
 		Work: &Work{Rollout: "ns/ro", Phase: PhaseDownloading, Header: make([]byte, 58), Chunks: 2, Bytes: 32768,
 			Signed: assignment.Signed{Payload: []byte("{}"), Signature: []byte{1}, KeyID: "k"}, PreviousVersion: "1.0.0"},
 		Pending: []PendingReport{{ID: "r1", Rollout: "ns/ro", State: StateDownloading, Progress: &p}},

@@ -547,6 +547,9 @@ func tamperClasses() []tamperClass {
 			}
 			return o
 		}},
+		{"answer-install-signed-as-commit", []string{RefuseMalformed}, resign(func(rng *mrand.Rand, a *assignment.Assignment) {
+			a.Commit = true
+		})},
 		{"answer-rollback-of-install", []string{RefuseMalformed}, func(rng *mrand.Rand, w *tamperWorld) *offer {
 			o := w.legit()
 			o.action = ActionRollback

@@ -27,11 +27,11 @@ type enrollResponse struct {
 
 // UpdateResponse is the 200 answer of GET /v1/update.
 type UpdateResponse struct {
-	// Action is ActionInstall, ActionRollback or ActionCancel.
+	// Action is ActionInstall, ActionRollback, ActionCommit or ActionCancel.
 	Action string `json:"action"`
 	// Rollout is "namespace/name"; reports name it.
 	Rollout string `json:"rollout"`
-	// Assignment is set for install and rollback.
+	// Assignment is set for install, rollback and commit.
 	Assignment *assignment.Signed `json:"assignment,omitempty"`
 	// Reason explains a cancel.
 	Reason string `json:"reason,omitempty"`
@@ -42,6 +42,11 @@ const (
 	ActionInstall  = "install"
 	ActionRollback = "rollback"
 	ActionCancel   = "cancel"
+	// ActionCommit: the rollout that installed the running release
+	// committed; the signed assignment (commit: true, for the running
+	// version) raises the security floor to its securityVersion. Nothing
+	// is installed and nothing is reported.
+	ActionCommit = "commit"
 )
 
 // Report states a device may send.

@@ -101,25 +101,43 @@ func (r *FirmwareReleaseReconciler) Reconcile(ctx context.Context, req ctrl.Requ
 	return r.reconcileNormal(ctx, rel, patcher)
 }
 
-// reconcileNormal makes sure the release has a verified, encrypted artifact.
+// reconcileNormal makes sure the release has a verified, encrypted artifact
+// confirmed for the current generation.
 func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *otav1.FirmwareRelease, patcher *statusPatcher[*otav1.FirmwareRelease]) (ctrl.Result, error) {
 	logger := log.FromContext(ctx)
+	current, err := r.artifactCurrent(ctx, rel)
+	if err != nil {
+		return r.fail(ctx, rel, err)
+	}
+	if !current && rel.Status.Artifact != nil {
+		// Another image is pinned now, or the blob or its key is gone:
+		// nothing is left to confirm, only to rebuild.
+		logger.Info("stored artifact is not the pinned image or is incomplete, withdrawing it", "encryptedSHA256", rel.Status.Artifact.EncryptedSHA256)
+		rel.Status.Artifact = nil
+		rel.Status.Verification = nil
+	}
+
+	// Missing or unreadable inputs fail here without touching the artifact
+	// (see fail): a GitOps prune and re-create of a key Secret must not cost
+	// a rebuild.
 	in, err := loadVerifyInputs(ctx, r.APIReader, rel)
 	if err != nil {
 		return r.fail(ctx, rel, err)
 	}
 
-	current, err := r.artifactCurrent(ctx, rel)
-	if err != nil {
-		return r.fail(ctx, rel, err)
-	}
 	if current {
-		v := rel.Status.Verification
-		if v != nil && v.InputsDigest == in.Digest {
+		if v := rel.Status.Verification; v != nil && v.InputsDigest == in.Digest {
+			// Same image, same signature and keys: the artifact holds for
+			// this generation as it is.
+			confirmArtifact(rel)
 			r.markReady(rel, false)
 			return ctrl.Result{}, r.collectGarbage(ctx, rel)
 		}
 		logger.Info("signature or trusted keys changed, verifying the stored artifact again")
+		r.markProgressing(rel, "signature or trusted keys changed: verifying the stored artifact again")
+		if err := patcher.Patch(ctx, rel); err != nil {
+			return ctrl.Result{}, err
+		}
 		key, err := r.readContentKey(ctx, rel)
 		if err != nil {
 			return r.fail(ctx, rel, fmt.Errorf("%w: read content key: %w", errStorage, err))
@@ -129,6 +147,7 @@ func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *ot
 			return r.fail(ctx, rel, err)
 		}
 		rel.Status.Verification = nv
+		confirmArtifact(rel)
 		r.markReady(rel, true)
 		return ctrl.Result{}, r.collectGarbage(ctx, rel)
 	}
@@ -144,9 +163,21 @@ func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *ot
 	}
 	rel.Status.Artifact = &b.artifact
 	rel.Status.Verification = &b.verification
+	confirmArtifact(rel)
 	r.markReady(rel, true)
 	logger.Info("artifact ready", "plainSHA256", b.artifact.PlainSHA256, "encryptedSHA256", b.artifact.EncryptedSHA256, "size", b.artifact.Size, "key", b.verification.Key)
 	return ctrl.Result{}, r.collectGarbage(ctx, rel)
+}
+
+// confirmArtifact records that the artifact was built or verified for the
+// current spec. The OTA server serves it only while artifact.generation is
+// metadata.generation. Artifacts written before these fields existed get
+// them here, without a rebuild.
+func confirmArtifact(rel *otav1.FirmwareRelease) {
+	art := rel.Status.Artifact
+	art.Version = rel.Spec.Version
+	art.SecurityVersion = rel.Spec.SecurityVersion
+	art.Generation = rel.Generation
 }
 
 // artifactCurrent reports whether status.artifact is the image the spec pins
@@ -163,9 +194,11 @@ func (r *FirmwareReleaseReconciler) artifactCurrent(ctx context.Context, rel *ot
 	if err != nil || !ok {
 		return false, err
 	}
+	// Live, not from the cache: a key Secret written a moment ago and not
+	// yet cached would otherwise withdraw the artifact it belongs to.
 	var s metav1.PartialObjectMetadata
 	s.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("Secret"))
-	if err := r.Get(ctx, keySecretName(rel), &s); err != nil {
+	if err := r.APIReader.Get(ctx, keySecretName(rel), &s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return false, nil
 		}
@@ -179,23 +212,29 @@ func keySecretName(rel *otav1.FirmwareRelease) types.NamespacedName {
 }
 
 // fail records a failed step. Permanent failures stall the release until its
-// spec or inputs change; transient ones are retried with backoff.
+// spec or inputs change; transient ones are retried with backoff. Only a
+// definite verification failure withdraws the artifact: missing or unreadable
+// inputs leave it (and its blob and key) in place, and the release not Ready,
+// so the catalog stops serving it until the inputs are back.
 func (r *FirmwareReleaseReconciler) fail(ctx context.Context, rel *otav1.FirmwareRelease, err error) (ctrl.Result, error) {
 	f := classifyFailure(err)
 	msg := err.Error()
 	gen := rel.Generation
-	if f.AboutSignature {
+	_, inputs := asInputsError(err)
+	switch {
+	case f.Withdraw:
 		setCondition(rel, otav1.ConditionVerified, metav1.ConditionFalse, f.Reason, msg, gen)
-		// The stored artifact no longer counts as verified: withdraw it.
 		rel.Status.Artifact = nil
 		rel.Status.Verification = nil
-	} else if rel.Status.Artifact == nil {
+	case inputs:
+		setCondition(rel, otav1.ConditionVerified, metav1.ConditionUnknown, f.Reason, "cannot verify: "+msg, gen)
+	case rel.Status.Artifact == nil:
 		setCondition(rel, otav1.ConditionVerified, metav1.ConditionUnknown, otav1.ReasonPending, "not verified yet: "+msg, gen)
 	}
 	setCondition(rel, otav1.ConditionReady, metav1.ConditionFalse, f.Reason, msg, gen)
 	action := actionFetch
 	switch {
-	case f.AboutSignature:
+	case f.Withdraw || inputs:
 		action = actionVerify
 	case f.Reason == otav1.ReasonStorageFailed:
 		action = actionStore
@@ -213,19 +252,23 @@ func (r *FirmwareReleaseReconciler) fail(ctx context.Context, rel *otav1.Firmwar
 		// change brings the release back.
 		return ctrl.Result{}, nil
 	}
+	// No garbage collection here: the artifact a transient failure keeps
+	// must not be taken for garbage.
 	setCondition(rel, otav1.ConditionReconciling, metav1.ConditionTrue, f.Reason, "retrying: "+msg, gen)
 	meta.RemoveStatusCondition(&rel.Status.Conditions, otav1.ConditionStalled)
 	rel.Status.ObservedGeneration = gen
 	return ctrl.Result{}, fmt.Errorf("release %s/%s: %w", rel.Namespace, rel.Name, err)
 }
 
+// markProgressing shows a build or re-verification under way. Ready goes
+// False even if it was True: the artifact is not confirmed for this
+// generation (or these keys) until the step ends.
 func (r *FirmwareReleaseReconciler) markProgressing(rel *otav1.FirmwareRelease, msg string) {
 	gen := rel.Generation
 	setCondition(rel, otav1.ConditionReconciling, metav1.ConditionTrue, otav1.ReasonProgressing, msg, gen)
 	meta.RemoveStatusCondition(&rel.Status.Conditions, otav1.ConditionStalled)
-	if !meta.IsStatusConditionTrue(rel.Status.Conditions, otav1.ConditionReady) {
-		setCondition(rel, otav1.ConditionReady, metav1.ConditionFalse, otav1.ReasonProgressing, msg, gen)
-	}
+	setCondition(rel, otav1.ConditionReady, metav1.ConditionFalse, otav1.ReasonProgressing, msg, gen)
+	rel.Status.ObservedGeneration = gen
 }
 
 // markReady sets the success conditions; announce emits the event (only when
@@ -258,7 +301,9 @@ func setCondition(rel *otav1.FirmwareRelease, typ string, status metav1.Conditio
 
 // collectGarbage removes key Secrets (and their blobs) of this release other
 // than the current artifact's: left by a spec change, a withdrawn artifact,
-// or a crash between writing the Secret and updating status.
+// or a crash between writing the Secret and updating status. It runs only
+// once status.artifact is settled (success or permanent failure), never on
+// a transient failure, where a kept artifact must stay.
 func (r *FirmwareReleaseReconciler) collectGarbage(ctx context.Context, rel *otav1.FirmwareRelease) error {
 	keep := ""
 	keepBlob := ""

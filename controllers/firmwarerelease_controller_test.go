@@ -11,7 +11,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +26,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/cli-utils/pkg/kstatus/status"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
@@ -179,6 +183,9 @@ func TestGoodReleaseBecomesReady(t *testing.T) {
 			if art.PlainSHA256 != digest(img) || art.Size != int64(len(img)) || art.Suite != "otaflow-enc/v1" {
 				t.Errorf("artifact %+v does not describe the image", art)
 			}
+			if art.Version != "2.1.0" || art.SecurityVersion != 7 || art.Generation != got.Generation {
+				t.Errorf("artifact version %q, securityVersion %d, generation %d; want 2.1.0, 7, %d", art.Version, art.SecurityVersion, art.Generation, got.Generation)
+			}
 			if art.EncryptedSize != envelope.EncryptedSize(int64(len(img)), envelope.DefaultChunkLog2) {
 				t.Errorf("encrypted size %d, want %d", art.EncryptedSize, envelope.EncryptedSize(int64(len(img)), envelope.DefaultChunkLog2))
 			}
@@ -248,9 +255,6 @@ func TestReleaseFailures(t *testing.T) {
 		{"size mismatch", func(rel *otav1.FirmwareRelease, _ string) {
 			rel.Spec.Source.Size = ptr.To(int64(len(img) - 1))
 		}, otav1.ReasonSizeMismatch, metav1.ConditionUnknown},
-		{"key Secret missing", func(rel *otav1.FirmwareRelease, _ string) {
-			rel.Spec.Signature.PublicKeys[0].SecretRef.Name = "no-such-secret"
-		}, otav1.ReasonKeyUnavailable, metav1.ConditionFalse},
 		{"key not PEM", func(rel *otav1.FirmwareRelease, _ string) {
 			rel.Spec.Signature.PublicKeys[0].SecretRef.Key = "garbage.pub"
 		}, otav1.ReasonKeyInvalid, metav1.ConditionFalse},
@@ -395,17 +399,19 @@ func TestReverifyWithoutRefetch(t *testing.T) {
 		r.Spec.Signature.PublicKeys = append(r.Spec.Signature.PublicKeys, otav1.PublicKeySource{SecretRef: otav1.SecretKeyReference{Name: "vendor-keys", Key: "backup.pub"}})
 	})
 	want := rel.Generation
+	// Ready again only once the stored artifact is confirmed for the new
+	// generation (while it is re-verified, Ready is False).
 	releasetest.Eventually(t, 20*time.Second, func() error {
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), rel); err != nil {
 			return err
 		}
-		if rel.Status.ObservedGeneration != want {
-			return fmt.Errorf("observedGeneration %d, want %d", rel.Status.ObservedGeneration, want)
+		if c := meta.FindStatusCondition(rel.Status.Conditions, otav1.ConditionReady); c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != want {
+			return fmt.Errorf("Ready %+v, want True at generation %d", c, want)
 		}
 		return nil
 	})
-	if !meta.IsStatusConditionTrue(rel.Status.Conditions, otav1.ConditionReady) {
-		t.Fatalf("release not Ready after adding a key: %+v", rel.Status.Conditions)
+	if rel.Status.Artifact.Generation != want {
+		t.Errorf("artifact.generation %d after re-verification, want %d", rel.Status.Artifact.Generation, want)
 	}
 	if rel.Status.Artifact.EncryptedSHA256 != first.Status.Artifact.EncryptedSHA256 {
 		t.Errorf("artifact rebuilt (%s → %s); re-verification should reuse the stored blob", first.Status.Artifact.EncryptedSHA256, rel.Status.Artifact.EncryptedSHA256)
@@ -461,7 +467,15 @@ func TestMissingKeySecretAppearsLater(t *testing.T) {
 	img := randomImage(t, 10_000)
 	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
 	create(t, rel)
-	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonKeyUnavailable)
+	// A missing input is waited for (Reconciling, retried), no longer a
+	// Stalled failure: it says nothing about the image.
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReconciling, metav1.ConditionTrue, otav1.ReasonKeyUnavailable)
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady); c == nil || c.Status != metav1.ConditionFalse || c.Reason != otav1.ReasonKeyUnavailable {
+		t.Errorf("Ready = %+v, want False/%s", c, otav1.ReasonKeyUnavailable)
+	}
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionStalled); c != nil {
+		t.Errorf("a missing key Secret must not stall: %+v", c)
+	}
 	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
 	waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
 }
@@ -517,5 +531,334 @@ func TestDeletionWaitsForRollouts(t *testing.T) {
 	})
 	if n := len(keySecretsOf(t, got)); n != 0 {
 		t.Errorf("%d key Secrets left after deletion", n)
+	}
+}
+
+// waitRelease polls a release until check passes and returns it.
+func waitRelease(t *testing.T, key client.ObjectKey, check func(*otav1.FirmwareRelease) error) *otav1.FirmwareRelease {
+	t.Helper()
+	rel := &otav1.FirmwareRelease{}
+	releasetest.Eventually(t, 20*time.Second, func() error {
+		if err := k8s.Get(context.Background(), key, rel); err != nil {
+			return err
+		}
+		return check(rel)
+	})
+	return rel
+}
+
+// readyAt reports whether Ready is True for generation gen with an artifact
+// confirmed for it.
+func readyAt(gen int64) func(*otav1.FirmwareRelease) error {
+	return func(rel *otav1.FirmwareRelease) error {
+		c := meta.FindStatusCondition(rel.Status.Conditions, otav1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionTrue || c.ObservedGeneration != gen {
+			return fmt.Errorf("Ready %+v, want True at generation %d", c, gen)
+		}
+		if a := rel.Status.Artifact; a == nil || a.Generation != gen {
+			return fmt.Errorf("artifact %+v not confirmed for generation %d", a, gen)
+		}
+		return nil
+	}
+}
+
+// checkServable fails when the release is Ready at a generation its artifact
+// is not confirmed for: the OTA server must never see that.
+func checkServable(t *testing.T, rel *otav1.FirmwareRelease) {
+	t.Helper()
+	c := meta.FindStatusCondition(rel.Status.Conditions, otav1.ConditionReady)
+	if c == nil || c.Status != metav1.ConditionTrue {
+		return
+	}
+	if a := rel.Status.Artifact; a == nil || a.Generation != c.ObservedGeneration || c.ObservedGeneration != rel.Status.ObservedGeneration {
+		t.Errorf("Ready at generation %d (observedGeneration %d) with artifact %+v", c.ObservedGeneration, rel.Status.ObservedGeneration, a)
+	}
+}
+
+// blockingServer serves img once release is closed.
+func blockingServer(t *testing.T, img []byte) (url string, release func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-gate:
+		case <-r.Context().Done():
+			return
+		}
+		_, _ = w.Write(img)
+	}))
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(func() { release(); srv.Close() })
+	return srv.URL + "/fw.bin", release
+}
+
+// TestURLEditConfirmsWithoutRefetch: a new source.url does not change the
+// pinned image, so the stored artifact is confirmed for the new generation
+// as it is; the release is never Ready at a generation its artifact was not
+// confirmed for.
+func TestURLEditConfirmsWithoutRefetch(t *testing.T) {
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	img := randomImage(t, 30_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
+	create(t, rel)
+	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	if first.Status.Artifact.Generation != first.Generation {
+		t.Fatalf("artifact.generation %d, generation %d", first.Status.Artifact.Generation, first.Generation)
+	}
+
+	rel = first.DeepCopy()
+	updateRelease(t, rel, func(r *otav1.FirmwareRelease) {
+		r.Spec.Source.URL = images.At("/" + ns + "/moved.bin") // 404: a refetch would fail
+	})
+	want := rel.Generation
+	got := waitRelease(t, client.ObjectKeyFromObject(rel), func(r *otav1.FirmwareRelease) error {
+		checkServable(t, r)
+		return readyAt(want)(r)
+	})
+	if *got.Status.Artifact != (otav1.Artifact{
+		PlainSHA256: first.Status.Artifact.PlainSHA256, Size: first.Status.Artifact.Size,
+		EncryptedSHA256: first.Status.Artifact.EncryptedSHA256, EncryptedSize: first.Status.Artifact.EncryptedSize,
+		Suite: first.Status.Artifact.Suite, KeySecretName: first.Status.Artifact.KeySecretName,
+		Version: "2.1.0", SecurityVersion: 7, Generation: want,
+	}) {
+		t.Errorf("artifact %+v after a URL edit, want the first one %+v at generation %d", got.Status.Artifact, first.Status.Artifact, want)
+	}
+}
+
+// TestNotReadyWhileRebuilding: a release edited while its artifact must be
+// rebuilt (here the blob was lost) is not Ready for the new generation until
+// the rebuild ends.
+func TestNotReadyWhileRebuilding(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	img := randomImage(t, 30_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
+	create(t, rel)
+	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+
+	if err := blobs.Delete(ctx, first.Status.Artifact.EncryptedSHA256); err != nil {
+		t.Fatal(err)
+	}
+	url, serve := blockingServer(t, img)
+	rel = first.DeepCopy()
+	updateRelease(t, rel, func(r *otav1.FirmwareRelease) { r.Spec.Source.URL = url })
+	want := rel.Generation
+
+	got := waitRelease(t, client.ObjectKeyFromObject(rel), func(r *otav1.FirmwareRelease) error {
+		c := meta.FindStatusCondition(r.Status.Conditions, otav1.ConditionReady)
+		if c == nil || c.Status != metav1.ConditionFalse || c.Reason != otav1.ReasonProgressing || c.ObservedGeneration != want {
+			return fmt.Errorf("Ready %+v, want False/Progressing at generation %d", c, want)
+		}
+		return nil
+	})
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c == nil || c.Status != metav1.ConditionTrue {
+		t.Errorf("Reconciling %+v while rebuilding, want True", c)
+	}
+	if a := got.Status.Artifact; a != nil && a.Generation == want {
+		t.Errorf("artifact %+v confirmed before the rebuild ended", a)
+	}
+
+	serve()
+	got = waitRelease(t, client.ObjectKeyFromObject(rel), readyAt(want))
+	if !bytes.Equal(decryptArtifact(t, got), img) {
+		t.Fatal("rebuilt artifact does not decrypt to the image")
+	}
+	if n := len(keySecretsOf(t, got)); n != 1 {
+		t.Errorf("%d key Secrets after the rebuild, want 1", n)
+	}
+}
+
+// TestSignatureInputsUnavailableKeepArtifact: a missing or unreadable
+// signature input makes the release not Ready, and retried, but never costs
+// the artifact. This is a GitOps prune and re-create of the key Secret, or a
+// sync that applies a new bundle's ConfigMap after the release.
+func TestSignatureInputsUnavailableKeepArtifact(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	img := randomImage(t, 30_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	path := "/" + ns + "/sensor.bin"
+	sig := vendor.Sign(t, img)
+	rel := release(ns, "sensor", images.Put(path, img), img, sig)
+	create(t, rel)
+	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	art := *first.Status.Artifact
+	images.Put(path, []byte("gone")) // any refetch now fails the digest
+
+	// kept checks the artifact, its blob and its content key all stayed,
+	// also after a few retries (and garbage collections) had their chance.
+	kept := func(t *testing.T, reason string, gen int64) {
+		t.Helper()
+		got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionFalse, reason)
+		time.Sleep(1500 * time.Millisecond) // retries back off from 100ms to 1s here
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(rel), got); err != nil {
+			t.Fatal(err)
+		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady); c.Status != metav1.ConditionFalse || c.Reason != reason || c.ObservedGeneration != gen {
+			t.Errorf("Ready %+v, want False/%s at generation %d", c, reason, gen)
+		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c == nil || c.Status != metav1.ConditionTrue || c.Reason != reason {
+			t.Errorf("Reconciling %+v, want True/%s (retried)", c, reason)
+		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionStalled); c != nil {
+			t.Errorf("Stalled %+v for a missing input", c)
+		}
+		if s := kstatusOf(t, got); s != status.InProgressStatus { // Flux waits, it does not fail the sync
+			t.Errorf("kstatus %s while an input is missing, want InProgress", s)
+		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionVerified); c == nil || c.Status != metav1.ConditionUnknown || c.Reason != reason {
+			t.Errorf("Verified %+v, want Unknown/%s", c, reason)
+		}
+		if a := got.Status.Artifact; a == nil || a.EncryptedSHA256 != art.EncryptedSHA256 || a.KeySecretName != art.KeySecretName {
+			t.Errorf("artifact %+v, want it kept: %+v", a, art)
+		}
+		if _, err := blobs.Stat(ctx, art.EncryptedSHA256); err != nil {
+			t.Errorf("blob of the kept artifact: %v", err)
+		}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: art.KeySecretName}, &corev1.Secret{}); err != nil {
+			t.Errorf("content key Secret of the kept artifact: %v", err)
+		}
+	}
+	back := func(t *testing.T, gen int64) {
+		t.Helper()
+		got := waitRelease(t, client.ObjectKeyFromObject(rel), readyAt(gen))
+		if a := got.Status.Artifact; a.EncryptedSHA256 != art.EncryptedSHA256 || a.KeySecretName != art.KeySecretName {
+			t.Errorf("artifact %+v after the input came back, want the same one %+v", a, art)
+		}
+		if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c != nil {
+			t.Errorf("Reconciling left: %+v", c)
+		}
+	}
+	gen := first.Generation
+
+	t.Run("key Secret lacks the key", func(t *testing.T) {
+		s := &corev1.Secret{}
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: "vendor-keys"}, s); err != nil {
+			t.Fatal(err)
+		}
+		s.Data = map[string][]byte{"other.pub": vendor.PEM}
+		if err := k8s.Update(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		kept(t, otav1.ReasonKeyUnavailable, gen)
+		s.Data = map[string][]byte{"cosign.pub": vendor.PEM}
+		if err := k8s.Update(ctx, s); err != nil {
+			t.Fatal(err)
+		}
+		back(t, gen)
+	})
+
+	t.Run("key Secret pruned and re-created", func(t *testing.T) {
+		if err := k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-keys"}}); err != nil {
+			t.Fatal(err)
+		}
+		kept(t, otav1.ReasonKeyUnavailable, gen)
+		createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+		back(t, gen)
+	})
+
+	t.Run("bundle ConfigMap applied after the release", func(t *testing.T) {
+		// Not Ready for the new generation until the bundle is there and
+		// the stored artifact verified against it.
+		rel = first.DeepCopy()
+		updateRelease(t, rel, func(r *otav1.FirmwareRelease) {
+			r.Spec.Signature.Value = ""
+			r.Spec.Signature.BundleRef = &otav1.ConfigMapKeyReference{Name: "sigs", Key: "sensor.sigstore.json"}
+		})
+		gen = rel.Generation
+		kept(t, otav1.ReasonBundleUnavailable, gen)
+		d := sha256.Sum256(img)
+		bundle, err := json.Marshal(map[string]any{
+			"mediaType":            "application/vnd.dev.sigstore.bundle.v0.3+json",
+			"verificationMaterial": map[string]any{"publicKey": map[string]any{"hint": ""}},
+			"messageSignature": map[string]any{
+				"messageDigest": map[string]any{"algorithm": "SHA2_256", "digest": base64.StdEncoding.EncodeToString(d[:])},
+				"signature":     base64.StdEncoding.EncodeToString(sig),
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := k8s.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "sigs"}, Data: map[string]string{"sensor.sigstore.json": string(bundle)}}); err != nil {
+			t.Fatal(err)
+		}
+		back(t, gen)
+	})
+}
+
+// TestPinnedImageChangeWithdraws: when the spec pins another image (here a
+// size the stored one does not have), the stored artifact is withdrawn and
+// removed, not kept while the new one fails.
+func TestPinnedImageChangeWithdraws(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	img := randomImage(t, 20_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	rel := release(ns, "sensor", images.Put("/"+ns+"/sensor.bin", img), img, vendor.Sign(t, img))
+	create(t, rel)
+	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+
+	rel = first.DeepCopy()
+	updateRelease(t, rel, func(r *otav1.FirmwareRelease) { r.Spec.Source.Size = ptr.To(int64(len(img) + 1)) })
+	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonSizeMismatch)
+	if got.Status.Artifact != nil {
+		t.Errorf("artifact of another image still offered: %+v", got.Status.Artifact)
+	}
+	releasetest.Eventually(t, 10*time.Second, func() error {
+		if _, err := blobs.Stat(ctx, first.Status.Artifact.EncryptedSHA256); !errors.Is(err, blobstore.ErrNotFound) {
+			return fmt.Errorf("withdrawn blob still stored (stat: %v)", err)
+		}
+		if n := len(keySecretsOf(t, got)); n != 0 {
+			return fmt.Errorf("%d key Secrets left", n)
+		}
+		return nil
+	})
+}
+
+// TestArtifactFromOlderControllerCompleted: an artifact written before
+// status.artifact had version, securityVersion and generation gets them at
+// the next reconcile, without a rebuild.
+func TestArtifactFromOlderControllerCompleted(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	img := randomImage(t, 20_000)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	path := "/" + ns + "/sensor.bin"
+	rel := release(ns, "sensor", images.Put(path, img), img, vendor.Sign(t, img))
+	create(t, rel)
+	first := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	images.Put(path, []byte("gone")) // any refetch now fails the digest
+
+	old := first.DeepCopy()
+	patch := client.MergeFrom(old.DeepCopy())
+	old.Status.Artifact.Version, old.Status.Artifact.SecurityVersion, old.Status.Artifact.Generation = "", 0, 0
+	if err := k8s.Status().Patch(ctx, old, patch); err != nil {
+		t.Fatal(err)
+	}
+	waitRelease(t, client.ObjectKeyFromObject(rel), func(r *otav1.FirmwareRelease) error {
+		if r.Status.Artifact.Generation != 0 {
+			return fmt.Errorf("cache still has artifact %+v", r.Status.Artifact)
+		}
+		return nil
+	})
+	// Any reconcile will do: touch the key Secret (the release watches it).
+	s := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "vendor-keys"}}
+	sp := client.MergeFrom(s.DeepCopy())
+	s.Labels = map[string]string{"touched": "yes"}
+	if err := k8s.Patch(ctx, s, sp); err != nil {
+		t.Fatal(err)
+	}
+	got := waitRelease(t, client.ObjectKeyFromObject(rel), readyAt(first.Generation))
+	want := *first.Status.Artifact
+	if *got.Status.Artifact != want {
+		t.Errorf("artifact %+v, want %+v (filled in, not rebuilt)", got.Status.Artifact, want)
 	}
 }

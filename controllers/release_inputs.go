@@ -29,8 +29,9 @@ type verifyInputs struct {
 	Digest    string
 }
 
-// errInputs marks a problem with the verification inputs a human must fix
-// (missing Secret, bad PEM, malformed signature); the reason says which.
+// errInputs marks a problem with the verification inputs (missing or
+// unreadable Secret or ConfigMap, bad PEM, malformed signature); the reason
+// says which.
 type errInputs struct {
 	reason string
 	err    error
@@ -38,6 +39,12 @@ type errInputs struct {
 
 func (e *errInputs) Error() string { return e.err.Error() }
 func (e *errInputs) Unwrap() error { return e.err }
+
+// unavailable reports an input that could not be read (missing, or a read
+// error), as opposed to one that was read and is wrong.
+func (e *errInputs) unavailable() bool {
+	return e.reason == otav1.ReasonKeyUnavailable || e.reason == otav1.ReasonBundleUnavailable
+}
 
 // loadVerifyInputs reads trusted keys and the signature. Secrets and
 // ConfigMaps are read with the uncached reader: the manager only watches
@@ -54,7 +61,7 @@ func loadVerifyInputs(ctx context.Context, reader client.Reader, rel *otav1.Firm
 			if apierrors.IsNotFound(err) {
 				return nil, &errInputs{otav1.ReasonBundleUnavailable, fmt.Errorf("bundle ConfigMap %s not found", ref.Name)}
 			}
-			return nil, fmt.Errorf("read bundle ConfigMap %s: %w", ref.Name, err)
+			return nil, &errInputs{otav1.ReasonBundleUnavailable, fmt.Errorf("read bundle ConfigMap %s: %w", ref.Name, err)}
 		}
 		data, ok := cm.Data[ref.Key]
 		raw := []byte(data)
@@ -87,7 +94,7 @@ func loadVerifyInputs(ctx context.Context, reader client.Reader, rel *otav1.Firm
 			if apierrors.IsNotFound(err) {
 				return nil, &errInputs{otav1.ReasonKeyUnavailable, fmt.Errorf("public key Secret %s not found", ref.Name)}
 			}
-			return nil, fmt.Errorf("read public key Secret %s: %w", ref.Name, err)
+			return nil, &errInputs{otav1.ReasonKeyUnavailable, fmt.Errorf("read public key Secret %s: %w", ref.Name, err)}
 		}
 		pemBytes, ok := s.Data[ref.Key]
 		if !ok {

@@ -22,31 +22,40 @@ func (e *errDigestMismatch) Error() string {
 type failure struct {
 	Reason    string
 	Permanent bool
-	// AboutSignature: the Verified condition is set False with Reason; for
-	// other failures Verified is Unknown (nothing was verified).
-	AboutSignature bool
+	// Withdraw: the image definitely failed verification (or is not the
+	// pinned one), so Verified is set False with Reason and a stored
+	// artifact is withdrawn. Otherwise Verified is Unknown (nothing was
+	// verified, or the inputs to check could not be read) and an artifact
+	// is kept.
+	Withdraw bool
 }
 
 // classifyFailure maps an error from loading inputs, fetching, verifying or
 // storing a release to its failure.
 func classifyFailure(err error) failure {
 	if in, ok := asInputsError(err); ok {
-		return failure{Reason: in.reason, Permanent: true, AboutSignature: true}
+		if in.unavailable() {
+			// Missing or unreadable (a GitOps prune, a sync order, an
+			// apiserver hiccup): says nothing about the image, so retry
+			// and keep what was verified.
+			return failure{Reason: in.reason}
+		}
+		return failure{Reason: in.reason, Permanent: true, Withdraw: true}
 	}
 	var dm *errDigestMismatch
 	var tooLarge *fetch.TooLargeError
 	var sizeMismatch *fetch.SizeMismatchError
 	switch {
 	case errors.As(err, &dm):
-		return failure{Reason: otav1.ReasonDigestMismatch, Permanent: true, AboutSignature: true}
+		return failure{Reason: otav1.ReasonDigestMismatch, Permanent: true, Withdraw: true}
 	case errors.Is(err, signature.ErrDigestMismatch):
-		return failure{Reason: otav1.ReasonBundleDigest, Permanent: true, AboutSignature: true}
+		return failure{Reason: otav1.ReasonBundleDigest, Permanent: true, Withdraw: true}
 	case errors.Is(err, signature.ErrMalformedSignature):
-		return failure{Reason: otav1.ReasonSignatureMalformed, Permanent: true, AboutSignature: true}
+		return failure{Reason: otav1.ReasonSignatureMalformed, Permanent: true, Withdraw: true}
 	case errors.Is(err, signature.ErrNotVerified):
-		return failure{Reason: otav1.ReasonSignatureNotTrusted, Permanent: true, AboutSignature: true}
+		return failure{Reason: otav1.ReasonSignatureNotTrusted, Permanent: true, Withdraw: true}
 	case errors.Is(err, signature.ErrInvalidKey), errors.Is(err, signature.ErrNoKeys):
-		return failure{Reason: otav1.ReasonKeyInvalid, Permanent: true, AboutSignature: true}
+		return failure{Reason: otav1.ReasonKeyInvalid, Permanent: true, Withdraw: true}
 	case errors.As(err, &tooLarge):
 		return failure{Reason: otav1.ReasonImageTooLarge, Permanent: true}
 	case errors.As(err, &sizeMismatch):

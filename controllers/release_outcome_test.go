@@ -24,7 +24,13 @@ func TestClassifyFailure(t *testing.T) {
 		{"malformed signature", wrap(signature.ErrMalformedSignature), failure{otav1.ReasonSignatureMalformed, true, true}},
 		{"not verified", wrap(signature.ErrNotVerified), failure{otav1.ReasonSignatureNotTrusted, true, true}},
 		{"invalid key", wrap(signature.ErrInvalidKey), failure{otav1.ReasonKeyInvalid, true, true}},
-		{"inputs: missing secret", &errInputs{otav1.ReasonKeyUnavailable, errors.New("x")}, failure{otav1.ReasonKeyUnavailable, true, true}},
+		// Missing or unreadable inputs are retried and keep the artifact
+		// (they used to stall and withdraw it); inputs read and found wrong
+		// withdraw it.
+		{"inputs: missing secret", &errInputs{otav1.ReasonKeyUnavailable, errors.New("x")}, failure{otav1.ReasonKeyUnavailable, false, false}},
+		{"inputs: missing bundle", &errInputs{otav1.ReasonBundleUnavailable, errors.New("x")}, failure{otav1.ReasonBundleUnavailable, false, false}},
+		{"inputs: bad PEM", &errInputs{otav1.ReasonKeyInvalid, errors.New("x")}, failure{otav1.ReasonKeyInvalid, true, true}},
+		{"inputs: malformed signature", &errInputs{otav1.ReasonSignatureMalformed, errors.New("x")}, failure{otav1.ReasonSignatureMalformed, true, true}},
 		{"too large", wrap(&fetch.TooLargeError{Limit: 1, Size: 2}), failure{otav1.ReasonImageTooLarge, true, false}},
 		{"size mismatch", wrap(&fetch.SizeMismatchError{Expected: 1, Got: 2}), failure{otav1.ReasonSizeMismatch, true, false}},
 		{"unsupported scheme", wrap(fetch.ErrUnsupportedScheme), failure{otav1.ReasonUnsupportedSource, true, false}},

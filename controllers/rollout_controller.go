@@ -19,7 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/rolloutplan"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // RolloutReconciler turns a Rollout into waves. It owns phase, current
@@ -29,7 +29,14 @@ type RolloutReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
 	Clock    clock.PassiveClock
+	// StaleAfter: counts the OTA server reported longer ago than this are
+	// stale, and no wave opens, completes or aborts on them (default
+	// DefaultStaleAfter; the server heartbeats every 30s).
+	StaleAfter time.Duration
 }
+
+// DefaultStaleAfter is four of the OTA server's 30s heartbeats.
+const DefaultStaleAfter = 2 * time.Minute
 
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=rollouts,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=rollouts/status,verbs=get;patch
@@ -51,13 +58,14 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 		return ctrl.Result{}, err
 	}
 	in, err := planInput(ro, rel, r.Clock.Now())
+	in.StaleAfter = r.StaleAfter
 	if err != nil {
 		// The API validates these fields; reaching here means a bug or a
 		// hand-edited object, which a human must fix.
 		log.FromContext(ctx).Error(err, "rollout spec cannot be planned")
 		return ctrl.Result{}, nil
 	}
-	d := rolloutplan.Decide(in)
+	d := rollout.Decide(in)
 	changed, err := applyStatus(ctx, r.Client, ro, desiredStatus(ro, d))
 	if apierrors.IsConflict(err) {
 		// Decided on a stale object; the newer one is on its way.
@@ -82,21 +90,21 @@ func (r *RolloutReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ct
 }
 
 // releaseState reads the referenced FirmwareRelease from the cache.
-func (r *RolloutReconciler) releaseState(ctx context.Context, ro *otav1.Rollout) (rolloutplan.Release, error) {
+func (r *RolloutReconciler) releaseState(ctx context.Context, ro *otav1.Rollout) (rollout.Release, error) {
 	var rel otav1.FirmwareRelease
 	err := r.Get(ctx, types.NamespacedName{Namespace: ro.Namespace, Name: ro.Spec.ReleaseRef.Name}, &rel)
 	if apierrors.IsNotFound(err) {
-		return rolloutplan.Release{Message: fmt.Sprintf("FirmwareRelease %s not found", ro.Spec.ReleaseRef.Name)}, nil
+		return rollout.Release{Message: fmt.Sprintf("FirmwareRelease %s not found", ro.Spec.ReleaseRef.Name)}, nil
 	}
 	if err != nil {
-		return rolloutplan.Release{}, fmt.Errorf("get release %s: %w", ro.Spec.ReleaseRef.Name, err)
+		return rollout.Release{}, fmt.Errorf("get release %s: %w", ro.Spec.ReleaseRef.Name, err)
 	}
-	out := rolloutplan.Release{Found: true}
+	out := rollout.Release{Found: true}
 	ready := meta.FindStatusCondition(rel.Status.Conditions, otav1.ConditionReady)
 	switch {
 	case !rel.DeletionTimestamp.IsZero():
 		out.Message = fmt.Sprintf("FirmwareRelease %s is being deleted", rel.Name)
-	case rel.Status.ObservedGeneration != rel.Generation:
+	case rel.Status.ObservedGeneration != rel.Generation || rel.Status.Artifact != nil && rel.Status.Artifact.Generation != rel.Generation:
 		out.Message = fmt.Sprintf("FirmwareRelease %s has changes not yet verified", rel.Name)
 	case ready != nil && ready.Status == metav1.ConditionTrue && rel.Status.Artifact != nil:
 		out.Ready = true
@@ -110,30 +118,42 @@ func (r *RolloutReconciler) releaseState(ctx context.Context, ro *otav1.Rollout)
 }
 
 // planInput converts the API object into the planner's input.
-func planInput(ro *otav1.Rollout, rel rolloutplan.Release, now time.Time) (rolloutplan.Input, error) {
+func planInput(ro *otav1.Rollout, rel rollout.Release, now time.Time) (rollout.Input, error) {
 	spec, st := &ro.Spec, &ro.Status
-	success, err := rolloutplan.ParsePercent(defaultString(spec.SuccessThreshold, "95%"))
+	success, err := rollout.ParsePercent(defaultString(spec.SuccessThreshold, "95%"))
 	if err != nil {
-		return rolloutplan.Input{}, fmt.Errorf("successThreshold: %w", err)
+		return rollout.Input{}, fmt.Errorf("successThreshold: %w", err)
 	}
-	failure, err := rolloutplan.ParsePercent(defaultString(spec.FailureThreshold, "5%"))
+	failure, err := rollout.ParsePercent(defaultString(spec.FailureThreshold, "5%"))
 	if err != nil {
-		return rolloutplan.Input{}, fmt.Errorf("failureThreshold: %w", err)
+		return rollout.Input{}, fmt.Errorf("failureThreshold: %w", err)
 	}
-	in := rolloutplan.Input{
-		Now:               now,
-		SuccessThreshold:  success,
-		FailureThreshold:  failure,
-		MinFailures:       int64(spec.MinFailures),
-		Paused:            spec.Paused,
-		Abort:             spec.Abort,
-		RollbackOnAbort:   spec.RollbackOnAbort == nil || *spec.RollbackOnAbort,
-		ApprovedWave:      spec.ApprovedWave,
-		Release:           rel,
-		Phase:             rolloutplan.Phase(st.Phase),
-		CurrentWave:       int(st.CurrentWave),
-		AbortReason:       st.AbortReason,
-		RollbackRequested: st.RollbackRequested,
+	in := rollout.Input{
+		Now:                   now,
+		SuccessThreshold:      success,
+		FailureThreshold:      failure,
+		MinFailures:           int64(spec.MinFailures),
+		Paused:                spec.Paused,
+		Abort:                 spec.Abort,
+		RollbackOnAbort:       spec.RollbackOnAbort == nil || *spec.RollbackOnAbort,
+		ProgressDeadline:      DefaultProgressDeadline,
+		ProgressDeadlineAbort: spec.ProgressDeadlineAbort,
+		ApprovedWave:          spec.ApprovedWave,
+		Release:               rel,
+		Phase:                 rollout.Phase(st.Phase),
+		CurrentWave:           int(st.CurrentWave),
+		AbortReason:           st.AbortReason,
+		RollbackRequested:     st.RollbackRequested,
+	}
+	if spec.ProgressDeadline != nil && spec.ProgressDeadline.Duration > 0 {
+		in.ProgressDeadline = spec.ProgressDeadline.Duration
+	}
+	if spec.Selector != nil {
+		// The API validates selectors; one stored before it did is a
+		// condition, never a reason to drop the rollout.
+		if _, err := metav1.LabelSelectorAsSelector(spec.Selector); err != nil {
+			in.SpecProblem = "selector: " + err.Error()
+		}
 	}
 	if in.MinFailures < 1 {
 		in.MinFailures = 3
@@ -142,27 +162,28 @@ func planInput(ro *otav1.Rollout, rel rolloutplan.Release, now time.Time) (rollo
 		in.ReadyReason = c.Reason
 	}
 	for _, w := range spec.Waves {
-		ws := rolloutplan.WaveSpec{Name: w.Name}
+		ws := rollout.WaveSpec{Name: w.Name}
 		if w.Pause != nil {
 			if w.Pause.Duration == nil {
-				ws.Gate = &rolloutplan.Gate{Manual: true}
+				ws.Gate = &rollout.Gate{Manual: true}
 			} else {
-				ws.Gate = &rolloutplan.Gate{Duration: w.Pause.Duration.Duration}
+				ws.Gate = &rollout.Gate{Duration: w.Pause.Duration.Duration}
 			}
 		}
 		in.Waves = append(in.Waves, ws)
 	}
 	if len(in.Waves) == 0 {
-		return rolloutplan.Input{}, fmt.Errorf("no waves")
+		return rollout.Input{}, fmt.Errorf("no waves")
 	}
 	for _, w := range st.Waves {
-		in.WaveStates = append(in.WaveStates, rolloutplan.WaveState{
+		in.WaveStates = append(in.WaveStates, rollout.WaveState{
 			Name:        w.Name,
 			StartedAt:   timePtr(w.StartedAt),
 			CompletedAt: timePtr(w.CompletedAt),
-			Counts: rolloutplan.Counts{
+			Counts: rollout.Counts{
 				Targeted: w.Targeted, Offered: w.Offered, InProgress: w.InProgress,
-				Succeeded: w.Succeeded, Failed: w.Failed, TimedOut: w.TimedOut,
+				Succeeded: w.Succeeded, Failed: w.Failed, TimedOut: w.TimedOut, Canceled: w.Canceled,
+				Skipped: w.Skipped, Offline: w.Offline, RolledBack: w.RolledBack, RollbackFailed: w.RollbackFailed,
 			},
 		})
 	}
@@ -173,6 +194,10 @@ func planInput(ro *otav1.Rollout, rel rolloutplan.Release, now time.Time) (rollo
 	}
 	return in, nil
 }
+
+// DefaultProgressDeadline applies when spec.progressDeadline is unset
+// (the API server defaults it too).
+const DefaultProgressDeadline = 48 * time.Hour
 
 func timePtr(t *metav1.Time) *time.Time {
 	if t == nil {
@@ -194,6 +219,9 @@ func defaultString(s, def string) string {
 func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
+	}
+	if r.StaleAfter == 0 {
+		r.StaleAfter = DefaultStaleAfter
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&otav1.Rollout{}).

@@ -406,10 +406,111 @@ func TestFirmwareReleaseKstatus(t *testing.T) {
 	key := releasetest.NewECDSAKey(t)
 	img := randomImage(t, 1000)
 	bad := release(ns, "bad", images.Put("/"+ns+"/bad.bin", img), img, key.Sign(t, img))
-	bad.Spec.Signature.PublicKeys[0].SecretRef.Name = "missing"
+	// An invalid trusted key stalls; a missing one does not (it is waited
+	// for, Reconciling), so it cannot stand for a stalled release.
+	createKeySecret(t, ns, "bad-keys", map[string][]byte{"cosign.pub": []byte("not a key")})
+	bad.Spec.Signature.PublicKeys[0].SecretRef.Name = "bad-keys"
 	create(t, bad)
-	got := waitCondition(t, client.ObjectKeyFromObject(bad), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonKeyUnavailable)
+	got := waitCondition(t, client.ObjectKeyFromObject(bad), otav1.ConditionStalled, metav1.ConditionTrue, otav1.ReasonKeyInvalid)
 	if s := kstatusOf(t, got); s != status.FailedStatus {
 		t.Errorf("kstatus of a stalled release = %s, want Failed", s)
 	}
+}
+
+// serverReportFields applies the OTA server's wave counters given as API
+// field names (offline, skipped, …), reported at the time given.
+func serverReportFields(t *testing.T, ro *otav1.Rollout, observedWave int32, reportedAt time.Time, waves map[string]map[string]int64) {
+	t.Helper()
+	var ws []any
+	for _, w := range ro.Spec.Waves {
+		m := map[string]any{"name": w.Name}
+		for k, v := range waves[w.Name] {
+			m[k] = v
+		}
+		ws = append(ws, m)
+	}
+	u := &unstructured.Unstructured{Object: map[string]any{
+		"apiVersion": "ota.otaflow.io/v1alpha1",
+		"kind":       "Rollout",
+		"metadata":   map[string]any{"name": ro.Name, "namespace": ro.Namespace},
+		"status": map[string]any{
+			"fleet": map[string]any{"size": int64(10), "observedWave": int64(observedWave), "reportedAt": reportedAt.UTC().Format(time.RFC3339)},
+			"waves": ws,
+		},
+	}}
+	if err := k8s.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("otaflow-otaserver"), client.ForceOwnership); err != nil {
+		t.Fatalf("server report: %v", err)
+	}
+}
+
+// TestRolloutOfflineAndCannotSucceed: offline devices leave the success
+// denominator; a wave that can no longer succeed is Stalled at once with
+// the numbers (kstatus Failed), and recovers when the numbers change.
+func TestRolloutOfflineAndCannotSucceed(t *testing.T) {
+	ns := newNamespace(t)
+	readyRelease(t, ns, "fw")
+	ro := newRollout(ns, "fw",
+		otav1.Wave{Name: "canary", Devices: intstr.FromInt32(10), Pause: manualGate()},
+		otav1.Wave{Name: "all", Devices: intstr.FromString("100%")},
+	)
+	create(t, ro)
+	waitRollout(t, ro, "progressing", phaseIs(otav1.RolloutProgressing, 0, "WaveProgressing"))
+
+	// 90% of 10 needs 9: 8 succeeded and 1 failed (below minFailures 3)
+	// leaves at most 9 with the last device, which is offline — so it
+	// cannot succeed, at once.
+	serverReportFields(t, ro, 0, time.Now(), map[string]map[string]int64{"canary": {"targeted": 10, "offered": 9, "succeeded": 8, "failed": 1, "offline": 1}})
+	got := waitRollout(t, ro, "cannot succeed", phaseIs(otav1.RolloutProgressing, 0, "WaveCannotSucceed"))
+	c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionStalled)
+	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "at most 8 of 9 reachable devices can still succeed") {
+		t.Fatalf("Stalled = %+v, want the numbers", c)
+	}
+	if s := kstatusOf(t, got); s != status.FailedStatus {
+		t.Errorf("kstatus of a wave that cannot succeed = %s, want Failed", s)
+	}
+	waitEvent(t, ro, corev1.EventTypeWarning, "WaveCannotSucceed")
+
+	// A human lowers the threshold: 80% of the 9 reachable needs 8.
+	patchSpec(t, ro, func(r *otav1.Rollout) { r.Spec.SuccessThreshold = "80%" })
+	got = waitRollout(t, ro, "canary complete", phaseIs(otav1.RolloutPaused, 0, "AwaitingApproval"))
+	if meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionStalled) != nil {
+		t.Error("Stalled not cleared once the wave completed")
+	}
+	e := waitEvent(t, ro, corev1.EventTypeNormal, "WaveCompleted")
+	if !strings.Contains(e.Note, "8 of 9 reachable devices succeeded") || !strings.Contains(e.Note, "1 offline") {
+		t.Errorf("completion event %q does not give the offline numbers", e.Note)
+	}
+}
+
+// TestRolloutStaleCounts: counts the OTA server reported longer ago than
+// --counts-stale-after neither complete nor abort a wave; the condition
+// says so, and fresh counts move the rollout on.
+func TestRolloutStaleCounts(t *testing.T) {
+	ns := newNamespace(t)
+	readyRelease(t, ns, "fw")
+	ro := newRollout(ns, "fw",
+		otav1.Wave{Name: "canary", Devices: intstr.FromInt32(2), Pause: manualGate()},
+		otav1.Wave{Name: "all", Devices: intstr.FromString("100%")},
+	)
+	create(t, ro)
+	got := waitRollout(t, ro, "progressing", phaseIs(otav1.RolloutProgressing, 0, "WaveProgressing"))
+	started := got.Status.Waves[0].StartedAt.Time
+
+	// Counts that would complete the canary, but from a server that last
+	// reported long ago (still after the wave opened): wait until the wave
+	// is older than the stale bound.
+	time.Sleep(time.Until(started.Add(staleAfter + 2*time.Second)))
+	old := started.Add(time.Second)
+	serverReportFields(t, ro, 0, old, map[string]map[string]int64{"canary": {"targeted": 2, "offered": 2, "succeeded": 2}})
+	got = waitRollout(t, ro, "stale", phaseIs(otav1.RolloutProgressing, 0, "StaleCounts"))
+	if got.Status.Waves[0].CompletedAt != nil {
+		t.Fatal("a wave completed on stale counts")
+	}
+	if s := kstatusOf(t, got); s != status.InProgressStatus {
+		t.Errorf("kstatus with stale counts = %s, want InProgress", s)
+	}
+	waitEvent(t, ro, corev1.EventTypeWarning, "StaleCounts")
+
+	serverReportFields(t, ro, 0, time.Now(), map[string]map[string]int64{"canary": {"targeted": 2, "offered": 2, "succeeded": 2}})
+	waitRollout(t, ro, "canary complete", phaseIs(otav1.RolloutPaused, 0, "AwaitingApproval"))
 }

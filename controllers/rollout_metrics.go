@@ -66,7 +66,8 @@ func (c *RolloutCollector) Collect(ch chan<- prometheus.Metric) {
 		for state, v := range map[string]int64{
 			"targeted": sum.Targeted, "offered": sum.Offered, "inProgress": sum.InProgress,
 			"succeeded": sum.Succeeded, "failed": sum.Failed, "timedOut": sum.TimedOut,
-			"rolledBack": sum.RolledBack,
+			"rolledBack": sum.RolledBack, "rollbackFailed": sum.RollbackFailed, "canceled": sum.Canceled,
+			"skipped": sum.Skipped, "offline": sum.Offline,
 		} {
 			ch <- prometheus.MustNewConstMetric(c.devices, prometheus.GaugeValue, float64(v), ro.Namespace, ro.Name, state)
 		}

@@ -13,7 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/rolloutplan"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // ManagerFieldOwner is the controller's field manager for Rollout status.
@@ -41,7 +41,7 @@ func ownedStatus(s *otav1.RolloutStatus) otav1.RolloutStatus {
 }
 
 // desiredStatus applies a decision to the controller-owned status.
-func desiredStatus(ro *otav1.Rollout, d rolloutplan.Decision) otav1.RolloutStatus {
+func desiredStatus(ro *otav1.Rollout, d rollout.Decision) otav1.RolloutStatus {
 	cur := ownedStatus(&ro.Status)
 	s := otav1.RolloutStatus{
 		ObservedGeneration: ro.Generation,
@@ -63,7 +63,7 @@ func desiredStatus(ro *otav1.Rollout, d rolloutplan.Decision) otav1.RolloutStatu
 	return s
 }
 
-func setRolloutCondition(conds *[]metav1.Condition, typ string, c rolloutplan.Condition, gen int64) {
+func setRolloutCondition(conds *[]metav1.Condition, typ string, c rollout.Condition, gen int64) {
 	if !c.Present {
 		meta.RemoveStatusCondition(conds, typ)
 		return

@@ -42,6 +42,9 @@ func runSuite(m *testing.M) int {
 			ro := &controllers.RolloutReconciler{
 				Client:   mgr.GetClient(),
 				Recorder: mgr.GetEventRecorder("otaflow-manager"),
+				// Short enough for TestRolloutStaleCounts, long enough
+				// for the other tests' pauses between reports.
+				StaleAfter: staleAfter,
 			}
 			return ro.SetupWithManager(mgr)
 		},
@@ -56,6 +59,9 @@ func runSuite(m *testing.M) int {
 	s.Stop()
 	return code
 }
+
+// staleAfter is the Rollout controller's --counts-stale-after in the suite.
+const staleAfter = 15 * time.Second
 
 func zapLevel() zapcore.Level {
 	if os.Getenv("TEST_VERBOSE_LOGS") != "" {

@@ -16,11 +16,11 @@ import (
 
 // UpdateResponse is the 200 answer of GET /v1/update.
 type UpdateResponse struct {
-	// Action is "install", "rollback" or "cancel".
+	// Action is "install", "rollback", "cancel" or "commit".
 	Action string `json:"action"`
 	// Rollout is "namespace/name"; reports name it.
 	Rollout string `json:"rollout"`
-	// Assignment is set for install and rollback.
+	// Assignment is set for install, rollback and commit.
 	Assignment *assignment.Signed `json:"assignment,omitempty"`
 	// Reason explains a cancel.
 	Reason string `json:"reason,omitempty"`
@@ -31,6 +31,16 @@ const (
 	actionInstall  = "install"
 	actionRollback = "rollback"
 	actionCancel   = "cancel"
+	actionCommit   = "commit"
+)
+
+// assignKind says what a signed assignment asks of the device.
+type assignKind int
+
+const (
+	assignInstall assignKind = iota
+	assignRollback
+	assignCommit
 )
 
 // wrappedKey returns the content key wrapped for the device, from the
@@ -61,7 +71,7 @@ func (s *Server) wrappedKey(ctx context.Context, d devicestore.Device, rel *cata
 }
 
 // sign builds and signs the device's assignment to rel.
-func (s *Server) sign(ctx context.Context, r *http.Request, d devicestore.Device, ro *catalog.Rollout, rel *catalog.Release, nonce string, rollback bool) (*assignment.Signed, error) {
+func (s *Server) sign(ctx context.Context, r *http.Request, d devicestore.Device, ro *catalog.Rollout, rel *catalog.Release, nonce string, kind assignKind) (*assignment.Signed, error) {
 	wk, err := s.wrappedKey(ctx, d, rel)
 	if err != nil {
 		return nil, err
@@ -87,7 +97,8 @@ func (s *Server) sign(ctx context.Context, r *http.Request, d devicestore.Device
 		KEM:             d.KEM,
 		WrappedKey:      wk,
 		VendorSignature: rel.VendorSignature,
-		Rollback:        rollback,
+		Rollback:        kind == assignRollback,
+		Commit:          kind == assignCommit,
 		Nonce:           nonce,
 		IssuedAt:        now,
 		ExpiresAt:       now.Add(s.cfg.AssignmentTTL),

@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/otaflow/otaflow/internal/eligibility"
 	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
 )
@@ -72,7 +72,7 @@ func TestUnauthenticatedEveryEndpoint(t *testing.T) {
 	}
 	// Nothing was recorded for the victim by any of it.
 	rec, err := h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if err != nil || rec.State != eligibility.StateOffered {
+	if err != nil || rec.State != rollout.StateOffered {
 		t.Fatalf("victim record %+v %v", rec, err)
 	}
 	// Enrollment needs a valid bootstrap token instead.
@@ -106,7 +106,7 @@ func TestCrossDeviceAccess(t *testing.T) {
 	r, _ = thief.Report(ctx, otaserver.StatusReport{ReportID: "x2", Rollout: u.Rollout, State: "failed", Reason: "sabotage"})
 	wantErr(t, r, 404, "not_assigned")
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), victim.ID)
-	if rec.State != eligibility.StateOffered {
+	if rec.State != rollout.StateOffered {
 		t.Fatalf("victim's record changed by another device: %+v", rec)
 	}
 	if f, _ := h.store.RecentFailures(ctx, string(h.rollout.UID), 10); len(f) != 0 {
@@ -132,7 +132,7 @@ func TestCrossDeviceAccess(t *testing.T) {
 		t.Fatalf("thief's report taken as a duplicate of the victim's: %d %s", r.Status, r.Body)
 	}
 	rec, _ = h.store.Record(ctx, string(h.rollout.UID), victim.ID)
-	if rec.State != eligibility.StateDownloading {
+	if rec.State != rollout.StateDownloading {
 		t.Fatalf("victim state %s", rec.State)
 	}
 	// The victim's blob is now also the thief's: the same bytes, but the
@@ -284,6 +284,10 @@ func TestNeverOffersBelowFloor(t *testing.T) {
 	if r, _, _ := above.Check(ctx, ""); r.Status != 204 {
 		t.Fatalf("floor above the release: %d %s", r.Status, r.Body)
 	}
+	// The rollout lets go of it, with the reason, instead of holding it.
+	if rec, err := h.store.Record(ctx, string(h.rollout.UID), above.ID); err != nil || rec.State != rollout.StateSkipped || rec.Reason != rollout.ReasonSkipBelowFloor {
+		t.Fatalf("device above the floor: record %+v %v", rec, err)
+	}
 	// Offered at floor 2, then the device's floor rises to 6 (it took an
 	// update from elsewhere): no resend of the release below it; the
 	// update fails with a reason the operator sees.
@@ -296,11 +300,11 @@ func TestNeverOffersBelowFloor(t *testing.T) {
 		t.Fatalf("resend below the raised floor: %d %s", r.Status, r.Body)
 	}
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if rec.State != eligibility.StateFailed || rec.Reason != eligibility.ReasonSecurityFloor {
+	if rec.State != rollout.StateFailed || rec.Reason != rollout.ReasonFloorRose {
 		t.Fatalf("record %+v", rec)
 	}
 	f, _ := h.store.RecentFailures(ctx, string(h.rollout.UID), 10)
-	if len(f) != 1 || f[0].DeviceID != d.ID || f[0].Reason != eligibility.ReasonSecurityFloor {
+	if len(f) != 1 || f[0].DeviceID != d.ID || f[0].Reason != rollout.ReasonFloorRose {
 		t.Fatalf("failures %+v", f)
 	}
 	// Every assignment the server did sign carries the TTL it was given.

@@ -26,9 +26,10 @@ import (
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
-	"github.com/otaflow/otaflow/internal/eligibility"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
@@ -74,6 +75,13 @@ type harness struct {
 // [50%, 100%], and an older Ready release 1.0.0 for rollbacks.
 func newHarness(t testing.TB, rate float64) *harness {
 	t.Helper()
+	return newHarnessWrapped(t, rate, nil)
+}
+
+// newHarnessWrapped is newHarness with the server's store wrapped, so a
+// test can interleave writes with a request's.
+func newHarnessWrapped(t testing.TB, rate float64, wrap func(devicestore.Store) devicestore.Store) *harness {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
 	store, err := sqlite.Open(ctx, filepath.Join(dir, "devices.db"), sqlite.Options{Synchronous: "NORMAL"})
@@ -107,12 +115,16 @@ func newHarness(t testing.TB, rate float64) *harness {
 	}
 	h.cat = &swappable{}
 	h.rebuild()
-	h.cutoffs = &fixedCutoffs{c: eligibility.Cutoffs([]eligibility.WaveSize{{Percent: 50}, {Percent: 100}}, nil)}
+	h.cutoffs = &fixedCutoffs{c: rollout.Cutoffs([]rollout.WaveSize{{Percent: 50}, {Percent: 100}}, nil)}
 	tokens := otaserver.NewTokenSet()
 	tokens.Replace(map[string][]byte{"a": []byte(bootstrap)})
 	h.tokens, h.signer = tokens, signer
+	var served devicestore.Store = store
+	if wrap != nil {
+		served = wrap(store)
+	}
 	s, err := otaserver.New(otaserver.Config{
-		Store: store, Catalog: h.cat, Cutoffs: h.cutoffs, Blobs: blobs, Signer: signer, Tokens: tokens,
+		Store: served, Catalog: h.cat, Cutoffs: h.cutoffs, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
 		DeviceRate: 1000, DeviceBurst: int(rate), Now: h.clock,
 	})
@@ -165,7 +177,7 @@ func (h *harness) makeRelease(blobs *blobstore.FS, name, version string, secVer 
 		},
 		Status: otav1.FirmwareReleaseStatus{
 			Artifact: &otav1.Artifact{PlainSHA256: hex.EncodeToString(plain[:]), Size: int64(len(img)),
-				EncryptedSHA256: info.Digest, EncryptedSize: info.Size, Suite: envelope.Suite, KeySecretName: secName},
+				EncryptedSHA256: info.Digest, EncryptedSize: info.Size, Suite: envelope.Suite, KeySecretName: secName, Version: version, SecurityVersion: secVer},
 			Conditions: []metav1.Condition{{Type: otav1.ConditionReady, Status: metav1.ConditionTrue, Reason: "ArtifactReady", LastTransitionTime: metav1.Now()}},
 		},
 	}
@@ -203,7 +215,7 @@ func (h *harness) idIn(id string, inWave bool) string {
 		if i > 0 {
 			cand = id + "-" + string(rune('a'+i%26)) + hex.EncodeToString([]byte{byte(i)})
 		}
-		if r := eligibility.Rank(string(h.rollout.UID), cand); (r <= h.cutoffs.c[0]) == inWave {
+		if r := rollout.Rank(string(h.rollout.UID), cand); (r <= h.cutoffs.c[0]) == inWave {
 			return cand
 		}
 	}

@@ -10,7 +10,7 @@ import (
 	"time"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
 )
@@ -233,14 +233,14 @@ func TestFullUpdate(t *testing.T) {
 	if !bytes.Equal(a2.WrappedKey, a.WrappedKey) || a2.Nonce == nonce {
 		t.Fatal("resend: wrapped key not cached or nonce reused")
 	}
-	for i, st := range []eligibility.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
+	for i, st := range []rollout.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
 		r, err := d.Report(ctx, otaserver.StatusReport{ReportID: "r" + string(rune('0'+i)), Rollout: u.Rollout, State: st})
 		if err != nil || r.Status != 200 {
 			t.Fatalf("report %s: %v %d %s", st, err, r.Status, r.Body)
 		}
 	}
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if rec.State != eligibility.StateConfirmed {
+	if rec.State != rollout.StateConfirmed {
 		t.Fatalf("after success report: %s", rec.State)
 	}
 	// Installed devices get nothing more; success needs the new version.
@@ -249,7 +249,7 @@ func TestFullUpdate(t *testing.T) {
 		t.Fatalf("check on new version: %d", r.Status)
 	}
 	rec, _ = h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if rec.State != eligibility.StateSucceeded {
+	if rec.State != rollout.StateSucceeded {
 		t.Fatalf("after check-in on new version: %s", rec.State)
 	}
 	dev, _ := h.store.Device(ctx, d.ID)
@@ -269,11 +269,11 @@ func TestRevertedByDevice(t *testing.T) {
 		t.Fatalf("check: %d", r.Status)
 	}
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if rec.State != eligibility.StateFailed || rec.Reason != eligibility.ReasonReverted {
+	if rec.State != rollout.StateFailed || rec.Reason != rollout.ReasonReverted {
 		t.Fatalf("record %+v", rec)
 	}
 	f, _ := h.store.RecentFailures(ctx, string(h.rollout.UID), 20)
-	if len(f) != 1 || f[0].Reason != eligibility.ReasonReverted {
+	if len(f) != 1 || f[0].Reason != rollout.ReasonReverted {
 		t.Fatalf("failures %+v", f)
 	}
 }
@@ -294,13 +294,13 @@ func TestDelayedCheckInIsNotARevert(t *testing.T) {
 	}
 	d.Check(ctx, "") // the delayed check-in: old version, same boot
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if rec.State != eligibility.StateInstalled || rec.OfferBoot != "boot-1" {
+	if rec.State != rollout.StateInstalled || rec.OfferBoot != "boot-1" {
 		t.Fatalf("after a check-in from the offer's boot: %+v", rec)
 	}
 	d.Boot = "boot-2" // rebooted, still on the old version: reverted
 	d.Check(ctx, "")
 	rec, _ = h.store.Record(ctx, string(h.rollout.UID), d.ID)
-	if rec.State != eligibility.StateFailed || rec.Reason != eligibility.ReasonReverted {
+	if rec.State != rollout.StateFailed || rec.Reason != rollout.ReasonReverted {
 		t.Fatalf("after a check-in from a later boot: %+v", rec)
 	}
 }
@@ -391,7 +391,7 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 	done := h.device("done", true)
 	_, u, _ := early.Check(ctx, "")
 	_, _, _ = done.Check(ctx, "")
-	for i, st := range []eligibility.State{"installed", "succeeded"} {
+	for i, st := range []rollout.State{"installed", "succeeded"} {
 		_, _ = done.Report(ctx, otaserver.StatusReport{ReportID: string(rune('a' + i)), Rollout: u.Rollout, State: st})
 	}
 	done.Version = "2.0.0"
@@ -429,7 +429,7 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 		t.Fatalf("after rollback: %d", r.Status)
 	}
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), done.ID)
-	if rec.State != eligibility.StateRolledBack {
+	if rec.State != rollout.StateRolledBack {
 		t.Fatalf("state %s", rec.State)
 	}
 
@@ -437,7 +437,7 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 	h2 := newHarness(t, 100)
 	hi := h2.device("hi", true)
 	_, u2, _ := hi.Check(ctx, "")
-	for i, st := range []eligibility.State{"installed", "succeeded"} {
+	for i, st := range []rollout.State{"installed", "succeeded"} {
 		_, _ = hi.Report(ctx, otaserver.StatusReport{ReportID: string(rune('a' + i)), Rollout: u2.Rollout, State: st})
 	}
 	hi.Version, hi.SecurityFloor = "2.0.0", 5
@@ -448,24 +448,27 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 		t.Fatalf("rollback below floor: %d", r.Status)
 	}
 	rec, _ = h2.store.Record(ctx, string(h2.rollout.UID), hi.ID)
-	if rec.Reason != eligibility.ReasonRollbackFloor {
+	if rec.Reason != rollout.ReasonRollbackFloor {
 		t.Fatalf("reason %q", rec.Reason)
 	}
 }
 
+// TestOlderRolloutKeepsDevice: two rollouts of the same version may both
+// offer; the older acts and the newer counts a conflict.
 func TestOlderRolloutKeepsDevice(t *testing.T) {
 	h := newHarness(t, 100)
 	newer := h.rollout
 	newer.Name, newer.UID = "ro-new", "rollout-uid-2"
 	newer.CreationTimestamp.Time = h.rollout.CreationTimestamp.Add(time.Hour)
 	newer.Spec.Waves = newer.Spec.Waves[1:] // 100% at once
+	newer.Status.CurrentWave = 1            // every rank open under the harness's fixed cutoffs
 	h.cat.set(catalogWith(h, newer))
 	d := h.device("both", true)
 	r, u, _ := d.Check(ctx, "")
 	if r.Status != 200 || u.Rollout != "ns/ro" {
 		t.Fatalf("older rollout did not keep the device: %d %s", r.Status, r.Body)
 	}
-	c, _ := h.store.Counts(ctx, "rollout-uid-2")
+	c, _ := h.store.Counts(ctx, "rollout-uid-2", time.Time{})
 	if c.Conflicts != 1 {
 		t.Fatalf("conflicts %d", c.Conflicts)
 	}

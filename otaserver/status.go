@@ -7,7 +7,7 @@ import (
 	"slices"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // StatusReport is the body of POST /v1/status.
@@ -21,7 +21,7 @@ type StatusReport struct {
 	DeviceID string `json:"deviceID,omitempty"`
 	// State is downloading, downloaded, installing, installed, succeeded,
 	// failed or rolledback.
-	State eligibility.State `json:"state"`
+	State rollout.State `json:"state"`
 	// Progress is an optional percentage (0–100), informational.
 	Progress *int `json:"progress,omitempty"`
 	// Reason explains a failure (required for failed).
@@ -31,7 +31,7 @@ type StatusReport struct {
 // StatusResponse acknowledges a stored report.
 type StatusResponse struct {
 	// State is the device's state in the rollout after the report.
-	State eligibility.State `json:"state,omitempty"`
+	State rollout.State `json:"state,omitempty"`
 	// Duplicate is true when the report ID was already processed; nothing
 	// changed.
 	Duplicate bool `json:"duplicate"`
@@ -45,8 +45,8 @@ func (s *StatusReport) Validate() error {
 	if s.Rollout == "" || len(s.Rollout) > 317 {
 		return errors.New("rollout: must be namespace/name")
 	}
-	if !slices.Contains(eligibility.Reportable, s.State) {
-		return fmt.Errorf("state: %q is not one of %v", s.State, eligibility.Reportable)
+	if !slices.Contains(rollout.Reportable, s.State) {
+		return fmt.Errorf("state: %q is not one of %v", s.State, rollout.Reportable)
 	}
 	if s.Progress != nil && (*s.Progress < 0 || *s.Progress > 100) {
 		return errors.New("progress: must be 0 to 100")
@@ -54,7 +54,7 @@ func (s *StatusReport) Validate() error {
 	if len(s.Reason) > maxReasonLen || !printable(s.Reason) {
 		return fmt.Errorf("reason: at most %d printable characters", maxReasonLen)
 	}
-	if s.State == eligibility.StateFailed && s.Reason == "" {
+	if s.State == rollout.StateFailed && s.Reason == "" {
 		return errors.New("reason: required when state is failed")
 	}
 	return nil
@@ -84,19 +84,15 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	now := s.cfg.Now()
 	rec, err := s.store.ApplyReport(ctx, devicestore.Report{DeviceID: d.ID, ReportID: rep.ReportID, RolloutUID: ro.UID, At: now},
 		func(cur devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
-			next, err := eligibility.ApplyReport(cur.State, cur.RollbackRelease != "", rep.State)
+			next, failure, err := rollout.ApplyReport(*pureRecord(&cur), rep.State, rep.Reason)
 			if err != nil {
 				return cur, nil, err
 			}
 			var f *devicestore.Failure
-			switch {
-			case next == eligibility.StateFailed && cur.State != eligibility.StateFailed:
-				cur.Reason = rep.Reason
-				f = &devicestore.Failure{DeviceID: d.ID, Wave: cur.Wave, Reason: rep.Reason, At: now}
-			case rep.State == eligibility.StateFailed:
-				cur.Reason = "rollback: " + rep.Reason
+			if failure {
+				f = &devicestore.Failure{DeviceID: d.ID, Wave: cur.Wave, Reason: next.Reason, At: now}
 			}
-			cur.State, cur.UpdatedAt = next, now
+			cur.State, cur.Reason, cur.UpdatedAt = next.State, next.Reason, now
 			return cur, f, nil
 		})
 	switch {
@@ -107,11 +103,11 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, StatusResponse{Duplicate: true})
 	case errors.Is(err, devicestore.ErrNotFound):
 		writeError(w, http.StatusNotFound, codeNotAssigned, "this device was not offered anything in the rollout")
-	case errors.Is(err, eligibility.ErrCanceled):
+	case errors.Is(err, rollout.ErrCanceled):
 		writeError(w, http.StatusConflict, codeCanceled, err.Error())
-	case errors.Is(err, eligibility.ErrFinal):
+	case errors.Is(err, rollout.ErrFinal):
 		writeError(w, http.StatusConflict, codeFinal, err.Error())
-	case errors.Is(err, eligibility.ErrTransition):
+	case errors.Is(err, rollout.ErrTransition):
 		writeError(w, http.StatusConflict, codeInvalidState, err.Error())
 	default:
 		s.internal(w, r, "store report", err)

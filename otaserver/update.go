@@ -2,34 +2,39 @@ package otaserver
 
 import (
 	"context"
-	"errors"
 	"net/http"
+	"time"
 
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
-// candidate is a rollout that may decide for the device, with its record.
+// candidate is a rollout that may act on the device, with its record and
+// its view for the rules.
 type candidate struct {
-	ro  *catalog.Rollout
-	rec *devicestore.Record
+	ro   *catalog.Rollout
+	rec  *devicestore.Record
+	prev *catalog.Release // rollback target, nil when none is usable
+	pure rollout.Candidate
 }
 
-func recordView(r *devicestore.Record) *eligibility.RecordView {
+func pureRecord(r *devicestore.Record) *rollout.Record {
 	if r == nil {
 		return nil
 	}
-	return &eligibility.RecordView{
-		State: r.State, Wave: r.Wave, Version: r.Version,
-		PreviousVersion: r.PreviousVersion, RollbackOffered: r.RollbackRelease != "",
-		OfferBoot: r.OfferBoot,
+	return &rollout.Record{
+		State: r.State, Wave: r.Wave, Version: r.Version, PreviousVersion: r.PreviousVersion,
+		RollbackOffered: r.RollbackRelease != "", OfferBoot: r.OfferBoot, Reason: r.Reason,
 	}
 }
 
-// update answers GET /v1/update: 204, or an install/rollback assignment,
-// or a cancel.
+// update answers GET /v1/update: 204, or an install, rollback or commit
+// assignment, or a cancel. The rules (rollout.CheckIn) decide on the
+// device's records as read; when the decision writes anything, it is made
+// again inside the store's write transaction on the records as they are
+// then, and that decision is the answer.
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d := deviceFrom(ctx)
@@ -48,86 +53,137 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.seen.add(d.ID, now)
 	}
+	dv := rollout.DeviceView{Version: rollout.ParseVersion(d.Version), Floor: d.SecurityFloor, Boot: ci.Boot, EnrolledAt: d.EnrolledAt}
 
 	snap := s.cfg.Catalog.Snapshot()
-	cands, err := s.candidates(ctx, snap, d, ci.Boot)
+	recs, err := s.store.Records(ctx, d.ID)
 	if err != nil {
 		s.internal(w, r, "read records", err)
 		return
 	}
-	var holder *candidate
-	for i := range cands {
-		c := &cands[i]
-		if holder != nil {
-			s.markConflict(ctx, c, d)
-			continue
+	throttled := map[string]bool{}
+	cands := s.candidates(snap, d, recs, throttled)
+	out, retry := s.decideWithLimits(dv, cands, throttled)
+	if len(out.Writes) > 0 {
+		err := s.store.UpdateRecords(ctx, d.ID, func(fresh []devicestore.Record) ([]devicestore.RecordWrite, error) {
+			cands = s.candidates(snap, d, fresh, throttled)
+			out = rollout.CheckIn(dv, pures(cands))
+			return recordWrites(cands, out, d.ID, now), nil
+		})
+		if err != nil {
+			s.internal(w, r, "write records", err)
+			return
 		}
-		if eligibility.Holds(c.ro.View, recordView(c.rec)) {
-			holder = c
-		}
+		s.logWrites(cands, out, d)
 	}
-	if holder == nil {
-		s.nothing(w, "none")
-		return
+	for _, i := range out.Conflicts {
+		s.markConflict(ctx, cands[i].ro, d)
 	}
-	s.answer(w, r, snap, d, ci, holder)
+	s.answer(w, r, d, ci, cands, out, retry)
 }
 
-// candidates are the rollouts matching the device plus those it has a
-// record in (its labels may have changed since), oldest first, after the
-// check-in's version has been applied to the records.
-func (s *Server) candidates(ctx context.Context, snap *catalog.Snapshot, d devicestore.Device, boot string) ([]candidate, error) {
-	recs, err := s.store.Records(ctx, d.ID)
-	if err != nil {
-		return nil, err
-	}
-	byUID := map[string]*devicestore.Record{}
+// candidates are the rollouts whose fleet includes the device plus those it
+// has a record in (its labels may have changed since), in catalog order.
+func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs []devicestore.Record, throttled map[string]bool) []candidate {
+	byUID := make(map[string]*devicestore.Record, len(recs))
 	for i := range recs {
-		rec := &recs[i]
-		ro := snap.RolloutByUID(rec.RolloutUID)
-		if ro == nil {
-			continue
-		}
-		if err := s.applyCheckIn(ctx, ro, rec, d.Version, boot); err != nil {
-			return nil, err
-		}
-		byUID[rec.RolloutUID] = rec
+		byUID[recs[i].RolloutUID] = &recs[i]
 	}
 	var out []candidate
 	for _, ro := range snap.Rollouts {
 		rec := byUID[ro.UID]
-		if rec != nil || ro.Matches(d.Type, d.Labels) {
-			out = append(out, candidate{ro: ro, rec: rec})
+		matches := ro.Matches(d.Type, d.Labels)
+		if rec == nil && !matches {
+			continue
 		}
+		c := candidate{ro: ro, rec: rec}
+		view := ro.View
+		if cut, ok := s.cfg.Cutoffs.Cutoffs(ro.UID); ok {
+			view.Cutoffs = cut
+		}
+		c.pure = rollout.Candidate{View: view, Rank: rollout.Rank(ro.UID, d.ID), Matches: matches, Record: pureRecord(rec), Throttled: throttled[ro.UID]}
+		if rec != nil && rec.PreviousVersion != "" {
+			if c.prev = snap.PreviousRelease(ro.Namespace, rec.PreviousVersion, d.Type); c.prev != nil {
+				c.pure.Previous = rollout.RollbackTarget{Found: true, SecurityVersion: c.prev.SecurityVersion}
+			}
+		}
+		out = append(out, c)
 	}
-	return out, nil
+	return out
 }
 
-// applyCheckIn moves the record on from what the running version says
-// (succeeded, reverted, rolled back).
-func (s *Server) applyCheckIn(ctx context.Context, ro *catalog.Rollout, rec *devicestore.Record, running, boot string) error {
-	next, reason, changed := eligibility.CheckIn(*recordView(rec), running, boot)
-	if !changed {
-		return nil
+func pures(cands []candidate) []rollout.Candidate {
+	out := make([]rollout.Candidate, len(cands))
+	for i := range cands {
+		out[i] = cands[i].pure
 	}
-	rec.State, rec.UpdatedAt = next, s.cfg.Now()
-	var f *devicestore.Failure
-	if next == eligibility.StateFailed {
-		rec.Reason = reason
-		f = &devicestore.Failure{DeviceID: rec.DeviceID, Wave: rec.Wave, Reason: reason, At: rec.UpdatedAt}
-	}
-	s.cfg.Log.V(1).Info("device outcome", "device", rec.DeviceID, "rollout", ro.Key(), "state", next, "running", running)
-	return s.store.PutRecord(ctx, *rec, f)
+	return out
 }
 
-// markConflict records that an older rollout holds a device this one
-// would otherwise serve (written once per device and rollout).
-func (s *Server) markConflict(ctx context.Context, c *candidate, d devicestore.Device) {
-	if c.rec != nil || !c.ro.Matches(d.Type, d.Labels) || !s.marks.first(c.ro.UID+"/"+d.ID) {
+// decideWithLimits decides, and while the decision is an offer its
+// rollout's rate limit refuses, decides again with that rollout throttled.
+// retry is the longest wait a refusing limit asked for.
+func (s *Server) decideWithLimits(dv rollout.DeviceView, cands []candidate, throttled map[string]bool) (out rollout.Outcome, retry time.Duration) {
+	for {
+		out = rollout.CheckIn(dv, pures(cands))
+		if out.Answer.Action != rollout.Offer {
+			return out, retry
+		}
+		c := &cands[out.Answer.Candidate]
+		wait, ok := s.offers.allow(c.ro.UID, c.ro.MaxOffersPerMinute)
+		if ok {
+			return out, retry
+		}
+		retry = max(retry, wait)
+		throttled[c.ro.UID] = true
+		c.pure.Throttled = true
+	}
+}
+
+// recordWrites turns the rules' writes into store records.
+func recordWrites(cands []candidate, out rollout.Outcome, deviceID string, now time.Time) []devicestore.RecordWrite {
+	var ws []devicestore.RecordWrite
+	for _, w := range out.Writes {
+		c := cands[w.Candidate]
+		var rec devicestore.Record
+		if c.rec != nil && !w.New {
+			rec = *c.rec
+		} else {
+			rec = devicestore.Record{RolloutUID: c.ro.UID, DeviceID: deviceID, OfferedAt: now}
+			if rel := c.ro.Release; rel != nil {
+				rec.Release, rec.Blob = rel.Key(), rel.Artifact.EncryptedSHA256
+			}
+		}
+		p := w.Record
+		rec.Wave, rec.State, rec.Version, rec.PreviousVersion, rec.OfferBoot, rec.Reason = p.Wave, p.State, p.Version, p.PreviousVersion, p.OfferBoot, p.Reason
+		rec.UpdatedAt = now
+		if p.RollbackOffered && rec.RollbackRelease == "" && c.prev != nil {
+			rec.RollbackRelease, rec.RollbackBlob = c.prev.Key(), c.prev.Artifact.EncryptedSHA256
+		}
+		var f *devicestore.Failure
+		if w.Failure {
+			f = &devicestore.Failure{DeviceID: deviceID, Wave: rec.Wave, Reason: rec.Reason, At: now}
+		}
+		ws = append(ws, devicestore.RecordWrite{Record: rec, Failure: f})
+	}
+	return ws
+}
+
+func (s *Server) logWrites(cands []candidate, out rollout.Outcome, d devicestore.Device) {
+	for _, w := range out.Writes {
+		s.cfg.Log.V(1).Info("device record", "device", d.ID, "rollout", cands[w.Candidate].ro.Key(), "state", w.Record.State, "reason", w.Record.Reason, "running", d.Version)
+	}
+}
+
+// markConflict records that another rollout acts on a device this one
+// would otherwise offer its release to (written once per device and
+// rollout).
+func (s *Server) markConflict(ctx context.Context, ro *catalog.Rollout, d devicestore.Device) {
+	if !s.marks.first(ro.UID + "/" + d.ID) {
 		return
 	}
-	if err := s.store.SetConflict(ctx, c.ro.UID, d.ID, true); err != nil {
-		s.cfg.Log.Error(err, "record conflict", "rollout", c.ro.Key(), "device", d.ID)
+	if err := s.store.SetConflict(ctx, ro.UID, d.ID, true); err != nil {
+		s.cfg.Log.Error(err, "record conflict", "rollout", ro.Key(), "device", d.ID)
 	}
 }
 
@@ -137,123 +193,51 @@ func (s *Server) nothing(w http.ResponseWriter, answer string) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-// answer applies the holding rollout's decision.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, snap *catalog.Snapshot, d devicestore.Device, ci CheckIn, c *candidate) {
+// answer sends the decision's answer.
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.Device, ci CheckIn, cands []candidate, out rollout.Outcome, retry time.Duration) {
 	ctx := r.Context()
+	a := out.Answer
+	if a.Action == rollout.Nothing {
+		if retry > 0 {
+			w.Header().Set("Retry-After", retrySeconds(retry))
+		}
+		s.nothing(w, "none")
+		return
+	}
+	c := cands[a.Candidate]
 	ro := c.ro
-	view := ro.View
-	if cut, ok := s.cfg.Cutoffs.Cutoffs(ro.UID); ok {
-		view.Cutoffs = cut
-	}
-	var prev eligibility.RollbackTarget
-	var prevRel *catalog.Release
-	if c.rec != nil && c.rec.PreviousVersion != "" {
-		if prevRel = snap.PreviousRelease(ro.Namespace, c.rec.PreviousVersion, d.Type); prevRel != nil {
-			prev = eligibility.RollbackTarget{Found: true, SecurityVersion: prevRel.SecurityVersion}
-		}
-	}
-	dec := eligibility.Decide(view, eligibility.DeviceView{Version: d.Version, Floor: d.SecurityFloor}, eligibility.Rank(ro.UID, d.ID), recordView(c.rec), prev)
-	now := s.cfg.Now()
-	switch dec.Action {
-	case eligibility.Nothing:
-		if c.rec != nil && dec.Reason != "" && c.rec.Reason != dec.Reason {
-			// Make a blocked rollback visible on the record.
-			c.rec.Reason, c.rec.UpdatedAt = dec.Reason, now
-			if err := s.store.PutRecord(ctx, *c.rec, nil); err != nil {
-				s.internal(w, r, "record reason", err)
-				return
-			}
-		}
-		s.nothing(w, "none")
-
-	case eligibility.AlreadyCurrent:
-		rec := devicestore.Record{
-			RolloutUID: ro.UID, DeviceID: d.ID, Wave: dec.Wave, State: eligibility.StateSucceeded,
-			Release: ro.Release.Key(), Version: ro.Release.Version, Blob: ro.Release.Artifact.EncryptedSHA256,
-			OfferedAt: now, UpdatedAt: now, Reason: "already running the release",
-		}
-		if err := s.store.PutRecord(ctx, rec, nil); err != nil {
-			s.internal(w, r, "record current device", err)
-			return
-		}
-		s.nothing(w, "none")
-
-	case eligibility.Offer:
-		if wait, ok := s.offers.allow(ro.UID, ro.MaxOffersPerMinute); !ok {
-			w.Header().Set("Retry-After", retrySeconds(wait))
-			s.nothing(w, "none")
-			return
-		}
-		rec := devicestore.Record{
-			RolloutUID: ro.UID, DeviceID: d.ID, Wave: dec.Wave, State: eligibility.StateOffered,
-			Release: ro.Release.Key(), Version: ro.Release.Version, Blob: ro.Release.Artifact.EncryptedSHA256,
-			PreviousVersion: d.Version, OfferedAt: now, UpdatedAt: now, OfferBoot: ci.Boot,
-		}
-		// Sign first: a wrapping failure must not leave an offer behind.
-		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, false)
+	switch a.Action {
+	case rollout.Offer, rollout.Resend:
+		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, assignInstall)
 		if err != nil {
 			s.internal(w, r, "sign assignment", err)
 			return
 		}
-		if err := s.store.PutRecord(ctx, rec, nil); err != nil {
-			s.internal(w, r, "record offer", err)
-			return
-		}
-		s.cfg.Metrics.Offers.WithLabelValues("release").Inc()
-		s.cfg.Log.V(1).Info("offered", "device", d.ID, "rollout", ro.Key(), "wave", dec.Wave)
-		s.send(w, actionInstall, ro, signed)
-
-	case eligibility.Resend:
-		if ro.Release.SecurityVersion < d.SecurityFloor {
-			// The device's floor rose past the release while it was
-			// offered: never sign an assignment below the floor (the
-			// device would refuse it); fail the update visibly instead.
-			rec := *c.rec
-			rec.State, rec.Reason, rec.UpdatedAt = eligibility.StateFailed, eligibility.ReasonSecurityFloor, now
-			f := &devicestore.Failure{DeviceID: d.ID, Wave: rec.Wave, Reason: rec.Reason, At: now}
-			if err := s.store.PutRecord(ctx, rec, f); err != nil {
-				s.internal(w, r, "record floor failure", err)
-				return
-			}
-			s.nothing(w, "none")
-			return
-		}
-		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, false)
-		if err != nil {
-			s.internal(w, r, "sign assignment", err)
-			return
+		if a.Action == rollout.Offer {
+			s.cfg.Metrics.Offers.WithLabelValues("release").Inc()
+			s.cfg.Log.V(1).Info("offered", "device", d.ID, "rollout", ro.Key())
 		}
 		s.send(w, actionInstall, ro, signed)
-
-	case eligibility.Cancel:
-		rec := *c.rec
-		rec.State, rec.Reason, rec.UpdatedAt = eligibility.StateCanceled, "rollout aborted", now
-		if err := s.store.PutRecord(ctx, rec, nil); err != nil {
-			s.internal(w, r, "record cancel", err)
-			return
-		}
-		s.cfg.Metrics.CheckIns.WithLabelValues(actionCancel).Inc()
-		writeJSON(w, http.StatusOK, UpdateResponse{Action: actionCancel, Rollout: ro.Key(), Reason: "rollout aborted"})
-
-	case eligibility.Rollback:
-		signed, err := s.sign(ctx, r, d, ro, prevRel, ci.Nonce, true)
+	case rollout.Rollback:
+		signed, err := s.sign(ctx, r, d, ro, c.prev, ci.Nonce, assignRollback)
 		if err != nil {
 			s.internal(w, r, "sign rollback", err)
 			return
 		}
-		if c.rec.RollbackRelease != prevRel.Key() || c.rec.RollbackBlob != prevRel.Artifact.EncryptedSHA256 {
-			rec := *c.rec
-			rec.RollbackRelease, rec.RollbackBlob, rec.UpdatedAt, rec.Reason = prevRel.Key(), prevRel.Artifact.EncryptedSHA256, now, ""
-			if err := s.store.PutRecord(ctx, rec, nil); err != nil {
-				s.internal(w, r, "record rollback", err)
-				return
-			}
+		if c.rec == nil || c.rec.RollbackRelease == "" {
 			s.cfg.Metrics.Offers.WithLabelValues("rollback").Inc()
 		}
 		s.send(w, actionRollback, ro, signed)
-
-	default:
-		s.internal(w, r, "decide", errors.New("unknown decision"))
+	case rollout.Commit:
+		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, assignCommit)
+		if err != nil {
+			s.internal(w, r, "sign commit", err)
+			return
+		}
+		s.send(w, actionCommit, ro, signed)
+	case rollout.Cancel:
+		s.cfg.Metrics.CheckIns.WithLabelValues(actionCancel).Inc()
+		writeJSON(w, http.StatusOK, UpdateResponse{Action: actionCancel, Rollout: ro.Key(), Reason: rollout.ReasonAborted})
 	}
 }
 

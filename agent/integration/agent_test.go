@@ -7,6 +7,7 @@ import (
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +22,7 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 )
 
 // device is an agent's configuration plus a simulated boot counter.
@@ -87,9 +89,23 @@ func TestHappyPath(t *testing.T) {
 		t.Fatal(err)
 	}
 	st, _ = store.Load()
-	if st.Version != "2.0.0" || st.SecurityFloor != 4 || st.Work != nil || len(st.Pending) != 0 {
+	// The floor is not raised at boot: until the rollout commits, the
+	// device can still be rolled back below securityVersion 4.
+	if st.Version != "2.0.0" || st.SecurityFloor != 1 || st.PendingFloor != 4 || st.Work != nil || len(st.Pending) != 0 {
 		t.Fatalf("after confirm: %+v", st)
 	}
+	// The rollout succeeds: the server sends the commit, the device raises
+	// its floor to the release's securityVersion.
+	f.setPhase(t, "Succeeded")
+	releasetest.Eventually(t, 10*time.Second, func() error {
+		if _, err := d.start(t).Step(ctx); err != nil {
+			return err
+		}
+		if st, _ = store.Load(); st.SecurityFloor != 4 || st.PendingFloor != 0 {
+			return fmt.Errorf("floor %d pending %d", st.SecurityFloor, st.PendingFloor)
+		}
+		return nil
+	})
 	ss, err := slots.Load()
 	must(t, err)
 	if ss.Active != "b" || ss.Trial || ss.Versions["b"] != "2.0.0" || ss.Versions["a"] != "1.0.0" {

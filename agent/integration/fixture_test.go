@@ -18,6 +18,7 @@ import (
 
 	"github.com/otaflow/otaflow/agent"
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 )
 
@@ -65,19 +66,11 @@ func newFixture(t *testing.T, size int) *fixture {
 		},
 	}
 	must(t, k8s.Create(ctx, f.rollout))
-	// Play the Rollout controller: open wave 0 with its field manager.
-	u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
-		"phase": "Progressing", "currentWave": int64(0), "waves": []any{map[string]any{"name": "all"}},
-	}}}
-	u.SetAPIVersion(otav1.GroupVersion.String())
-	u.SetKind("Rollout")
-	u.SetNamespace(f.ns)
-	u.SetName(f.rollout.Name)
-	must(t, k8s.Status().Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("otaflow-manager"), client.ForceOwnership))
+	f.setPhase(t, "Progressing")
 	// Wait until the OTA server's catalog sees the open wave.
 	releasetest.Eventually(t, 10*time.Second, func() error {
 		ro := cat.Snapshot().Rollout(f.rolloutKey())
-		if ro == nil || ro.View.Phase != otav1.RolloutProgressing || !ro.View.ReleaseReady {
+		if ro == nil || ro.View.Phase != rollout.Progressing || !ro.View.ReleaseReady {
 			return fmt.Errorf("catalog has not seen the open rollout yet")
 		}
 		if c, ok := rep.Cutoffs(ro.UID); !ok || len(c) != 1 {
@@ -86,6 +79,26 @@ func newFixture(t *testing.T, size int) *fixture {
 		return nil
 	})
 	return f
+}
+
+// setPhase plays the Rollout controller: wave 0 open, in the phase given,
+// applied with its field manager; then waits for the catalog to see it.
+func (f *fixture) setPhase(t *testing.T, phase string) {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: map[string]any{"status": map[string]any{
+		"phase": phase, "currentWave": int64(0), "waves": []any{map[string]any{"name": "all", "startedAt": "2026-01-01T00:00:00Z"}},
+	}}}
+	u.SetAPIVersion(otav1.GroupVersion.String())
+	u.SetKind("Rollout")
+	u.SetNamespace(f.ns)
+	u.SetName(f.rollout.Name)
+	must(t, k8s.Status().Apply(rootCtx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("otaflow-manager"), client.ForceOwnership))
+	releasetest.Eventually(t, 10*time.Second, func() error {
+		if ro := cat.Snapshot().Rollout(f.rolloutKey()); ro == nil || string(ro.View.Phase) != phase {
+			return fmt.Errorf("catalog has not seen phase %s yet", phase)
+		}
+		return nil
+	})
 }
 
 // labels select a fixture's devices: rollouts of other tests must not hold them.

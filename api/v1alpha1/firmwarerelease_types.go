@@ -4,12 +4,20 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
+// The securityVersion rule sits on the spec, not the field: the field is
+// optional, and a field rule does not run when it goes from unset to set.
+// Unset counts as 0, as it does for the controller and the OTA server.
+
 // FirmwareReleaseSpec describes one signed firmware image and the devices it
-// fits.
+// fits. Version, securityVersion, compatibility and source.sha256 are the
+// release's identity, which running rollouts and device floors rely on: they
+// cannot change (a new release is a new object).
+// +kubebuilder:validation:XValidation:rule="(has(self.securityVersion) ? self.securityVersion : 0) == (has(oldSelf.securityVersion) ? oldSelf.securityVersion : 0)",message="securityVersion is immutable; create a new FirmwareRelease",fieldPath=.securityVersion
 type FirmwareReleaseSpec struct {
 	// Version is the firmware's semantic version, reported by devices once
 	// they run it.
 	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="version is immutable; create a new FirmwareRelease"
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)\\\\.(0|[1-9][0-9]*)(-(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*)(\\\\.(0|[1-9][0-9]*|[0-9]*[a-zA-Z-][0-9a-zA-Z-]*))*)?(\\\\+[0-9a-zA-Z-]+(\\\\.[0-9a-zA-Z-]+)*)?$')",message="version must be a semantic version such as 2.1.0 or 2.1.0-rc.1"
 	Version string `json:"version"`
 
@@ -21,6 +29,7 @@ type FirmwareReleaseSpec struct {
 	SecurityVersion int64 `json:"securityVersion,omitempty"`
 
 	// Compatibility says which devices may take the release.
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="compatibility is immutable; create a new FirmwareRelease"
 	Compatibility Compatibility `json:"compatibility"`
 
 	// Source is where the plaintext image is fetched from.
@@ -52,6 +61,7 @@ type Source struct {
 	// SHA256 of the plaintext image, lowercase hex. A mismatch makes the
 	// release fail permanently.
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-f0-9]{64}$')",message="sha256 must be 64 lowercase hex characters"
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="source.sha256 is immutable (it pins the image); create a new FirmwareRelease"
 	// +kubebuilder:validation:MaxLength=64
 	SHA256 string `json:"sha256"`
 
@@ -126,6 +136,18 @@ type Artifact struct {
 	Suite string `json:"suite"`
 	// KeySecretName is the Secret holding the content key.
 	KeySecretName string `json:"keySecretName"`
+	// Version and SecurityVersion the artifact was built for (copied from
+	// the spec, which cannot change them).
+	// +optional
+	Version string `json:"version,omitempty"`
+	// +optional
+	SecurityVersion int64 `json:"securityVersion,omitempty"`
+	// Generation of the release the artifact was built or last verified
+	// for. The OTA server serves the artifact only while it equals
+	// metadata.generation, so a spec change is never answered with bytes
+	// verified against the old spec.
+	// +optional
+	Generation int64 `json:"generation,omitempty"`
 }
 
 // Verification records which key verified the signature.

@@ -11,6 +11,10 @@ func (s *RolloutStatus) Totals() WaveStatus {
 		t.Failed += w.Failed
 		t.TimedOut += w.TimedOut
 		t.RolledBack += w.RolledBack
+		t.RollbackFailed += w.RollbackFailed
+		t.Canceled += w.Canceled
+		t.Skipped += w.Skipped
+		t.Offline += w.Offline
 	}
 	return t
 }

@@ -27,7 +27,24 @@ type RolloutSpec struct {
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="releaseRef is immutable; create a new Rollout for another release"
 	ReleaseRef ReleaseReference `json:"releaseRef"`
 
+	// The selector rules: metav1.LabelSelector declares no maxLength or
+	// maxItems, so CEL sees strings and lists of request size, and any regex
+	// over them is past the CRD cost budget. The rules bound the counts and
+	// check keys and values one character at a time (charAt, and indexOf on
+	// a literal alphabet, cost the same for any length), over
+	// lists.range(N) with a literal N, sliced to the real length so short
+	// input costs little. [x].all(v, ...) binds a value to a name.
+
 	// Selector over device labels. Empty selects every compatible device.
+	// Operators, keys and values are checked as for built-in kinds; at most
+	// 16 matchExpressions (32 values each) and 64 matchLabels.
+	// +kubebuilder:validation:XValidation:rule="(!has(self.matchExpressions) || (size(self.matchExpressions) <= 16 && self.matchExpressions.all(e, !has(e.values) || size(e.values) <= 32))) && (!has(self.matchLabels) || size(self.matchLabels) <= 64)",message="selector may have at most 16 matchExpressions, 32 values per expression and 64 matchLabels"
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn', 'Exists', 'DoesNotExist'])",message="matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist (case-sensitive)",fieldPath=.matchExpressions
+	// +kubebuilder:validation:XValidation:rule="!has(self.matchExpressions) || self.matchExpressions.all(e, e.operator in ['In', 'NotIn'] ? has(e.values) && size(e.values) > 0 : (!(e.operator in ['Exists', 'DoesNotExist']) || !has(e.values) || size(e.values) == 0))",message="matchExpressions with operator In or NotIn need at least one value; Exists and DoesNotExist take none",fieldPath=.matchExpressions
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, !has(self.matchExpressions) || lists.range(16).slice(0, [16, size(self.matchExpressions)].min()).all(j, [self.matchExpressions[j].key].all(k, size(k) >= 1 && size(k) <= 317 && [lists.range(317).slice(0, [317, size(k)].min()).filter(i, k.charAt(i) == '/')].all(slashes, size(slashes) <= 1 && [size(slashes) == 0 ? -1 : slashes[0]].all(p, size(k) - p - 1 >= 1 && size(k) - p - 1 <= 63 && alnum.indexOf(k.charAt(p + 1)) >= 0 && alnum.indexOf(k.charAt(size(k) - 1)) >= 0 && (p == -1 || (p <= 253 && lower.indexOf(k.charAt(0)) >= 0 && lower.indexOf(k.charAt(p - 1)) >= 0)) && lists.range(317).slice(0, [317, size(k)].min()).all(i, i == p || (i > p ? name.indexOf(k.charAt(i)) >= 0 : (k.charAt(i) == '.' ? i >= 1 && lower.indexOf(k.charAt(i - 1)) >= 0 && lower.indexOf(k.charAt(i + 1)) >= 0 : (lower + '-').indexOf(k.charAt(i)) >= 0))))))))))",message="matchExpressions keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside",fieldPath=.matchExpressions
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, !has(self.matchExpressions) || lists.range(16).slice(0, [16, size(self.matchExpressions)].min()).all(j, !has(self.matchExpressions[j].values) || lists.range(32).slice(0, [32, size(self.matchExpressions[j].values)].min()).all(n, [self.matchExpressions[j].values[n]].all(v, size(v) <= 63 && (size(v) == 0 || (alnum.indexOf(v.charAt(0)) >= 0 && alnum.indexOf(v.charAt(size(v) - 1)) >= 0 && lists.range(63).slice(0, [63, size(v)].min()).all(i, name.indexOf(v.charAt(i)) >= 0)))))))))",message="matchExpressions values must be label values: at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside, or empty",fieldPath=.matchExpressions
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, !has(self.matchLabels) || [self.matchLabels.map(k, k)].all(keys, lists.range(64).slice(0, [64, size(keys)].min()).all(j, [keys[j]].all(k, size(k) >= 1 && size(k) <= 317 && [lists.range(317).slice(0, [317, size(k)].min()).filter(i, k.charAt(i) == '/')].all(slashes, size(slashes) <= 1 && [size(slashes) == 0 ? -1 : slashes[0]].all(p, size(k) - p - 1 >= 1 && size(k) - p - 1 <= 63 && alnum.indexOf(k.charAt(p + 1)) >= 0 && alnum.indexOf(k.charAt(size(k) - 1)) >= 0 && (p == -1 || (p <= 253 && lower.indexOf(k.charAt(0)) >= 0 && lower.indexOf(k.charAt(p - 1)) >= 0)) && lists.range(317).slice(0, [317, size(k)].min()).all(i, i == p || (i > p ? name.indexOf(k.charAt(i)) >= 0 : (k.charAt(i) == '.' ? i >= 1 && lower.indexOf(k.charAt(i - 1)) >= 0 && lower.indexOf(k.charAt(i + 1)) >= 0 : (lower + '-').indexOf(k.charAt(i)) >= 0)))))))))))",message="matchLabels keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside",fieldPath=.matchLabels
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, !has(self.matchLabels) || [self.matchLabels.map(k, self.matchLabels[k])].all(vals, lists.range(64).slice(0, [64, size(vals)].min()).all(j, [vals[j]].all(v, size(v) <= 63 && (size(v) == 0 || (alnum.indexOf(v.charAt(0)) >= 0 && alnum.indexOf(v.charAt(size(v) - 1)) >= 0 && lists.range(63).slice(0, [63, size(v)].min()).all(i, name.indexOf(v.charAt(i)) >= 0)))))))))",message="matchLabels values must be label values: at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside, or empty",fieldPath=.matchLabels
 	// +optional
 	Selector *metav1.LabelSelector `json:"selector,omitempty"`
 
@@ -101,7 +118,54 @@ type RolloutSpec struct {
 	// +kubebuilder:default=true
 	// +optional
 	RollbackOnAbort *bool `json:"rollbackOnAbort,omitempty"`
+
+	// TargetSelection says whether devices that join the fleet after the
+	// rollout succeeded still get the release: Snapshot (the default) stops
+	// at the devices enrolled before it succeeded; Continuous keeps
+	// offering to newcomers, never to a device already on a newer version.
+	// +kubebuilder:default=Snapshot
+	// +optional
+	TargetSelection TargetSelection `json:"targetSelection,omitempty"`
+
+	// OfflineAfter: a device of an open wave that was not offered anything
+	// and has not checked in for this long counts as offline and leaves the
+	// wave's success denominator until it returns.
+	// +kubebuilder:default="24h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="offlineAfter must be at least 10s"
+	// +optional
+	OfflineAfter *metav1.Duration `json:"offlineAfter,omitempty"`
+
+	// ProgressDeadline is how long a wave may stay open without completing.
+	// Past it the rollout is Stalled (ProgressDeadlineExceeded), or aborts
+	// when progressDeadlineAbort is set.
+	// +kubebuilder:default="48h"
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m')",message="progressDeadline must be at least 1m"
+	// +optional
+	ProgressDeadline *metav1.Duration `json:"progressDeadline,omitempty"`
+
+	// ProgressDeadlineAbort aborts the rollout (with rollbackOnAbort) when
+	// a wave misses its progress deadline, instead of stalling it.
+	// +optional
+	ProgressDeadlineAbort bool `json:"progressDeadlineAbort,omitempty"`
+
+	// Commit makes the release's securityVersion the security floor of
+	// every device that succeeded so far, without waiting for the rollout
+	// to succeed (which commits as well). Until a commit, a device can be
+	// rolled back to its previous release even across a securityVersion
+	// bump.
+	// +optional
+	Commit bool `json:"commit,omitempty"`
 }
+
+// TargetSelection says which devices a finished rollout still serves.
+// +kubebuilder:validation:Enum=Snapshot;Continuous
+type TargetSelection string
+
+// Target selections.
+const (
+	TargetSnapshot   TargetSelection = "Snapshot"
+	TargetContinuous TargetSelection = "Continuous"
+)
 
 // ReleaseReference names a FirmwareRelease in the Rollout's namespace.
 type ReleaseReference struct {
@@ -167,6 +231,24 @@ type WaveStatus struct {
 	// previous release after the rollout aborted.
 	// +optional
 	RolledBack int64 `json:"rolledBack,omitempty"`
+	// RollbackFailed devices: offered their previous release after the
+	// abort, and reported that the rollback failed.
+	// +optional
+	RollbackFailed int64 `json:"rollbackFailed,omitempty"`
+	// Canceled devices: offered, then told to stop by the abort before
+	// they started installing.
+	// +optional
+	Canceled int64 `json:"canceled,omitempty"`
+	// Skipped devices: the rollout can never act on them (for example the
+	// release is below their security floor, or they already run a newer
+	// version); they leave the success denominator. Reasons are counted in
+	// fleet.skipped.
+	// +optional
+	Skipped int64 `json:"skipped,omitempty"`
+	// Offline devices: not offered anything and not seen for offlineAfter;
+	// they leave the success denominator until they check in again.
+	// +optional
+	Offline int64 `json:"offline,omitempty"`
 
 	// StartedAt is when the wave opened.
 	// +optional
@@ -190,9 +272,23 @@ type FleetStatus struct {
 	// controller until ObservedWave reaches it.
 	// +optional
 	ObservedWave int32 `json:"observedWave,omitempty"`
-	// ReportedAt is when the counters were computed.
+	// ReportedAt is when the counters were computed. The OTA server
+	// refreshes it at least every heartbeat interval even when no counter
+	// changed, so a stale value means the server is not reporting.
 	// +optional
 	ReportedAt *metav1.Time `json:"reportedAt,omitempty"`
+	// Skipped counts skipped devices by reason.
+	// +listType=map
+	// +listMapKey=reason
+	// +kubebuilder:validation:MaxItems=16
+	// +optional
+	Skipped []ReasonCount `json:"skipped,omitempty"`
+}
+
+// ReasonCount is how many devices share a reason.
+type ReasonCount struct {
+	Reason string `json:"reason"`
+	Count  int64  `json:"count"`
 }
 
 // DeviceFailure is one recent device failure, for humans.
@@ -267,7 +363,14 @@ type RolloutStatus struct {
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
-// Rollout delivers a FirmwareRelease to a device fleet in canary waves.
+// The waves rule sits at the root to see status. A spec update keeps the
+// stored status, so oldSelf.status is what the controller last wrote; a
+// status update cannot change spec, so it always passes.
+
+// Rollout delivers a FirmwareRelease to a device fleet in canary waves. Once
+// it started, its waves are fixed (devices were ranked into them); only a
+// wave's pause may change.
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.status) || !has(oldSelf.status.phase) || oldSelf.status.phase == 'Pending' || oldSelf.spec.waves.all(i, w, i < size(self.spec.waves) && self.spec.waves[i].name == w.name && self.spec.waves[i].devices == w.devices)",message="waves cannot be changed once the rollout started (only a wave's pause may); create a new Rollout"
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=ro,categories=ota

@@ -99,6 +99,35 @@ func wave(name string, devices any) map[string]any {
 	return map[string]any{"name": name, "devices": devices}
 }
 
+// expr sets a selector of one requirement; no values leaves values out.
+func expr(key, op string, vals ...string) func(*unstructured.Unstructured) {
+	req := map[string]any{"key": key, "operator": op}
+	if len(vals) > 0 {
+		vs := make([]any, len(vals))
+		for i, v := range vals {
+			vs[i] = v
+		}
+		req["values"] = vs
+	}
+	return set("spec.selector", map[string]any{"matchExpressions": []any{req}})
+}
+
+func labels(n int) map[string]any {
+	m := map[string]any{}
+	for i := range n {
+		m[fmt.Sprintf("example.com/label-%d", i)] = "v"
+	}
+	return m
+}
+
+func values(n int) []string {
+	vs := make([]string, n)
+	for i := range vs {
+		vs[i] = fmt.Sprintf("v%d", i)
+	}
+	return vs
+}
+
 // TestInvalidObjectsRefused sends objects that break one rule each and checks
 // the apiserver refuses them with the rule's message.
 func TestInvalidObjectsRefused(t *testing.T) {
@@ -144,6 +173,33 @@ func TestInvalidObjectsRefused(t *testing.T) {
 		{"min failures zero", "rollout", set("spec.minFailures", int64(0)), "spec.minFailures in body should be greater than or equal to 1"},
 		{"max offers zero", "rollout", set("spec.maxOffersPerMinute", int64(0)), "spec.maxOffersPerMinute in body should be greater than or equal to 1"},
 		{"no release", "rollout", unset("spec.releaseRef"), "spec.releaseRef: Required value"},
+		{"target selection unknown", "rollout", set("spec.targetSelection", "Sometimes"), `spec.targetSelection: Unsupported value: "Sometimes"`},
+		{"offline after too short", "rollout", set("spec.offlineAfter", "5s"), "offlineAfter must be at least 10s"},
+		{"progress deadline too short", "rollout", set("spec.progressDeadline", "30s"), "progressDeadline must be at least 1m"},
+
+		// Selectors, checked as the apiserver checks those of built-in kinds.
+		{"selector operator lowercase", "rollout", expr("region", "in", "eu"), "matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist"},
+		{"selector operator unknown", "rollout", expr("region", "Equals", "eu"), "matchExpressions operator must be one of In, NotIn, Exists, DoesNotExist"},
+		{"selector In without values", "rollout", expr("region", "In"), "matchExpressions with operator In or NotIn need at least one value"},
+		{"selector NotIn with empty values", "rollout", set("spec.selector", map[string]any{"matchExpressions": []any{map[string]any{"key": "region", "operator": "NotIn", "values": []any{}}}}), "matchExpressions with operator In or NotIn need at least one value"},
+		{"selector Exists with values", "rollout", expr("region", "Exists", "eu"), "Exists and DoesNotExist take none"},
+		{"selector DoesNotExist with values", "rollout", expr("region", "DoesNotExist", "eu"), "Exists and DoesNotExist take none"},
+		{"selector key starts with dash", "rollout", expr("-region", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key with space", "rollout", expr("my region", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key empty", "rollout", expr("", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key name too long", "rollout", expr(strings.Repeat("a", 64), "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key prefix uppercase", "rollout", expr("Example.com/region", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key prefix empty", "rollout", expr("/region", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key prefix too long", "rollout", expr(strings.Repeat("a", 254)+"/region", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key two slashes", "rollout", expr("example.com/a/b", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector key prefix dot dash", "rollout", expr("example.-com/region", "Exists"), "matchExpressions keys must be label keys"},
+		{"selector value with space", "rollout", expr("region", "In", "eu", "eu west"), "matchExpressions values must be label values"},
+		{"selector value too long", "rollout", expr("region", "In", strings.Repeat("v", 64)), "matchExpressions values must be label values"},
+		{"selector value ends with dot", "rollout", expr("region", "NotIn", "eu."), "matchExpressions values must be label values"},
+		{"selector label key bad", "rollout", set("spec.selector", map[string]any{"matchLabels": map[string]any{"region!": "eu"}}), "matchLabels keys must be label keys"},
+		{"selector label value bad", "rollout", set("spec.selector", map[string]any{"matchLabels": map[string]any{"region": "_eu"}}), "matchLabels values must be label values"},
+		{"selector too many labels", "rollout", set("spec.selector", map[string]any{"matchLabels": labels(65)}), "selector may have at most 16 matchExpressions, 32 values per expression and 64 matchLabels"},
+		{"selector too many values", "rollout", expr("region", "In", values(33)...), "selector may have at most 16 matchExpressions, 32 values per expression and 64 matchLabels"},
 	}
 	ctx := context.Background()
 	for i, tc := range cases {
@@ -182,7 +238,10 @@ func TestValidObjectsAccepted(t *testing.T) {
 	if err := k8s.Get(ctx, client.ObjectKey{Namespace: "default", Name: "valid-rollout"}, got); err != nil {
 		t.Fatal(err)
 	}
-	for path, want := range map[string]any{"spec.minFailures": int64(3), "spec.deviceTimeout": "2h", "spec.rollbackOnAbort": true} {
+	for path, want := range map[string]any{
+		"spec.minFailures": int64(3), "spec.deviceTimeout": "2h", "spec.rollbackOnAbort": true,
+		"spec.targetSelection": "Snapshot", "spec.offlineAfter": "24h", "spec.progressDeadline": "48h",
+	} {
 		v, _, _ := unstructured.NestedFieldNoCopy(got.Object, strings.Split(path, ".")...)
 		if v != want {
 			t.Errorf("%s defaulted to %v, want %v", path, v, want)
@@ -255,5 +314,246 @@ func TestSamplesAccepted(t *testing.T) {
 	}
 	if n < 3 {
 		t.Fatalf("found %d sample objects, want at least 3", n)
+	}
+}
+
+// edit reads obj afresh, applies the mutations and updates it; the error is
+// the apiserver's answer.
+func edit(t *testing.T, obj *unstructured.Unstructured, mutate ...func(*unstructured.Unstructured)) error {
+	t.Helper()
+	if err := k8s.Get(context.Background(), client.ObjectKeyFromObject(obj), obj); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mutate {
+		m(obj)
+	}
+	return k8s.Update(context.Background(), obj)
+}
+
+func TestValidSelectorsAccepted(t *testing.T) {
+	ctx := context.Background()
+	var exprs []any
+	for i := range 16 { // the largest selector allowed, at the longest key and value lengths
+		vals := make([]any, 32)
+		for j := range vals {
+			vals[j] = fmt.Sprintf("%s-%02d", strings.Repeat("v", 60), j)
+		}
+		exprs = append(exprs, map[string]any{
+			"key":      fmt.Sprintf("%s.example.com/%s%02d", strings.Repeat("p", 241), strings.Repeat("n", 61), i),
+			"operator": "In", "values": vals,
+		})
+	}
+	big := map[string]any{}
+	for i := range 64 {
+		big[fmt.Sprintf("%s.example.com/%s%02d", strings.Repeat("p", 241), strings.Repeat("n", 61), i)] = strings.Repeat("V", 63)
+	}
+	for name, sel := range map[string]map[string]any{
+		"every operator": {
+			"matchLabels": map[string]any{"example.com/region": "eu-west_1.a", "tier": "", "Ring": "0"},
+			"matchExpressions": []any{
+				map[string]any{"key": "app.kubernetes.io/name", "operator": "In", "values": []any{"sensor", "A-1", ""}},
+				map[string]any{"key": "ring", "operator": "NotIn", "values": []any{"0"}},
+				map[string]any{"key": "canary", "operator": "Exists"},
+				map[string]any{"key": "x_y.z", "operator": "DoesNotExist", "values": []any{}},
+			},
+		},
+		"largest":     {"matchExpressions": exprs, "matchLabels": big},
+		"empty":       {},
+		"single char": {"matchLabels": map[string]any{"a": "b", "0/1": "2"}},
+	} {
+		t.Run(name, func(t *testing.T) {
+			ro := validRollout("selector-" + strings.ReplaceAll(name, " ", "-"))
+			set("spec.selector", sel)(ro)
+			if err := k8s.Create(ctx, ro); err != nil {
+				t.Fatalf("valid selector refused: %v", err)
+			}
+		})
+	}
+}
+
+// TestReleaseIdentityImmutable: what a rollout and device floors rely on
+// cannot change; where the image comes from and who signed it can.
+func TestReleaseIdentityImmutable(t *testing.T) {
+	ctx := context.Background()
+	rel := validRelease("identity")
+	if err := k8s.Create(ctx, rel); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*unstructured.Unstructured)
+		want   string
+	}{
+		{"version", set("spec.version", "2.1.1"), "version is immutable; create a new FirmwareRelease"},
+		{"securityVersion", set("spec.securityVersion", int64(8)), "securityVersion is immutable; create a new FirmwareRelease"},
+		{"securityVersion removed", unset("spec.securityVersion"), "securityVersion is immutable; create a new FirmwareRelease"},
+		{"deviceTypes", set("spec.compatibility.deviceTypes", []any{"sensor-v1", "sensor-v2"}), "compatibility is immutable; create a new FirmwareRelease"},
+		{"sha256", set("spec.source.sha256", strings.Repeat("cd", 32)), "source.sha256 is immutable (it pins the image); create a new FirmwareRelease"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := edit(t, rel, tc.mutate)
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("update of %s: got %v, want refusal with %q", tc.name, err, tc.want)
+			}
+		})
+	}
+	// Everything else stays editable.
+	for _, e := range []struct {
+		name   string
+		mutate func(*unstructured.Unstructured)
+	}{
+		{"url", set("spec.source.url", "https://mirror.example.com/sensor.bin")},
+		{"size", set("spec.source.size", int64(2048))},
+		{"no size", unset("spec.source.size")},
+		{"signature", set("spec.signature.value", "MEQCIA==")},
+		{"keys", set("spec.signature.publicKeys", []any{map[string]any{"secretRef": map[string]any{"name": "other-keys", "key": "k.pub"}}})},
+		{"bundle", func(u *unstructured.Unstructured) {
+			unset("spec.signature.value")(u)
+			set("spec.signature.bundleRef", map[string]any{"name": "sigs", "key": "bundle.json"})(u)
+		}},
+		{"labels", func(u *unstructured.Unstructured) { u.SetLabels(map[string]string{"team": "fw"}) }},
+	} {
+		if err := edit(t, rel, e.mutate); err != nil {
+			t.Errorf("edit of %s refused: %v", e.name, err)
+		}
+	}
+
+	// securityVersion is optional: setting it later is a change too, while
+	// writing the 0 that an absent field means is not.
+	bare := validRelease("identity-no-secver")
+	unset("spec.securityVersion")(bare)
+	if err := k8s.Create(ctx, bare); err != nil {
+		t.Fatal(err)
+	}
+	if err := edit(t, bare, set("spec.securityVersion", int64(0))); err != nil {
+		t.Errorf("writing securityVersion 0 over an absent one refused: %v", err)
+	}
+	if err := edit(t, bare, set("spec.securityVersion", int64(3))); err == nil || !strings.Contains(err.Error(), "securityVersion is immutable") {
+		t.Errorf("setting securityVersion after creation: got %v, want refusal", err)
+	}
+}
+
+// TestWavesFixedOnceStarted: devices already ranked into a wave must stay in
+// it, so a started rollout's waves are fixed except their gates.
+func TestWavesFixedOnceStarted(t *testing.T) {
+	ctx := context.Background()
+	const msg = "waves cannot be changed once the rollout started (only a wave's pause may); create a new Rollout"
+	ro := validRollout("fixed-waves")
+	if err := k8s.Create(ctx, ro); err != nil {
+		t.Fatal(err)
+	}
+	setPhase := func(phase string) {
+		t.Helper()
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ro), ro); err != nil {
+			t.Fatal(err)
+		}
+		set("status.phase", phase)(ro)
+		if err := k8s.Status().Update(ctx, ro); err != nil {
+			t.Fatalf("status update to %s: %v", phase, err)
+		}
+	}
+	threeWaves := waves(
+		map[string]any{"name": "canary", "devices": int64(5), "pause": map[string]any{}},
+		map[string]any{"name": "early", "devices": "20%", "pause": map[string]any{"duration": "30m"}},
+		wave("all", "100%"),
+	)
+
+	// Before the controller started it (no status, then Pending) waves are free.
+	for _, e := range []struct {
+		name   string
+		mutate func(*unstructured.Unstructured)
+	}{
+		{"devices", threeWaves},
+		{"renamed", waves(wave("first", int64(5)), wave("all", "100%"))},
+		{"fewer", waves(wave("all", "100%"))},
+	} {
+		if err := edit(t, ro, e.mutate, unset("spec.approvedWave")); err != nil {
+			t.Errorf("edit of waves (%s) before start refused: %v", e.name, err)
+		}
+	}
+	setPhase("Pending")
+	if err := edit(t, ro, threeWaves); err != nil {
+		t.Fatalf("edit of waves of a Pending rollout refused: %v", err)
+	}
+
+	setPhase("Progressing")
+	for _, tc := range []struct {
+		name   string
+		mutate func(*unstructured.Unstructured)
+	}{
+		{"devices", set("spec.waves", []any{
+			map[string]any{"name": "canary", "devices": int64(6), "pause": map[string]any{}},
+			map[string]any{"name": "early", "devices": "20%", "pause": map[string]any{"duration": "30m"}},
+			wave("all", "100%"),
+		})},
+		{"count to percentage", set("spec.waves", []any{
+			map[string]any{"name": "canary", "devices": "5%", "pause": map[string]any{}},
+			map[string]any{"name": "early", "devices": "20%", "pause": map[string]any{"duration": "30m"}},
+			wave("all", "100%"),
+		})},
+		{"renamed", set("spec.waves", []any{
+			map[string]any{"name": "canaries", "devices": int64(5), "pause": map[string]any{}},
+			map[string]any{"name": "early", "devices": "20%", "pause": map[string]any{"duration": "30m"}},
+			wave("all", "100%"),
+		})},
+		{"removed", set("spec.waves", []any{
+			map[string]any{"name": "canary", "devices": int64(5), "pause": map[string]any{}},
+			wave("all", "100%"),
+		})},
+		{"reordered", set("spec.waves", []any{
+			map[string]any{"name": "early", "devices": "20%", "pause": map[string]any{"duration": "30m"}},
+			map[string]any{"name": "canary", "devices": int64(5), "pause": map[string]any{}},
+			wave("all", "100%"),
+		})},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := edit(t, ro, tc.mutate)
+			if err == nil || !strings.Contains(err.Error(), msg) {
+				t.Fatalf("edit of waves (%s) of a started rollout: got %v, want refusal with %q", tc.name, err, msg)
+			}
+		})
+	}
+
+	// Gates stay editable: a timed pause shortened, a manual gate made
+	// timed, a gate removed.
+	for _, e := range []struct {
+		name   string
+		mutate func(*unstructured.Unstructured)
+	}{
+		{"pause duration", set("spec.waves", []any{
+			map[string]any{"name": "canary", "devices": int64(5), "pause": map[string]any{}},
+			map[string]any{"name": "early", "devices": "20%", "pause": map[string]any{"duration": "5m"}},
+			wave("all", "100%"),
+		})},
+		{"gates", set("spec.waves", []any{
+			map[string]any{"name": "canary", "devices": int64(5), "pause": map[string]any{"duration": "1h"}},
+			wave("early", "20%"),
+			wave("all", "100%"),
+		})},
+		{"other fields", func(u *unstructured.Unstructured) {
+			set("spec.paused", true)(u)
+			set("spec.successThreshold", "90%")(u)
+		}},
+	} {
+		if err := edit(t, ro, e.mutate); err != nil {
+			t.Errorf("edit of %s of a started rollout refused: %v", e.name, err)
+		}
+	}
+	// Appending passes this rule; since the last wave is "100%", the
+	// ordering rule is what refuses it.
+	err := edit(t, ro, func(u *unstructured.Unstructured) {
+		ws, _, _ := unstructured.NestedSlice(u.Object, "spec", "waves")
+		set("spec.waves", append(ws, wave("more", "100%")))(u)
+	})
+	if err == nil || strings.Contains(err.Error(), msg) || !strings.Contains(err.Error(), "percentage waves must strictly increase") {
+		t.Errorf("append a wave: got %v, want refusal by the ordering rule only", err)
+	}
+
+	// The rule covers every started phase.
+	for _, phase := range []string{"Paused", "Succeeded", "Aborted"} {
+		setPhase(phase)
+		if err := edit(t, ro, set("spec.waves", []any{wave("canary", int64(7)), wave("early", "20%"), wave("all", "100%")})); err == nil || !strings.Contains(err.Error(), msg) {
+			t.Errorf("edit of waves in phase %s: got %v, want refusal", phase, err)
+		}
 	}
 }

@@ -52,6 +52,8 @@ func TestParseOptions(t *testing.T) {
 		{"bad weight", append(slices.Clone(base), "--labels", "region=eu:x"), "weight"},
 		{"bad progress", append(slices.Clone(base), "--progress", "fancy"), "--progress"},
 		{"no devices", append(slices.Clone(base), "--devices", "0"), "--devices"},
+		{"summary interval without file", append(slices.Clone(base), "--summary-interval", "1s"), "--summary-interval needs --summary-json"},
+		{"negative summary interval", append(slices.Clone(base), "--summary-json", "s.json", "--summary-interval", "-1s"), "must not be negative"},
 		{"missing key file", []string{"--server", "s", "--bootstrap-token", "t", "--assignment-key", "a.key", "--vendor-key", "v.pem"}, "no such file"},
 	}
 	for _, tc := range bad {
@@ -156,7 +158,7 @@ func TestSummaryJSONKeys(t *testing.T) {
 		}
 	}
 	d := m["devicesDetail"].([]any)[0].(map[string]any)
-	for _, k := range []string{"id", "version", "securityFloor", "lastState", "lastReason"} {
+	for _, k := range []string{"id", "version", "securityFloor", "pendingFloor", "lastState", "lastReason"} {
 		if _, ok := d[k]; !ok {
 			t.Fatalf("device detail lacks %q", k)
 		}

@@ -9,7 +9,8 @@
 //	         [--devices 500] [--id-prefix sim-] [--device-type sensor-v1] [--version 1.0.0] [--security-floor 0] \
 //	         [--labels 'region=eu:80,region=us:20;hw=rev1:50,hw=rev2:50'] [--poll-interval 1s] \
 //	         [--install-failure RATE[@SEL]] [--corrupt-download RATE[@SEL]] [--never-return RATE[@SEL]] [--revert RATE[@SEL]] \
-//	         [--seed 1] [--summary-json FILE] [--duration 0] [--progress auto|tty|plain|none] [--insecure-skip-verify] [-v]
+//	         [--seed 1] [--summary-json FILE] [--summary-interval 0] [--duration 0] [--progress auto|tty|plain|none] \
+//	         [--insecure-skip-verify] [-v]
 //
 // Device IDs are <id-prefix><index, 5 digits>. Labels are dealt with exact
 // proportions per key (largest remainders), shuffled by --seed.
@@ -32,7 +33,7 @@
 //	  "byState": {"idle": 3, "succeeded": 470, "failed": 20, "neverReturned": 5, ...},
 //	  "refusals": {"chunk-auth": 10, "vendor-signature": 0, ...},
 //	  "reports": 2412,
-//	  "devicesDetail": [{"id": "sim-00000", "version": "2.0.0", "securityFloor": 4,
+//	  "devicesDetail": [{"id": "sim-00000", "version": "2.0.0", "securityFloor": 4, "pendingFloor": 0,
 //	                     "lastState": "succeeded", "lastReason": ""}, ...]
 //	}
 //
@@ -40,6 +41,12 @@
 // never did anything): downloading, downloaded, installing, installed,
 // rebooting, succeeded, failed, canceled, reverted, rolledback, and
 // neverReturned. refusals counts refusals by code (see package agent).
+// securityFloor is the committed floor, raised when the server sends a
+// commit (the rollout that updated the device committed), not at boot;
+// pendingFloor is the running release's securityVersion until then.
+// With --summary-interval the file is also rewritten (atomically) that
+// often while the fleet runs, without pendingReports, so a caller can wait
+// for a state (every floor committed, say) before stopping the fleet.
 // docs/fleetsim.md has the details.
 package main
 
@@ -52,6 +59,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -95,8 +103,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	done := make(chan struct{})
 	go func() { s.run(ctx); close(done) }()
+	live := make(chan struct{})
+	go func() { s.writeSummaries(done, stderr); close(live) }()
 	s.showProgress(ctx, stdout, done)
 	<-done
+	<-live
 
 	sum := s.finalSummary()
 	if o.progress == "tty" {
@@ -104,17 +115,57 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	writeTable(stdout, sum, time.Since(s.started))
 	if o.summaryJSON != "" {
-		f, err := os.Create(o.summaryJSON)
-		if err == nil {
-			err = writeSummaryJSON(f, sum)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-		}
-		if err != nil {
+		if err := writeSummaryFile(o.summaryJSON, sum); err != nil {
 			fmt.Fprintln(stderr, "fleetsim: summary:", err)
 			return 1
 		}
 	}
 	return 0
+}
+
+// writeSummaries rewrites --summary-json every --summary-interval until
+// done, so a test can watch the fleet (committed floors, versions) while it
+// runs. Live summaries have no pendingReports (only a stopped agent may be
+// asked); the final summary written on exit replaces them.
+func (s *sim) writeSummaries(done <-chan struct{}, stderr io.Writer) {
+	if s.opts.summaryInterval <= 0 || s.opts.summaryJSON == "" {
+		return
+	}
+	t := time.NewTicker(s.opts.summaryInterval)
+	defer t.Stop()
+	failed := false
+	for {
+		select {
+		case <-done:
+			return
+		case <-t.C:
+		}
+		if err := writeSummaryFile(s.opts.summaryJSON, s.summary()); err != nil && !failed {
+			fmt.Fprintln(stderr, "fleetsim: live summary:", err)
+			failed = true // said once; the final write reports its own error
+		}
+	}
+}
+
+// writeSummaryFile writes the summary to a temporary file beside path and
+// renames it into place, so a reader never sees a partial document.
+func writeSummaryFile(path string, sum Summary) error {
+	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	if err != nil {
+		return err
+	}
+	err = f.Chmod(0o644) // as os.Create would leave it, for other readers
+	if err == nil {
+		err = writeSummaryJSON(f, sum)
+	}
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Rename(f.Name(), path)
+	}
+	if err != nil {
+		_ = os.Remove(f.Name())
+	}
+	return err
 }

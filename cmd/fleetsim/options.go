@@ -26,6 +26,7 @@ type options struct {
 	faults               map[string]faultRules
 	seed                 uint64
 	summaryJSON          string
+	summaryInterval      time.Duration
 	duration             time.Duration
 	progress             string
 	insecure             bool
@@ -68,6 +69,7 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	}
 	fs.Uint64Var(&o.seed, "seed", 1, "seed for label assignment and fault decisions")
 	fs.StringVar(&o.summaryJSON, "summary-json", "", "write the summary JSON here on exit")
+	fs.DurationVar(&o.summaryInterval, "summary-interval", 0, "also rewrite --summary-json this often while running (atomically; 0: only on exit)")
 	fs.DurationVar(&o.duration, "duration", 0, "stop after this long (0: until SIGINT/SIGTERM)")
 	fs.StringVar(&o.progress, "progress", "auto", "progress display: auto, tty, plain or none")
 	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the server's TLS certificate")
@@ -102,6 +104,14 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	}
 	if o.duration < 0 {
 		errs = append(errs, errors.New("--duration must not be negative"))
+	}
+	switch {
+	case o.summaryInterval < 0:
+		errs = append(errs, errors.New("--summary-interval must not be negative"))
+	case o.summaryInterval > 0 && o.summaryInterval < 10*time.Millisecond:
+		errs = append(errs, errors.New("--summary-interval must be at least 10ms"))
+	case o.summaryInterval > 0 && o.summaryJSON == "":
+		errs = append(errs, errors.New("--summary-interval needs --summary-json"))
 	}
 	switch o.progress {
 	case "auto", "tty", "plain", "none":

@@ -23,11 +23,17 @@ type Summary struct {
 
 // DeviceDetail is one device in the summary.
 type DeviceDetail struct {
-	ID            string `json:"id"`
-	Version       string `json:"version"`
-	SecurityFloor int64  `json:"securityFloor"`
-	LastState     string `json:"lastState"`
-	LastReason    string `json:"lastReason"`
+	ID      string `json:"id"`
+	Version string `json:"version"`
+	// SecurityFloor is the device's committed anti-rollback floor: raised
+	// by the server's commit once the rollout that updated the device
+	// committed, not at boot.
+	SecurityFloor int64 `json:"securityFloor"`
+	// PendingFloor is the securityVersion of the running release while
+	// its rollout has not committed (0 when nothing is pending).
+	PendingFloor int64  `json:"pendingFloor"`
+	LastState    string `json:"lastState"`
+	LastReason   string `json:"lastReason"`
 	// Reports counts the reports the server acknowledged (each report ID
 	// once, retries included).
 	Reports int `json:"reports"`
@@ -58,7 +64,7 @@ func (s *sim) summary() Summary {
 		}
 		out.Reports += d.reports
 		out.DevicesDetail = append(out.DevicesDetail, DeviceDetail{
-			ID: d.id, Version: d.running, SecurityFloor: st.SecurityFloor, LastState: state, LastReason: d.lastReason,
+			ID: d.id, Version: d.running, SecurityFloor: st.SecurityFloor, PendingFloor: st.PendingFloor, LastState: state, LastReason: d.lastReason,
 			Reports: d.reports,
 		})
 		d.mu.Unlock()

@@ -36,6 +36,7 @@ type options struct {
 	maxImageSize           int64
 	fetchTimeout           time.Duration
 	retryBase, retryMax    time.Duration
+	staleAfter             time.Duration
 }
 
 func main() {
@@ -50,6 +51,7 @@ func main() {
 	flag.DurationVar(&o.fetchTimeout, "fetch-timeout", 30*time.Minute, "Time limit for fetching, verifying and encrypting one image.")
 	flag.DurationVar(&o.retryBase, "retry-base-delay", 2*time.Second, "First retry delay after a transient failure (doubles each time).")
 	flag.DurationVar(&o.retryMax, "retry-max-delay", 5*time.Minute, "Longest retry delay after transient failures.")
+	flag.DurationVar(&o.staleAfter, "counts-stale-after", controllers.DefaultStaleAfter, "Counts the OTA server reported longer ago than this are stale: no wave opens, completes or aborts on them (the server heartbeats every --status-heartbeat).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -117,9 +119,10 @@ func run(ctx context.Context, o options) error {
 		return fmt.Errorf("set up FirmwareRelease controller: %w", err)
 	}
 	ro := &controllers.RolloutReconciler{
-		Client:   mgr.GetClient(),
-		Recorder: mgr.GetEventRecorder("otaflow-manager"),
-		Clock:    clock.RealClock{},
+		Client:     mgr.GetClient(),
+		Recorder:   mgr.GetEventRecorder("otaflow-manager"),
+		Clock:      clock.RealClock{},
+		StaleAfter: o.staleAfter,
 	}
 	if err := ro.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up Rollout controller: %w", err)

@@ -33,6 +33,7 @@ type options struct {
 	signingKeyFile           string
 	publicURL                string
 	reportInterval           time.Duration
+	statusHeartbeat          time.Duration
 	assignmentTTL            time.Duration
 	deviceRate               float64
 	deviceBurst              int
@@ -60,6 +61,7 @@ func main() {
 	fs.StringVar(&o.signingKeyFile, "signing-key-file", "", "Read the signing key from this file instead of the Secret.")
 	fs.StringVar(&o.publicURL, "public-url", "", "Base URL devices reach the API at, used in blob URLs (default: from each request's Host).")
 	fs.DurationVar(&o.reportInterval, "report-interval", 2*time.Second, "How often counters are computed and Rollout status is applied.")
+	fs.DurationVar(&o.statusHeartbeat, "status-heartbeat", 30*time.Second, "Rollout status is applied at least this often, changed or not, so status.fleet.reportedAt shows the server is reporting (keep it well under the manager's --counts-stale-after).")
 	fs.DurationVar(&o.assignmentTTL, "assignment-ttl", time.Hour, "Validity of a signed assignment.")
 	fs.Float64Var(&o.deviceRate, "device-rate", 1, "Update checks and reports per second per device (sustained).")
 	fs.IntVar(&o.deviceBurst, "device-burst", 10, "Burst of update checks and reports per device.")
@@ -116,6 +118,8 @@ func (o *options) validate() error {
 		return errors.New("--namespace (or POD_NAMESPACE) is required to watch the enrollment Secret")
 	case o.reportInterval < 100*time.Millisecond:
 		return errors.New("--report-interval must be at least 100ms")
+	case o.statusHeartbeat < o.reportInterval:
+		return errors.New("--status-heartbeat must be at least --report-interval")
 	case o.assignmentTTL < time.Minute:
 		return errors.New("--assignment-ttl must be at least 1m")
 	case o.deviceRate <= 0 || o.deviceBurst < 1:

@@ -30,7 +30,7 @@ func TestEnvDefaults(t *testing.T) {
 }
 
 func TestValidate(t *testing.T) {
-	base := options{namespace: "ns", reportInterval: 2 * time.Second, assignmentTTL: time.Hour, deviceRate: 1, deviceBurst: 1, dataDir: "/d"}
+	base := options{namespace: "ns", reportInterval: 2 * time.Second, statusHeartbeat: 30 * time.Second, assignmentTTL: time.Hour, deviceRate: 1, deviceBurst: 1, dataDir: "/d"}
 	tests := []struct {
 		name string
 		mod  func(*options)

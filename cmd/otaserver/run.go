@@ -114,7 +114,7 @@ func run(ctx context.Context, o options) error {
 		return err
 	}
 	rep, err := reporter.New(reporter.Config{
-		Client: k8s, Catalog: cat, Store: store, Interval: o.reportInterval,
+		Client: k8s, Catalog: cat, Store: store, Interval: o.reportInterval, Heartbeat: o.statusHeartbeat,
 		Log: log.WithName("reporter"), Registerer: reg,
 	})
 	if err != nil {

@@ -24,8 +24,8 @@ import (
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
@@ -121,7 +121,7 @@ func (f *Fixture) Snapshot() *catalog.Snapshot {
 		},
 		Status: otav1.FirmwareReleaseStatus{
 			Artifact: &otav1.Artifact{PlainSHA256: f.PlainSHA256, Size: f.PlainSize,
-				EncryptedSHA256: f.BlobDigest, EncryptedSize: f.BlobSize, Suite: envelope.Suite, KeySecretName: secName},
+				EncryptedSHA256: f.BlobDigest, EncryptedSize: f.BlobSize, Suite: envelope.Suite, KeySecretName: secName, Version: "2.0.0", SecurityVersion: 5},
 			Conditions: []metav1.Condition{{Type: otav1.ConditionReady, Status: metav1.ConditionTrue, Reason: "ArtifactReady", LastTransitionTime: metav1.Now()}},
 		},
 	}
@@ -144,7 +144,7 @@ func (f *Fixture) Snapshot() *catalog.Snapshot {
 // Cutoffs of the fixture's percentage waves (no count waves, so no fleet
 // sync is needed to know them).
 func (f *Fixture) Cutoffs() []uint64 {
-	return eligibility.Cutoffs([]eligibility.WaveSize{{Percent: f.FirstWavePct}, {Percent: 10}, {Percent: 100}}, nil)
+	return rollout.Cutoffs([]rollout.WaveSize{{Percent: f.FirstWavePct}, {Percent: 10}, {Percent: 100}}, nil)
 }
 
 type staticCutoffs []uint64

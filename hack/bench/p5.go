@@ -21,8 +21,8 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
-	"github.com/otaflow/otaflow/internal/eligibility"
 	"github.com/otaflow/otaflow/internal/harness"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/internal/testenv"
 	"github.com/otaflow/otaflow/otaserver/reporter"
 )
@@ -143,7 +143,7 @@ func runP5(ctx context.Context, c config, res *Results) error {
 // mutate changes device states at about 500 per second.
 func mutate(ctx context.Context, s *sqlite.Store, uid string, n int, changes *atomic.Int64) {
 	rng := rand.New(rand.NewPCG(1, 2))
-	steps := []eligibility.State{eligibility.StateDownloading, eligibility.StateDownloaded, eligibility.StateInstalling, eligibility.StateInstalled}
+	steps := []rollout.State{rollout.StateDownloading, rollout.StateDownloaded, rollout.StateInstalling, rollout.StateInstalled}
 	t := time.NewTicker(20 * time.Millisecond)
 	defer t.Stop()
 	for seq := 0; ; {
@@ -164,7 +164,7 @@ func mutate(ctx context.Context, s *sqlite.Store, uid string, n int, changes *at
 				})
 			if err != nil { // no record yet: offer
 				now := time.Now()
-				_ = s.PutRecord(ctx, devicestore.Record{RolloutUID: uid, DeviceID: id, Wave: 0, State: eligibility.StateOffered,
+				_ = s.PutRecord(ctx, devicestore.Record{RolloutUID: uid, DeviceID: id, Wave: 0, State: rollout.StateOffered,
 					Release: benchNS + "/fw-2", Version: "2.0.0", Blob: "b", OfferedAt: now, UpdatedAt: now}, nil)
 			}
 			changes.Add(1)

@@ -15,7 +15,7 @@ import (
 
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 const p8Prefix = "rep-"
@@ -36,7 +36,7 @@ func p8Store(ctx context.Context, path string, n int, fx *Fixture) error {
 	for w := range 32 {
 		wg.Go(func() {
 			for i := w; i < n; i += 32 {
-				r := devicestore.Record{RolloutUID: fx.RolloutUID, DeviceID: deviceID(p8Prefix, i), State: eligibility.StateOffered,
+				r := devicestore.Record{RolloutUID: fx.RolloutUID, DeviceID: deviceID(p8Prefix, i), State: rollout.StateOffered,
 					Release: benchNS + "/fw-2", Version: "2.0.0", Blob: fx.BlobDigest, PreviousVersion: runningVer, OfferedAt: now, UpdatedAt: now}
 				if err := s.PutRecord(ctx, r, nil); err != nil {
 					firstErr.CompareAndSwap(nil, err)
@@ -205,7 +205,7 @@ func rawReportRate(ctx context.Context, path string, c config, fx *Fixture) (flo
 					if _, err := tx.Stmt(stmts["up"]).ExecContext(ctx, "downloading", now, fx.RolloutUID, id); err != nil {
 						return err
 					}
-					rank := int64(eligibility.Rank(fx.RolloutUID, id) ^ 1<<63)
+					rank := int64(rollout.Rank(fx.RolloutUID, id) ^ 1<<63)
 					if _, err := tx.Stmt(stmts["pin"]).ExecContext(ctx, fx.RolloutUID, id, rank, wave); err != nil {
 						return err
 					}

@@ -265,7 +265,7 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 	}
 	fleet, err := stack.StartFleet(harness.FleetOptions{
 		Name: "fleet-" + ring, Devices: o.devices, IDPrefix: ring + "-", Version: "4.0.0",
-		Seed: int64(rng.Uint32()), Labels: "ring=" + ring + ":1",
+		Seed: int64(rng.Uint32()), Labels: "ring=" + ring + ":1", SummaryInterval: 500 * time.Millisecond,
 	})
 	if err != nil {
 		return nil, err
@@ -341,6 +341,18 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
+	// The floor is committed after Succeeded, when each device checks in
+	// again and the server answers "commit": wait for every device to
+	// report it (fleetsim's live summary) before stopping the fleet. A
+	// device that never commits is reported by compare, from the final
+	// summary.
+	fctx, fcancel := context.WithTimeout(ctx, time.Minute)
+	if _, err := fleet.WaitSummary(fctx, func(s *harness.FleetSummary) bool {
+		return s.All(func(d harness.FleetDevice) bool { return d.Version == "5.0.0" && d.SecurityFloor == 5 })
+	}); err != nil {
+		say("run %d: not every device committed floor 5: %v", idx, err)
+	}
+	fcancel()
 	// Every device saw the end; stop the fleet so its summary is final.
 	if err := fleet.Stop(20 * time.Second); err != nil {
 		return r, err
@@ -414,14 +426,16 @@ func compare(ctx context.Context, stack *harness.Stack, r *result, ro *otav1.Rol
 			r.duplicated += extra
 			r.problem("device %s: store holds %d reports the device never had acknowledged or pending", d.ID, extra)
 		}
-		if d.Version == "5.0.0" && d.SecurityFloor == 5 {
+		// Finished: runs the release with its floor committed (after
+		// Succeeded, on the server's commit), nothing pending.
+		if d.Version == "5.0.0" && d.SecurityFloor == 5 && d.PendingFloor == 0 {
 			r.finished++
 			if states[d.ID] != "succeeded" {
 				r.lost++
 				r.problem("device %s runs 5.0.0 but the store says %q", d.ID, states[d.ID])
 			}
 		} else {
-			r.problem("device %s did not finish: version %s floor %d state %s %s", d.ID, d.Version, d.SecurityFloor, d.LastState, d.LastReason)
+			r.problem("device %s did not finish: version %s floor %d (pending %d) state %s %s", d.ID, d.Version, d.SecurityFloor, d.PendingFloor, d.LastState, d.LastReason)
 		}
 		if states[d.ID] == "succeeded" && d.Version != "5.0.0" {
 			r.duplicated++

@@ -1,5 +1,6 @@
 // Package assignment signs and verifies the per-device answers of the OTA
-// server ("install this release").
+// server ("install this release", or, with Commit, "the release you run is
+// committed: raise your security floor to its securityVersion").
 //
 // The envelope is DSSE-like: the payload is JSON serialized once, and the
 // signature covers "otaflow-assignment/v1\n" ‖ payload, so the exact bytes
@@ -52,7 +53,9 @@ var (
 	ErrUnsupportedKey = errors.New("assignment: unsupported key type")
 )
 
-// Assignment tells one device which encrypted release to install.
+// Assignment tells one device which encrypted release to install, or, with
+// Commit, that the release it runs is committed: its SecurityVersion
+// becomes the device's anti-rollback floor.
 type Assignment struct {
 	DeviceID        string `json:"deviceID"`
 	Rollout         string `json:"rollout"` // namespace/name
@@ -73,6 +76,12 @@ type Assignment struct {
 	VendorSignature string `json:"vendorSignature"`
 	// Rollback marks a previous release offered after an abort.
 	Rollback bool `json:"rollback,omitempty"`
+	// Commit marks a commit: the rollout that installed this release (the
+	// one the device runs) committed, so the device raises its security
+	// floor to SecurityVersion. Nothing is installed. Omitted when false,
+	// so payloads without it are byte-identical to those of before the
+	// field existed. Commit and Rollback are mutually exclusive.
+	Commit bool `json:"commit,omitempty"`
 	// Nonce is random hex, or the device's own nonce echoed back.
 	Nonce     string    `json:"nonce"`
 	IssuedAt  time.Time `json:"issuedAt"`
@@ -149,6 +158,9 @@ func (a *Assignment) Validate() error {
 			bad("vendorSignature is not base64: %v", err)
 		}
 	}
+	if a.Commit && a.Rollback {
+		bad("commit and rollback are mutually exclusive")
+	}
 	if !isNonce(a.Nonce) {
 		bad("nonce must be 16 to 128 hex characters")
 	}
@@ -189,10 +201,14 @@ func isLowerHex(s string) bool {
 }
 
 // requiredFields are the payload's JSON keys that must be present. The only
-// other key is rollback, which the encoder omits when false.
+// other keys are optionalFields, which the encoder omits when false.
 const requiredFields = "deviceID rollout release version securityVersion " +
 	"plainSHA256 plainSize encryptedSHA256 encryptedSize suite blobURL kem " +
 	"wrappedKey vendorSignature nonce issuedAt expiresAt"
+
+// optionalFields are the payload's keys that may be absent (booleans,
+// omitted when false).
+const optionalFields = "rollback commit"
 
 // parsePayload decodes a payload strictly. encoding/json alone would match
 // keys case-insensitively, let the last of two duplicate keys win, read
@@ -222,14 +238,15 @@ func checkKeys(payload []byte) error {
 		return fmt.Errorf("payload is not a JSON object")
 	}
 	required := strings.Fields(requiredFields)
-	seen := make(map[string]bool, len(required)+1)
+	optional := strings.Fields(optionalFields)
+	seen := make(map[string]bool, len(required)+len(optional))
 	for dec.More() {
 		tok, err := dec.Token()
 		if err != nil {
 			return err
 		}
 		key, _ := tok.(string) // object keys are always strings
-		if key != "rollback" && !slices.Contains(required, key) {
+		if !slices.Contains(optional, key) && !slices.Contains(required, key) {
 			return fmt.Errorf("unknown field %q", key)
 		}
 		if seen[key] {

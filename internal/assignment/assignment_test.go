@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -163,6 +164,9 @@ func TestVerify(t *testing.T) {
 			a := validAssignment()
 			a.Rollback = true
 			rollback := mustSign(t, signer, a)
+			a = validAssignment()
+			a.Commit = true
+			commit := mustSign(t, signer, a)
 
 			padded := bytes.Clone(good.Payload)
 			padded = append(padded, bytes.Repeat([]byte(" "), MaxPayloadSize-len(padded))...)
@@ -176,6 +180,9 @@ func TestVerify(t *testing.T) {
 			}{
 				{"valid", good, "sensor-0042", t0.Add(time.Minute), nil},
 				{"valid rollback", rollback, "sensor-0042", t0, nil},
+				{"valid commit", commit, "sensor-0042", t0, nil},
+				{"commit for another device", commit, "sensor-0043", t0, ErrWrongDevice},
+				{"expired commit", commit, "sensor-0042", t0.Add(time.Hour + skew), ErrExpired},
 				{"valid at exactly 64 KiB", mustSignPayload(t, signer, padded), "sensor-0042", t0, nil},
 				{"tampered payload", tamperedPayload, "sensor-0042", t0, ErrBadSignature},
 				{"tampered signature", tamperedSig, "sensor-0042", t0, ErrBadSignature},
@@ -285,6 +292,11 @@ func TestVerifyPayloads(t *testing.T) {
 		{"zero issuedAt", set("issuedAt", time.Time{})},
 		{"expiresAt before issuedAt", set("expiresAt", t0.Add(-time.Second))},
 		{"bad time", set("issuedAt", "yesterday")},
+		{"commit and rollback", payloadWith(t, func(m map[string]any) { m["commit"] = true; m["rollback"] = true })},
+		{"commit not a boolean", set("commit", "true")},
+		{"commit null", set("commit", nil)},
+		{"commit in other case", set("Commit", true)},
+		{"duplicate commit", bytes.Replace(good, []byte(`{"deviceID":`), []byte(`{"commit":false,"commit":true,"deviceID":`), 1)},
 	}
 	for _, f := range strings.Fields(requiredFields) {
 		tests = append(tests, struct {
@@ -309,22 +321,64 @@ func TestVerifyPayloads(t *testing.T) {
 	}
 }
 
-// TestRequiredFields keeps requiredFields in step with the struct: every
-// JSON key is listed except rollback, which is omitted when false.
+// TestRequiredFields keeps requiredFields and optionalFields in step with
+// the struct: every JSON key is listed once, and exactly the omitempty
+// ones (rollback, commit) are optional.
 func TestRequiredFields(t *testing.T) {
-	var tags []string
+	var required, optional []string
 	typ := reflect.TypeFor[Assignment]()
 	for i := range typ.NumField() {
-		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
-		if name != "rollback" {
-			tags = append(tags, name)
+		name, opts, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		if opts == "omitempty" {
+			optional = append(optional, name)
+		} else {
+			required = append(required, name)
 		}
 	}
-	got := strings.Fields(requiredFields)
-	slices.Sort(tags)
-	slices.Sort(got)
-	if !slices.Equal(got, tags) {
-		t.Fatalf("requiredFields = %v, struct has %v", got, tags)
+	for _, c := range []struct {
+		name       string
+		list, tags []string
+	}{{"requiredFields", strings.Fields(requiredFields), required}, {"optionalFields", strings.Fields(optionalFields), optional}} {
+		slices.Sort(c.list)
+		slices.Sort(c.tags)
+		if !slices.Equal(c.list, c.tags) {
+			t.Fatalf("%s = %v, struct has %v", c.name, c.list, c.tags)
+		}
+	}
+}
+
+// TestPayloadEncoding pins the serialization: an assignment without
+// rollback or commit encodes exactly as before those flags existed (so
+// payloads, signatures and committed seeds stay byte-identical), and each
+// flag adds only its own key.
+func TestPayloadEncoding(t *testing.T) {
+	const base = `{"deviceID":"sensor-0042","rollout":"fleet/spring-update","release":"fleet/fw-2-1-0","version":"2.1.0",` +
+		`"securityVersion":7,"plainSHA256":"` + "%s" + `","plainSize":100000,"encryptedSHA256":"` + "%s" + `",` +
+		`"encryptedSize":100170,"suite":"otaflow-enc/v1","blobURL":"https://ota.example.com/blobs/` + "%s" + `","kem":"x25519",` +
+		`"wrappedKey":"` + "%s" + `","vendorSignature":"c2lnbmF0dXJl",%s"nonce":"00112233445566778899aabbccddeeff",` +
+		`"issuedAt":"2026-03-01T12:00:00Z","expiresAt":"2026-03-01T13:00:00Z"}`
+	wrapped := strings.Repeat("q6ur", 26) + "q6s=" // 80 bytes of 0xab
+	want := func(flags string) string {
+		return fmt.Sprintf(base, sum("plain"), sum("encrypted"), sum("encrypted"), wrapped, flags)
+	}
+	for _, c := range []struct {
+		name  string
+		edit  func(*Assignment)
+		flags string
+	}{
+		{"install", func(*Assignment) {}, ""},
+		{"rollback", func(a *Assignment) { a.Rollback = true }, `"rollback":true,`},
+		{"commit", func(a *Assignment) { a.Commit = true }, `"commit":true,`},
+	} {
+		a := validAssignment()
+		c.edit(&a)
+		got, err := json.Marshal(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want(c.flags) {
+			t.Errorf("%s payload:\n got %s\nwant %s", c.name, got, want(c.flags))
+		}
 	}
 }
 
@@ -339,6 +393,8 @@ func TestSign(t *testing.T) {
 		{"p256 wrapped key", func(a *Assignment) { a.KEM = "p256"; a.WrappedKey = make([]byte, 113) }, nil},
 		{"no vendor signature", func(a *Assignment) { a.VendorSignature = "" }, nil},
 		{"upper-case device nonce", func(a *Assignment) { a.Nonce = "ABCDEF0123456789" }, nil},
+		{"commit", func(a *Assignment) { a.Commit = true }, nil},
+		{"commit and rollback", func(a *Assignment) { a.Commit, a.Rollback = true, true }, ErrMalformed},
 		{"missing device", func(a *Assignment) { a.DeviceID = "" }, ErrMalformed},
 		{"missing nonce", func(a *Assignment) { a.Nonce = "" }, ErrMalformed},
 		{"missing wrapped key", func(a *Assignment) { a.WrappedKey = nil }, ErrMalformed},
@@ -399,8 +455,10 @@ func TestSignedJSON(t *testing.T) {
 	if _, ok := p["wrappedKey"].(string); !ok {
 		t.Fatalf("wrappedKey is %T in the payload, want a base64 string", p["wrappedKey"])
 	}
-	if _, ok := p["rollback"]; ok {
-		t.Fatal("rollback written although false")
+	for _, k := range []string{"rollback", "commit"} {
+		if _, ok := p[k]; ok {
+			t.Fatalf("%s written although false", k)
+		}
 	}
 }
 

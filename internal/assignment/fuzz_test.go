@@ -13,7 +13,11 @@ func FuzzVerify(f *testing.F) {
 	v := mustVerifier(f, key)
 	good := mustSign(f, signer, validAssignment())
 	other := mustSign(f, mustSigner(f, edKey(10)), validAssignment())
+	c := validAssignment()
+	c.Commit = true
+	commit := mustSign(f, signer, c)
 	f.Add(good.Payload, good.Signature)
+	f.Add(commit.Payload, commit.Signature)
 	f.Add(other.Payload, other.Signature)
 	f.Add(good.Payload[:len(good.Payload)-1], good.Signature)
 	f.Add([]byte(`{}`), good.Signature)
@@ -33,7 +37,7 @@ func FuzzVerify(f *testing.F) {
 			}
 			return
 		}
-		if a.DeviceID != "sensor-0042" || a.Validate() != nil {
+		if a.DeviceID != "sensor-0042" || a.Validate() != nil || (a.Commit && a.Rollback) {
 			t.Fatalf("accepted an invalid assignment: %+v", a)
 		}
 		if t0.Add(time.Minute).Before(a.IssuedAt) || !t0.Add(-time.Minute).Before(a.ExpiresAt) {

@@ -12,7 +12,7 @@ import (
 	"errors"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 var (
@@ -55,7 +55,7 @@ type Record struct {
 	RolloutUID      string
 	DeviceID        string
 	Wave            int
-	State           eligibility.State
+	State           rollout.State
 	Release         string // namespace/name of the offered release
 	Version         string // version of the offered release
 	Blob            string // encrypted SHA-256 of the offered release
@@ -95,11 +95,20 @@ type Failure struct {
 	At       time.Time
 }
 
+// RecordWrite is a record to store and, when not nil, the failure to log
+// with it.
+type RecordWrite struct {
+	Record  Record
+	Failure *Failure
+}
+
 // WaveCounts are one wave's counters.
 type WaveCounts struct {
 	Targeted int64
+	// Offline counts members with no record not seen since the cutoff.
+	Offline int64
 	// States counts records by state.
-	States map[eligibility.State]int64
+	States map[rollout.State]int64
 }
 
 // Counts are a rollout's counters, computed from indexes.
@@ -107,6 +116,8 @@ type Counts struct {
 	FleetSize int64
 	Conflicts int64
 	Waves     map[int]*WaveCounts
+	// Skipped counts skipped records by reason.
+	Skipped map[string]int64
 }
 
 // Store is the device store. Implementations must be safe for concurrent
@@ -137,6 +148,12 @@ type Store interface {
 	// rollout's fleet. When failure is not nil it is appended to the
 	// rollout's failure log in the same transaction.
 	PutRecord(ctx context.Context, r Record, failure *Failure) error
+	// UpdateRecords reads the device's records and stores the writes
+	// decide returns, in one transaction: a check-in decides on records no
+	// other write can change before its own writes land, so a delayed
+	// check-in never overwrites a newer state. decide may run more than
+	// once and must not have side effects; an error from it stores nothing.
+	UpdateRecords(ctx context.Context, deviceID string, decide func(recs []Record) ([]RecordWrite, error)) error
 	// ApplyReport runs update on the device's record and stores the result
 	// and the report ID in one transaction. A report ID seen before fails
 	// with ErrDuplicateReport and changes nothing. update may return an
@@ -158,8 +175,9 @@ type Store interface {
 	// ExpireOffers marks records still in progress that were offered
 	// before deadline as timed out, and returns how many.
 	ExpireOffers(ctx context.Context, rolloutUID string, deadline, now time.Time) (int64, error)
-	// Counts returns the rollout's counters.
-	Counts(ctx context.Context, rolloutUID string) (Counts, error)
+	// Counts returns the rollout's counters; fleet members without a
+	// record last seen before offlineBefore count as offline.
+	Counts(ctx context.Context, rolloutUID string, offlineBefore time.Time) (Counts, error)
 	// RecentFailures returns the newest failures first.
 	RecentFailures(ctx context.Context, rolloutUID string, limit int) ([]Failure, error)
 	// ForgetRollout deletes everything about a rollout that no longer exists.

@@ -29,6 +29,12 @@ type StackOptions struct {
 	// LeaderElect runs the manager with leader election (a Lease in
 	// Namespace), as a replicated deployment does.
 	LeaderElect bool
+	// StatusHeartbeat is the OTA server's --status-heartbeat (status is
+	// applied at least this often); 0 keeps its default (30s).
+	StatusHeartbeat time.Duration
+	// CountsStaleAfter is the manager's --counts-stale-after; 0 keeps its
+	// default (2m). Keep it well above StatusHeartbeat.
+	CountsStaleAfter time.Duration
 }
 
 // Stack is otaflow running as in a cluster: control plane, the manager and
@@ -156,7 +162,7 @@ func (s *Stack) startManager(ctx context.Context) error {
 			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
 			"--retry-base-delay=500ms",
 			"--retry-max-delay=5s",
-		}, s.leaderArgs()...),
+		}, append(s.leaderArgs(), s.staleArgs()...)...),
 		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
 		LogPath: filepath.Join(s.Opts.Dir, "manager.log"),
 	})
@@ -165,6 +171,13 @@ func (s *Stack) startManager(ctx context.Context) error {
 	}
 	s.ManagerReady = fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)
 	return s.WaitManager(ctx)
+}
+
+func (s *Stack) staleArgs() []string {
+	if s.Opts.CountsStaleAfter <= 0 {
+		return nil
+	}
+	return []string{"--counts-stale-after=" + s.Opts.CountsStaleAfter.String()}
 }
 
 func (s *Stack) leaderArgs() []string {
@@ -201,10 +214,14 @@ func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error
 	}
 	s.ServerURL = fmt.Sprintf("http://127.0.0.1:%d", devPort)
 	s.ServerReady = fmt.Sprintf("http://127.0.0.1:%d/readyz", metricsPort)
+	var extra []string
+	if s.Opts.StatusHeartbeat > 0 {
+		extra = append(extra, "--status-heartbeat="+s.Opts.StatusHeartbeat.String())
+	}
 	s.OTAServer, err = StartProcess(ProcessSpec{
 		Name: "otaserver",
 		Path: filepath.Join(s.Opts.BinDir, "otaserver"),
-		Args: []string{
+		Args: append([]string{
 			"--insecure-http", // loopback only
 			fmt.Sprintf("--device-bind-address=127.0.0.1:%d", devPort),
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
@@ -215,7 +232,7 @@ func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error
 			"--report-interval=" + s.Opts.ReportInterval.String(),
 			"--device-rate=5",
 			"--device-burst=20",
-		},
+		}, extra...),
 		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
 		LogPath: filepath.Join(s.Opts.Dir, "otaserver.log"),
 	})

@@ -14,12 +14,15 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
-	"github.com/otaflow/otaflow/internal/eligibility"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
-// DefaultDeviceTimeout applies when spec.deviceTimeout is unset.
-const DefaultDeviceTimeout = 2 * time.Hour
+// Defaults for unset durations (the API server defaults them too).
+const (
+	DefaultDeviceTimeout = 2 * time.Hour
+	DefaultOfflineAfter  = 24 * time.Hour
+)
 
 // Release is a FirmwareRelease as the server needs it.
 type Release struct {
@@ -49,11 +52,15 @@ type Rollout struct {
 	SelectorKey        string
 	Release            *Release // nil while the release does not exist
 	WaveNames          []string
-	Waves              []eligibility.WaveSize
+	Waves              []rollout.WaveSize
 	DeviceTimeout      time.Duration
+	OfflineAfter       time.Duration
 	MaxOffersPerMinute int32
+	// Problem says why the spec cannot be applied ("" when it can); such
+	// a rollout selects no new device but is never forgotten.
+	Problem string
 	// View is the offer-decision view, without cutoffs.
-	View eligibility.RolloutView
+	View rollout.RolloutView
 }
 
 // Key is "namespace/name".
@@ -92,9 +99,10 @@ func (s *Snapshot) Matching(deviceType string, l map[string]string) []*Rollout {
 }
 
 // PreviousRelease is the usable release of the namespace with the version
-// that accepts the device type (the first by name if several do).
+// (compared as semantic versions) that accepts the device type (the first
+// by name if several do).
 func (s *Snapshot) PreviousRelease(namespace, version, deviceType string) *Release {
-	for _, r := range s.byVersion[namespace+"\x00"+version] {
+	for _, r := range s.byVersion[namespace+"\x00"+rollout.ParseVersion(version).Canonical()] {
 		if r.Usable && r.Accepts(deviceType) {
 			return r
 		}
@@ -110,7 +118,7 @@ func Build(rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[
 	for i := range releases {
 		r := compileRelease(&releases[i], keys)
 		rels[r.Key()] = r
-		k := r.Namespace + "\x00" + r.Version
+		k := r.Namespace + "\x00" + rollout.ParseVersion(r.Version).Canonical()
 		s.byVersion[k] = append(s.byVersion[k], r)
 	}
 	for _, l := range s.byVersion {
@@ -145,7 +153,11 @@ func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *
 		r.DeviceTypes[t] = true
 	}
 	ready := meta.IsStatusConditionTrue(fr.Status.Conditions, otav1.ConditionReady)
-	if a := fr.Status.Artifact; a != nil && ready && fr.DeletionTimestamp == nil {
+	// Only an artifact built (or verified again) for the current
+	// generation is served: after a spec change the old bytes are not
+	// paired with the new spec while the controller catches up.
+	if a := fr.Status.Artifact; a != nil && ready && fr.DeletionTimestamp == nil && a.Generation == fr.Generation &&
+		a.Version == fr.Spec.Version && a.SecurityVersion == fr.Spec.SecurityVersion {
 		r.Artifact = *a
 		if sec := keys[fr.Namespace+"/"+a.KeySecretName]; sec != nil && sec.Labels[controllers.LabelReleaseUID] == string(fr.UID) {
 			if k := sec.Data[controllers.ContentKeyField]; len(k) == envelope.KeySize {
@@ -160,17 +172,23 @@ func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *
 func compileRollout(ro *otav1.Rollout, rel *Release) *Rollout {
 	sel := labels.Everything()
 	selKey := ""
+	problem := ""
 	if ro.Spec.Selector != nil {
 		s, err := metav1.LabelSelectorAsSelector(ro.Spec.Selector)
 		if err != nil {
-			return nil // the API server validates selectors; skip a broken one
+			// Stored before the API validated selectors. The rollout is
+			// kept (its records, fleet and failures are never forgotten
+			// while it exists) but selects no new device; the controller
+			// reports the problem as a condition.
+			sel, selKey, problem = labels.Nothing(), "\x00invalid", "selector: "+err.Error()
+		} else {
+			sel, selKey = s, s.String()
 		}
-		sel, selKey = s, s.String()
 	}
 	r := &Rollout{
 		Namespace: ro.Namespace, Name: ro.Name, UID: string(ro.UID),
 		Created: ro.CreationTimestamp.Time, Selector: sel, Release: rel,
-		DeviceTimeout: DefaultDeviceTimeout,
+		DeviceTimeout: DefaultDeviceTimeout, OfflineAfter: DefaultOfflineAfter, Problem: problem,
 	}
 	if rel != nil {
 		// A new compatibility list changes the fleet as much as a new
@@ -186,6 +204,9 @@ func compileRollout(ro *otav1.Rollout, rel *Release) *Rollout {
 	if ro.Spec.DeviceTimeout != nil && ro.Spec.DeviceTimeout.Duration > 0 {
 		r.DeviceTimeout = ro.Spec.DeviceTimeout.Duration
 	}
+	if ro.Spec.OfflineAfter != nil && ro.Spec.OfflineAfter.Duration > 0 {
+		r.OfflineAfter = ro.Spec.OfflineAfter.Duration
+	}
 	if ro.Spec.MaxOffersPerMinute != nil {
 		r.MaxOffersPerMinute = *ro.Spec.MaxOffersPerMinute
 	}
@@ -194,32 +215,50 @@ func compileRollout(ro *otav1.Rollout, rel *Release) *Rollout {
 		r.Waves = append(r.Waves, waveSize(w.Devices))
 	}
 	rollbackOnAbort := ro.Spec.RollbackOnAbort == nil || *ro.Spec.RollbackOnAbort
-	r.View = eligibility.RolloutView{
-		Phase:             ro.Status.Phase,
+	phase := rollout.Phase(ro.Status.Phase)
+	r.View = rollout.RolloutView{
+		Phase:             phase,
 		CurrentWave:       int(ro.Status.CurrentWave),
 		Paused:            ro.Spec.Paused,
 		Abort:             ro.Spec.Abort,
 		RollbackRequested: ro.Status.RollbackRequested && rollbackOnAbort,
+		Committed:         !ro.Spec.Abort && phase != rollout.Aborted && (phase == rollout.Succeeded || ro.Spec.Commit),
+		Continuous:        ro.Spec.TargetSelection == otav1.TargetContinuous,
+	}
+	if phase == rollout.Succeeded {
+		r.View.SucceededAt = succeededAt(ro)
 	}
 	if rel != nil {
 		r.View.ReleaseReady = rel.Usable
-		r.View.Version = rel.Version
+		r.View.Version = rollout.ParseVersion(rel.Version)
 		r.View.SecurityVersion = rel.SecurityVersion
 	}
 	return r
 }
 
+// succeededAt is when the last wave completed: the moment the rollout
+// succeeded, which Snapshot targeting compares enrollment times with.
+func succeededAt(ro *otav1.Rollout) time.Time {
+	var last time.Time
+	for _, w := range ro.Status.Waves {
+		if w.CompletedAt != nil && w.CompletedAt.After(last) {
+			last = w.CompletedAt.Time
+		}
+	}
+	return last
+}
+
 // waveSize parses "N" or "N%"; anything else opens nothing (the API
 // server's validation makes that unreachable).
-func waveSize(v intstr.IntOrString) eligibility.WaveSize {
+func waveSize(v intstr.IntOrString) rollout.WaveSize {
 	if v.Type == intstr.Int {
-		return eligibility.WaveSize{Count: int64(v.IntVal)}
+		return rollout.WaveSize{Count: int64(v.IntVal)}
 	}
 	p, err := intstr.GetScaledValueFromIntOrPercent(&v, 100, false)
 	if err != nil || !strings.HasSuffix(v.StrVal, "%") {
-		return eligibility.WaveSize{}
+		return rollout.WaveSize{}
 	}
-	return eligibility.WaveSize{Percent: p}
+	return rollout.WaveSize{Percent: p}
 }
 
 // vendorSignature is the signature the controller verified (it covers

@@ -11,14 +11,14 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 func rel(name, version string, ready bool) otav1.FirmwareRelease {
 	r := otav1.FirmwareRelease{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name},
 		Spec:       otav1.FirmwareReleaseSpec{Version: version, Compatibility: otav1.Compatibility{DeviceTypes: []string{"t1"}}},
-		Status:     otav1.FirmwareReleaseStatus{Artifact: &otav1.Artifact{EncryptedSHA256: "e", KeySecretName: name + "-key"}},
+		Status:     otav1.FirmwareReleaseStatus{Artifact: &otav1.Artifact{EncryptedSHA256: "e", KeySecretName: name + "-key", Version: version}},
 	}
 	r.UID = types.UID("uid-" + r.Name)
 	if ready {
@@ -60,10 +60,10 @@ func TestBuild(t *testing.T) {
 		t.Fatalf("order: %v %v %v", s.Rollouts[0].Name, s.Rollouts[1].Name, s.Rollouts[2].Name)
 	}
 	ro := s.Rollout("ns/older")
-	if ro == nil || !ro.View.ReleaseReady || ro.View.Version != "2.0.0" || ro.DeviceTimeout != DefaultDeviceTimeout {
+	if ro == nil || !ro.View.ReleaseReady || ro.View.Version.String() != "2.0.0" || ro.DeviceTimeout != DefaultDeviceTimeout {
 		t.Fatalf("older: %+v", ro)
 	}
-	if want := []eligibility.WaveSize{{Count: 5}, {Percent: 100}}; ro.Waves[0] != want[0] || ro.Waves[1] != want[1] {
+	if want := []rollout.WaveSize{{Count: 5}, {Percent: 100}}; ro.Waves[0] != want[0] || ro.Waves[1] != want[1] {
 		t.Fatalf("waves %+v", ro.Waves)
 	}
 	if ro.View.RollbackRequested {

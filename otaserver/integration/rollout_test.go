@@ -25,7 +25,7 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
@@ -102,7 +102,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		t.Fatal("catalog did not sync")
 	}
 	reg := prometheus.NewRegistry()
-	rep, err := reporter.New(reporter.Config{Client: k8s, Catalog: cat, Store: store, Interval: 200 * time.Millisecond, Log: logr.Discard(), Registerer: reg})
+	rep, err := reporter.New(reporter.Config{Client: k8s, Catalog: cat, Store: store, Interval: 200 * time.Millisecond, Heartbeat: time.Second, Log: logr.Discard(), Registerer: reg})
 	must(t, err)
 	go func() { _ = rep.Run(ctx) }()
 	_, signKey, _ := ed25519.GenerateKey(rand.Reader)
@@ -138,11 +138,11 @@ func TestRolloutEndToEnd(t *testing.T) {
 	uid := string(ro.UID)
 	// The canary is the two lowest ranks among the six matching devices.
 	eu := slices.Clone(fleet[:6])
-	sort.Slice(eu, func(i, j int) bool { return eligibility.Rank(uid, eu[i].ID) < eligibility.Rank(uid, eu[j].ID) })
+	sort.Slice(eu, func(i, j int) bool { return rollout.Rank(uid, eu[i].ID) < rollout.Rank(uid, eu[j].ID) })
 	canary := map[string]bool{eu[0].ID: true, eu[1].ID: true}
 	// Until the reporter has counted the fleet, count waves offer nothing.
 	releasetest.Eventually(t, 10*time.Second, func() error {
-		if c, ok := rep.Cutoffs(uid); !ok || c[0] == eligibility.MaxRank {
+		if c, ok := rep.Cutoffs(uid); !ok || c[0] == rollout.MaxRank {
 			return fmt.Errorf("cutoffs not computed: %v", c)
 		}
 		return nil
@@ -172,7 +172,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		if sum := sha256.Sum256(plain); hex.EncodeToString(sum[:]) != a.PlainSHA256 || len(plain) != len(img) {
 			t.Fatal("decrypted image differs")
 		}
-		for i, st := range []eligibility.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
+		for i, st := range []rollout.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
 			r, err := d.Report(ctx, otaserver.StatusReport{ReportID: fmt.Sprint(i), Rollout: u.Rollout, State: st})
 			if err != nil || r.Status != 200 {
 				t.Fatalf("report %s: %v %d %s", st, err, r.Status, r.Body)
@@ -192,6 +192,22 @@ func TestRolloutEndToEnd(t *testing.T) {
 		var got otav1.Rollout
 		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
 			return err
+		}
+		return checkStatus(got.Status, want, 6, 0)
+	})
+
+	// Nothing changes now, yet the server's heartbeat keeps reportedAt
+	// moving: the controller tells a quiet fleet from a silent server.
+	var quiet otav1.Rollout
+	must(t, k8s.Get(ctx, client.ObjectKeyFromObject(ro), &quiet))
+	before := quiet.Status.Fleet.ReportedAt.Time
+	releasetest.Eventually(t, 10*time.Second, func() error {
+		var got otav1.Rollout
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(ro), &got); err != nil {
+			return err
+		}
+		if !got.Status.Fleet.ReportedAt.After(before) {
+			return fmt.Errorf("reportedAt still %s", got.Status.Fleet.ReportedAt)
 		}
 		return checkStatus(got.Status, want, 6, 0)
 	})

@@ -5,8 +5,10 @@ import (
 	"fmt"
 	"slices"
 
+	"k8s.io/apimachinery/pkg/types"
+
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
@@ -21,12 +23,12 @@ const pageSize = 2000
 func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout) error {
 	st := r.fleets[ro.UID]
 	if st == nil || st.selectorKey != ro.SelectorKey {
-		st = &fleetState{selectorKey: ro.SelectorKey, cutoffs: st.cutoffsOrNil()}
+		st = &fleetState{key: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, selectorKey: ro.SelectorKey, cutoffs: st.cutoffsOrNil()}
 		r.fleets[ro.UID] = st
 	}
 	cut := st.cutoffs
 	if cut == nil {
-		cut = eligibility.Cutoffs(ro.Waves, nil) // provisional; fixed below
+		cut = rollout.Cutoffs(ro.Waves, nil) // provisional; fixed below
 	}
 	for {
 		devs, err := r.cfg.Store.DevicesSince(ctx, st.seq, pageSize)
@@ -37,8 +39,8 @@ func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout) error {
 		var rm []string
 		for _, d := range devs {
 			if ro.Matches(d.Type, d.Labels) {
-				rank := eligibility.Rank(ro.UID, d.ID)
-				up = append(up, devicestore.FleetMember{DeviceID: d.ID, Rank: rank, Wave: eligibility.WaveOf(rank, cut)})
+				rank := rollout.Rank(ro.UID, d.ID)
+				up = append(up, devicestore.FleetMember{DeviceID: d.ID, Rank: rank, Wave: rollout.WaveOf(rank, cut)})
 			} else {
 				rm = append(rm, d.ID)
 			}
@@ -54,7 +56,7 @@ func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout) error {
 		}
 	}
 	nth := map[int64]uint64{}
-	for _, n := range eligibility.CountRanks(ro.Waves) {
+	for _, n := range rollout.CountRanks(ro.Waves) {
 		rank, ok, err := r.cfg.Store.NthRank(ctx, ro.UID, n)
 		if err != nil {
 			return err
@@ -63,7 +65,7 @@ func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout) error {
 			nth[n] = rank
 		}
 	}
-	next := eligibility.Cutoffs(ro.Waves, nth)
+	next := rollout.Cutoffs(ro.Waves, nth)
 	if !slices.Equal(next, st.cutoffs) {
 		if err := r.cfg.Store.AssignWaves(ctx, ro.UID, next); err != nil {
 			return fmt.Errorf("assign waves of %s: %w", ro.Key(), err)

@@ -17,6 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
@@ -43,9 +47,13 @@ type Config struct {
 	Interval time.Duration
 	// ApplyTimeout bounds one status apply.
 	ApplyTimeout time.Duration
-	Log          logr.Logger
-	Registerer   prometheus.Registerer
-	Now          func() time.Time
+	// Heartbeat: status is applied at least this often even when no
+	// counter changed, so status.fleet.reportedAt shows the server is
+	// alive (default 30s).
+	Heartbeat  time.Duration
+	Log        logr.Logger
+	Registerer prometheus.Registerer
+	Now        func() time.Time
 }
 
 // Reporter computes fleets, cutoffs and counters, and writes status.
@@ -59,10 +67,17 @@ type Reporter struct {
 
 	// Owned by the cycle goroutine.
 	fleets map[string]*fleetState
-	last   map[string]string // rollout UID → last applied status (comparable form)
+	last   map[string]applied // rollout UID → last applied status
+}
+
+// applied is a status the server applied: its comparable form and when.
+type applied struct {
+	key string
+	at  time.Time
 }
 
 type fleetState struct {
+	key         types.NamespacedName
 	seq         int64
 	selectorKey string
 	cutoffs     []uint64
@@ -76,6 +91,9 @@ func New(cfg Config) (*Reporter, error) {
 	if cfg.Interval <= 0 {
 		cfg.Interval = 2 * time.Second
 	}
+	if cfg.Heartbeat <= 0 {
+		cfg.Heartbeat = 30 * time.Second
+	}
 	if cfg.ApplyTimeout <= 0 {
 		cfg.ApplyTimeout = 10 * time.Second
 	}
@@ -86,7 +104,7 @@ func New(cfg Config) (*Reporter, error) {
 		cfg:     cfg,
 		cutoffs: map[string][]uint64{},
 		fleets:  map[string]*fleetState{},
-		last:    map[string]string{},
+		last:    map[string]applied{},
 		patchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "otaflow_ota_reporter_patch_seconds", Help: "Latency of Rollout status applies by result.",
 			Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
@@ -150,15 +168,30 @@ func (r *Reporter) Cycle(ctx context.Context) {
 			r.cfg.Log.Error(err, "report rollout", "rollout", ro.Key())
 		}
 	}
-	for uid := range r.fleets {
+	for uid, st := range r.fleets {
 		if !seen[uid] {
-			r.forget(ctx, uid)
+			r.forget(ctx, uid, st.key)
 		}
 	}
 }
 
-// forget drops a deleted rollout's data.
-func (r *Reporter) forget(ctx context.Context, uid string) {
+// forget drops a deleted rollout's data, once the API server confirms no
+// rollout with that UID exists: a catalog that lost it for any other
+// reason (a cache not yet synced, a decoding problem) must never cost its
+// records, fleet and failure log.
+func (r *Reporter) forget(ctx context.Context, uid string, key types.NamespacedName) {
+	if r.cfg.Client != nil {
+		var ro otav1.Rollout
+		err := r.cfg.Client.Get(ctx, key, &ro)
+		switch {
+		case err == nil && string(ro.UID) == uid:
+			r.cfg.Log.Info("rollout missing from the catalog but present in the API; keeping its data", "rollout", key)
+			return
+		case err != nil && !apierrors.IsNotFound(err):
+			r.cfg.Log.Error(err, "check a rollout missing from the catalog; keeping its data", "rollout", key)
+			return
+		}
+	}
 	if err := r.cfg.Store.ForgetRollout(ctx, uid); err != nil {
 		r.cfg.Log.Error(err, "forget deleted rollout", "uid", uid)
 		return
@@ -174,8 +207,12 @@ func (r *Reporter) rollout(ctx context.Context, ro *catalog.Rollout) error {
 	if ro.Release == nil {
 		return nil // no fleet without device types; status stays as it is
 	}
-	if err := r.syncFleet(ctx, ro); err != nil {
-		return err
+	// A rollout whose spec cannot be applied keeps the fleet it had: its
+	// counts stay meaningful while the controller reports the problem.
+	if ro.Problem == "" {
+		if err := r.syncFleet(ctx, ro); err != nil {
+			return err
+		}
 	}
 	now := r.cfg.Now()
 	if _, err := r.cfg.Store.ExpireOffers(ctx, ro.UID, now.Add(-ro.DeviceTimeout), now); err != nil {

@@ -11,8 +11,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"slices"
+
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
@@ -24,35 +26,29 @@ type Status struct {
 }
 
 // BuildStatus turns store counts into the server's status fields: one entry
-// per spec wave, in spec order. inProgress sums offered … confirmed;
-// canceled devices count only as offered, rolled-back ones as offered and
-// rolledBack.
+// per spec wave, in spec order, counted by rollout.Tally.
 func BuildStatus(ro *catalog.Rollout, c devicestore.Counts, failures []devicestore.Failure, now time.Time) Status {
 	s := Status{Fleet: otav1.FleetStatus{
 		Size: c.FleetSize, Conflicts: c.Conflicts, ObservedWave: int32(ro.View.CurrentWave),
 		ReportedAt: &metav1.Time{Time: now.UTC().Truncate(time.Second)},
 	}}
 	for i, name := range ro.WaveNames {
-		w := otav1.WaveStatus{Name: name}
+		var t rollout.Counts
 		if wc := c.Waves[i]; wc != nil {
-			w.Targeted = wc.Targeted
-			for st, n := range wc.States {
-				w.Offered += n
-				switch {
-				case st.InProgress():
-					w.InProgress += n
-				case st == eligibility.StateSucceeded:
-					w.Succeeded += n
-				case st == eligibility.StateFailed:
-					w.Failed += n
-				case st == eligibility.StateTimedOut:
-					w.TimedOut += n
-				case st == eligibility.StateRolledBack:
-					w.RolledBack += n
-				}
-			}
+			t = rollout.Tally(wc.Targeted, wc.Offline, wc.States)
 		}
-		s.Waves = append(s.Waves, w)
+		s.Waves = append(s.Waves, WaveStatus(name, t))
+	}
+	reasons := make([]string, 0, len(c.Skipped))
+	for r := range c.Skipped {
+		reasons = append(reasons, r)
+	}
+	slices.Sort(reasons)
+	for _, r := range reasons {
+		if len(s.Fleet.Skipped) == maxSkipReasons {
+			break
+		}
+		s.Fleet.Skipped = append(s.Fleet.Skipped, otav1.ReasonCount{Reason: truncate(r, 256), Count: c.Skipped[r]})
 	}
 	for _, f := range failures {
 		wave := ""
@@ -64,6 +60,18 @@ func BuildStatus(ro *catalog.Rollout, c devicestore.Counts, failures []devicesto
 		})
 	}
 	return s
+}
+
+// maxSkipReasons bounds status.fleet.skipped (the CRD allows 16).
+const maxSkipReasons = 16
+
+// WaveStatus is the API form of a wave's counters.
+func WaveStatus(name string, c rollout.Counts) otav1.WaveStatus {
+	return otav1.WaveStatus{
+		Name: name, Targeted: c.Targeted, Offered: c.Offered, InProgress: c.InProgress, Succeeded: c.Succeeded,
+		Failed: c.Failed, TimedOut: c.TimedOut, RolledBack: c.RolledBack, RollbackFailed: c.RollbackFailed,
+		Canceled: c.Canceled, Skipped: c.Skipped, Offline: c.Offline,
+	}
 }
 
 func truncate(s string, n int) string {
@@ -90,7 +98,12 @@ func (s Status) Unstructured(ro *catalog.Rollout) *unstructured.Unstructured {
 		waves = append(waves, map[string]any{
 			"name": w.Name, "targeted": w.Targeted, "offered": w.Offered, "inProgress": w.InProgress,
 			"succeeded": w.Succeeded, "failed": w.Failed, "timedOut": w.TimedOut, "rolledBack": w.RolledBack,
+			"rollbackFailed": w.RollbackFailed, "canceled": w.Canceled, "skipped": w.Skipped, "offline": w.Offline,
 		})
+	}
+	skipped := make([]any, 0, len(s.Fleet.Skipped))
+	for _, r := range s.Fleet.Skipped {
+		skipped = append(skipped, map[string]any{"reason": r.Reason, "count": r.Count})
 	}
 	failures := make([]any, 0, len(s.RecentFailures))
 	for _, f := range s.RecentFailures {
@@ -100,6 +113,7 @@ func (s Status) Unstructured(ro *catalog.Rollout) *unstructured.Unstructured {
 	}
 	fleet := map[string]any{
 		"size": s.Fleet.Size, "conflicts": s.Fleet.Conflicts, "observedWave": int64(s.Fleet.ObservedWave),
+		"skipped": skipped,
 	}
 	if s.Fleet.ReportedAt != nil {
 		fleet["reportedAt"] = s.Fleet.ReportedAt.UTC().Format(time.RFC3339)
@@ -114,10 +128,12 @@ func (s Status) Unstructured(ro *catalog.Rollout) *unstructured.Unstructured {
 	return u
 }
 
-// report counts and, if anything changed since the last successful apply,
-// applies the status.
+// report counts and applies the status if anything changed since the last
+// successful apply, or if that apply is older than the heartbeat: a
+// reportedAt that stops moving is how the controller tells a server that
+// is not reporting from a fleet that is quiet.
 func (r *Reporter) report(ctx context.Context, ro *catalog.Rollout, now time.Time) error {
-	c, err := r.cfg.Store.Counts(ctx, ro.UID)
+	c, err := r.cfg.Store.Counts(ctx, ro.UID, now.Add(-ro.OfflineAfter))
 	if err != nil {
 		return err
 	}
@@ -127,7 +143,7 @@ func (r *Reporter) report(ctx context.Context, ro *catalog.Rollout, now time.Tim
 	}
 	s := BuildStatus(ro, c, f, now)
 	key := s.comparable()
-	if r.last[ro.UID] == key || r.cfg.Client == nil {
+	if last, ok := r.last[ro.UID]; r.cfg.Client == nil || ok && last.key == key && now.Sub(last.at) < r.cfg.Heartbeat {
 		return nil
 	}
 	actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
@@ -143,6 +159,6 @@ func (r *Reporter) report(ctx context.Context, ro *catalog.Rollout, now time.Tim
 	if err != nil {
 		return fmt.Errorf("apply status of %s: %w", ro.Key(), err)
 	}
-	r.last[ro.UID] = key
+	r.last[ro.UID] = applied{key: key, at: now}
 	return nil
 }

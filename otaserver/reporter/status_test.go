@@ -5,7 +5,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
@@ -14,10 +14,10 @@ func TestBuildStatus(t *testing.T) {
 	ro.View.CurrentWave = 1
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 	c := devicestore.Counts{FleetSize: 10, Conflicts: 2, Waves: map[int]*devicestore.WaveCounts{
-		0: {Targeted: 2, States: map[eligibility.State]int64{eligibility.StateSucceeded: 1, eligibility.StateFailed: 1}},
-		1: {Targeted: 8, States: map[eligibility.State]int64{
-			eligibility.StateOffered: 1, eligibility.StateDownloading: 1, eligibility.StateInstalled: 1, eligibility.StateConfirmed: 1,
-			eligibility.StateTimedOut: 1, eligibility.StateCanceled: 1, eligibility.StateRolledBack: 1,
+		0: {Targeted: 2, States: map[rollout.State]int64{rollout.StateSucceeded: 1, rollout.StateFailed: 1}},
+		1: {Targeted: 8, States: map[rollout.State]int64{
+			rollout.StateOffered: 1, rollout.StateDownloading: 1, rollout.StateInstalled: 1, rollout.StateConfirmed: 1,
+			rollout.StateTimedOut: 1, rollout.StateCanceled: 1, rollout.StateRolledBack: 1,
 		}},
 	}}
 	s := BuildStatus(ro, c, []devicestore.Failure{{DeviceID: "d", Wave: 1, Reason: "x", At: now}}, now)

@@ -76,7 +76,7 @@ func shipRelease(t *testing.T, ring string, n int, waves []otav1.Wave) (*harness
 	}
 	fleet, err := stack.StartFleet(harness.FleetOptions{
 		Name: "fleet-" + ring, Devices: n, IDPrefix: ring + "-", Version: "2.9.0", Seed: 7,
-		Labels: "ring=" + ring + ":1",
+		Labels: "ring=" + ring + ":1", SummaryInterval: 250 * time.Millisecond,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -113,7 +113,10 @@ func patchRollout(t *testing.T, key client.ObjectKey, mutate func(*otav1.Rollout
 }
 
 // assertFinished checks exact counts of a succeeded rollout of n devices and
-// that every simulated device runs the release.
+// that every simulated device runs the release with its floor committed.
+// The floor is committed after Succeeded, at each device's next check-in
+// (the server answers "commit"), so it waits for that before stopping the
+// fleet.
 func assertFinished(t *testing.T, ro *otav1.Rollout, fleet *harness.Fleet, n int64) {
 	t.Helper()
 	tot := harness.Totals(ro)
@@ -123,6 +126,13 @@ func assertFinished(t *testing.T, ro *otav1.Rollout, fleet *harness.Fleet, n int
 	}
 	if ro.Status.Fleet == nil || ro.Status.Fleet.Size != n || ro.Status.Progress != fmt.Sprintf("%d/%d", n, n) {
 		t.Errorf("fleet %+v progress %q, want %d devices", ro.Status.Fleet, ro.Status.Progress, n)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if _, err := fleet.WaitSummary(ctx, func(s *harness.FleetSummary) bool {
+		return s.All(func(d harness.FleetDevice) bool { return d.Version == "3.0.0" && d.SecurityFloor == 3 })
+	}); err != nil {
+		t.Errorf("floors never committed: %v", err) // the final summary below names the devices
 	}
 	if err := fleet.Stop(15 * time.Second); err != nil {
 		t.Fatal(err)
@@ -135,8 +145,8 @@ func assertFinished(t *testing.T, ro *otav1.Rollout, fleet *harness.Fleet, n int
 		t.Errorf("fleet summary: %d devices, by version %v; want all %d on 3.0.0", sum.Devices, sum.ByVersion, n)
 	}
 	for _, d := range sum.DevicesDetail {
-		if d.Version != "3.0.0" || d.SecurityFloor != 3 {
-			t.Errorf("device %s left behind: version %s floor %d state %s %s", d.ID, d.Version, d.SecurityFloor, d.LastState, d.LastReason)
+		if d.Version != "3.0.0" || d.SecurityFloor != 3 || d.PendingFloor != 0 {
+			t.Errorf("device %s left behind: version %s floor %d (pending %d) state %s %s", d.ID, d.Version, d.SecurityFloor, d.PendingFloor, d.LastState, d.LastReason)
 		}
 	}
 }

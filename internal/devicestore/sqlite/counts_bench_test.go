@@ -5,8 +5,9 @@ import (
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // BenchmarkCounts is the reporter's aggregation for one rollout (fleet
@@ -26,7 +27,7 @@ func BenchmarkCounts(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			states := []eligibility.State{eligibility.StateSucceeded, eligibility.StateOffered, eligibility.StateInstalled, eligibility.StateFailed}
+			states := []rollout.State{rollout.StateSucceeded, rollout.StateOffered, rollout.StateInstalled, rollout.StateFailed}
 			for i := range n {
 				id := fmt.Sprintf("d%07d", i)
 				wave := i % 4
@@ -43,7 +44,7 @@ func BenchmarkCounts(b *testing.B) {
 			}
 			b.ResetTimer()
 			for b.Loop() {
-				c, err := s.Counts(ctx, "r")
+				c, err := s.Counts(ctx, "r", time.Time{})
 				if err != nil || c.FleetSize != int64(n) {
 					b.Fatalf("counts %+v %v", c, err)
 				}

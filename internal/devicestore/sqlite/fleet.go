@@ -5,9 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // SyncFleet implements devicestore.Store.
@@ -64,7 +65,7 @@ func (s *Store) AssignWaves(ctx context.Context, rolloutUID string, cutoffs []ui
 			if _, err := st.ExecContext(ctx, i, rolloutUID, encRank(lo), encRank(hi), i); err != nil {
 				return fmt.Errorf("sqlite: assign wave %d of %s: %w", i, rolloutUID, err)
 			}
-			if hi == eligibility.MaxRank {
+			if hi == rollout.MaxRank {
 				break
 			}
 		}
@@ -87,12 +88,12 @@ func (s *Store) SetConflict(ctx context.Context, rolloutUID, deviceID string, co
 }
 
 // Counts implements devicestore.Store with covering-index GROUP BYs.
-func (s *Store) Counts(ctx context.Context, rolloutUID string) (devicestore.Counts, error) {
+func (s *Store) Counts(ctx context.Context, rolloutUID string, offlineBefore time.Time) (devicestore.Counts, error) {
 	c := devicestore.Counts{Waves: map[int]*devicestore.WaveCounts{}}
 	wave := func(i int) *devicestore.WaveCounts {
 		w := c.Waves[i]
 		if w == nil {
-			w = &devicestore.WaveCounts{States: map[eligibility.State]int64{}}
+			w = &devicestore.WaveCounts{States: map[rollout.State]int64{}}
 			c.Waves[i] = w
 		}
 		return w
@@ -124,7 +125,36 @@ func (s *Store) Counts(ctx context.Context, rolloutUID string) (devicestore.Coun
 		if err := row.Scan(&i, &st, &n); err != nil {
 			return err
 		}
-		wave(i).States[eligibility.State(st)] = n
+		wave(i).States[rollout.State(st)] = n
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	rows, err = s.rs.offline.QueryContext(ctx, rolloutUID, nanos(offlineBefore))
+	err = eachRow(rows, err, "offline of "+rolloutUID, func(row scanner) error {
+		var i int
+		var n int64
+		if err := row.Scan(&i, &n); err != nil {
+			return err
+		}
+		wave(i).Offline = n
+		return nil
+	})
+	if err != nil {
+		return c, err
+	}
+	rows, err = s.rs.skipReasons.QueryContext(ctx, rolloutUID)
+	err = eachRow(rows, err, "skip reasons of "+rolloutUID, func(row scanner) error {
+		var reason string
+		var n int64
+		if err := row.Scan(&reason, &n); err != nil {
+			return err
+		}
+		if c.Skipped == nil {
+			c.Skipped = map[string]int64{}
+		}
+		c.Skipped[reason] = n
 		return nil
 	})
 	return c, err

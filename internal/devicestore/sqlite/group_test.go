@@ -11,7 +11,7 @@ import (
 
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/storetest"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 func TestConformanceWithoutGroupCommit(t *testing.T) {
@@ -28,14 +28,14 @@ func TestConformanceWithoutGroupCommit(t *testing.T) {
 func offer(t *testing.T, s *Store, n int) {
 	t.Helper()
 	for i := range n {
-		r := devicestore.Record{RolloutUID: "r", DeviceID: fmt.Sprint("d", i), State: eligibility.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
+		r := devicestore.Record{RolloutUID: "r", DeviceID: fmt.Sprint("d", i), State: rollout.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
 		if err := s.PutRecord(context.Background(), r, nil); err != nil {
 			t.Fatal(err)
 		}
 	}
 }
 
-func toState(st eligibility.State) func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+func toState(st rollout.State) func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
 	return func(r devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
 		r.State = st
 		return r, nil, nil
@@ -58,7 +58,7 @@ func TestGroupCommitDurable(t *testing.T) {
 	acked := make([]bool, n)
 	for i := range n {
 		wg.Go(func() {
-			_, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(eligibility.StateDownloading))
+			_, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(rollout.StateDownloading))
 			acked[i] = err == nil
 		})
 	}
@@ -76,10 +76,10 @@ func TestGroupCommitDurable(t *testing.T) {
 			t.Fatalf("report of d%d not acknowledged", i)
 		}
 		r, err := s.Record(ctx, "r", fmt.Sprint("d", i))
-		if err != nil || r.State != eligibility.StateDownloading {
+		if err != nil || r.State != rollout.StateDownloading {
 			t.Fatalf("d%d after reopen: %+v %v", i, r, err)
 		}
-		if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(eligibility.StateDownloaded)); !errors.Is(err, devicestore.ErrDuplicateReport) {
+		if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(rollout.StateDownloaded)); !errors.Is(err, devicestore.ErrDuplicateReport) {
 			t.Fatalf("report ID of d%d forgotten after reopen: %v", i, err)
 		}
 	}
@@ -97,7 +97,7 @@ func TestGroupCommitOnce(t *testing.T) {
 		wg.Go(func() {
 			_, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d0", ReportID: "same", RolloutUID: "r"}, func(r devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
 				calls.Add(1)
-				r.State = eligibility.StateDownloading
+				r.State = rollout.StateDownloading
 				return r, &devicestore.Failure{DeviceID: "d0", Reason: "counted"}, nil
 			})
 			switch {
@@ -136,7 +136,7 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 				if i%3 == 0 {
 					return r, nil, refuse
 				}
-				r.State = eligibility.StateDownloading
+				r.State = rollout.StateDownloading
 				return r, nil, nil
 			})
 		})
@@ -147,14 +147,14 @@ func TestGroupCommitIsolatesFailures(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		want := eligibility.StateDownloading
+		want := rollout.StateDownloading
 		if i%3 == 0 {
-			want = eligibility.StateOffered
+			want = rollout.StateOffered
 			if !errors.Is(errs[i], refuse) {
 				t.Fatalf("d%d: %v, want refused", i, errs[i])
 			}
 			// The report ID of a refused report is not remembered.
-			if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(eligibility.StateDownloading)); err != nil {
+			if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(rollout.StateDownloading)); err != nil {
 				t.Fatalf("retry of refused d%d: %v", i, err)
 			}
 		} else if errs[i] != nil {
@@ -171,11 +171,11 @@ func TestGroupCommitCanceledCaller(t *testing.T) {
 	offer(t, s, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d0", ReportID: "1", RolloutUID: "r"}, toState(eligibility.StateDownloading)); !errors.Is(err, context.Canceled) {
+	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d0", ReportID: "1", RolloutUID: "r"}, toState(rollout.StateDownloading)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("canceled caller: %v", err)
 	}
 	r, _ := s.Record(context.Background(), "r", "d0")
-	if r.State != eligibility.StateOffered {
+	if r.State != rollout.StateOffered {
 		t.Fatalf("state %s", r.State)
 	}
 }
@@ -189,7 +189,7 @@ func TestCloseAnswersQueuedWrites(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range 50 {
 		wg.Go(func() {
-			_, err := s.ApplyReport(context.Background(), devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(eligibility.StateDownloading))
+			_, err := s.ApplyReport(context.Background(), devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, toState(rollout.StateDownloading))
 			if err != nil && !errors.Is(err, errClosed) {
 				t.Error(err)
 			}

@@ -11,7 +11,7 @@ import (
 
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/storetest"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 func TestConformanceWithoutIndex(t *testing.T) {
@@ -65,7 +65,7 @@ func TestIndexMatchesDatabase(t *testing.T) {
 			if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM device_seen WHERE id NOT IN (SELECT id FROM devices)`).Scan(&orphans); err != nil || orphans != 0 {
 				t.Fatalf("last-seen rows of unknown devices: %d %v", orphans, err)
 			}
-			r := devicestore.Record{RolloutUID: "r", DeviceID: "d4", State: eligibility.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
+			r := devicestore.Record{RolloutUID: "r", DeviceID: "d4", State: rollout.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
 			if err := s.PutRecord(ctx, r, nil); err != nil {
 				t.Fatal(err)
 			}

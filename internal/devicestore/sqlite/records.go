@@ -8,7 +8,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // keepFailures bounds the failure log per rollout; status shows 20.
@@ -25,7 +25,7 @@ func scanRecord(row scanner) (devicestore.Record, error) {
 	if err != nil {
 		return r, fmt.Errorf("sqlite: read record: %w", err)
 	}
-	r.State, r.OfferedAt, r.UpdatedAt = eligibility.State(state), fromNanos(offered), fromNanos(updated)
+	r.State, r.OfferedAt, r.UpdatedAt = rollout.State(state), fromNanos(offered), fromNanos(updated)
 	return r, nil
 }
 
@@ -64,7 +64,7 @@ func (s *Store) putRecordTx(ctx context.Context, tx *sql.Tx, r devicestore.Recor
 	}
 	// An offered device stays in its wave, whatever later fleet changes do
 	// to the count-wave cutoffs.
-	rank := eligibility.Rank(r.RolloutUID, r.DeviceID)
+	rank := rollout.Rank(r.RolloutUID, r.DeviceID)
 	if _, err := tx.StmtContext(ctx, s.ws.pinFleet).ExecContext(ctx, r.RolloutUID, r.DeviceID, encRank(rank), r.Wave); err != nil {
 		return fmt.Errorf("sqlite: pin %s in fleet of %s: %w", r.DeviceID, r.RolloutUID, err)
 	}
@@ -116,6 +116,40 @@ func (s *Store) ApplyReport(ctx context.Context, rep devicestore.Report, update 
 	return out, err
 }
 
+// UpdateRecords implements devicestore.Store: the device's records are
+// read in the write transaction, so decide sees every write committed
+// before it and none can slip in between.
+func (s *Store) UpdateRecords(ctx context.Context, deviceID string, decide func([]devicestore.Record) ([]devicestore.RecordWrite, error)) error {
+	return s.write(ctx, "update records", func(ctx context.Context, tx *sql.Tx) error {
+		rows, err := tx.StmtContext(ctx, s.ws.recordsByDev).QueryContext(ctx, deviceID)
+		var recs []devicestore.Record
+		err = eachRow(rows, err, "records of "+deviceID, func(row scanner) error {
+			r, err := scanRecord(row)
+			if err != nil {
+				return err
+			}
+			recs = append(recs, r)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		writes, err := decide(recs)
+		if err != nil {
+			return err
+		}
+		for _, w := range writes {
+			if w.Record.DeviceID != deviceID {
+				return fmt.Errorf("sqlite: update records of %s: a write for device %s", deviceID, w.Record.DeviceID)
+			}
+			if err := s.putRecordTx(ctx, tx, w.Record, w.Failure); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+}
+
 // ExpireOffers implements devicestore.Store. It also trims the rollout's
 // failure log, as it runs once per reporting cycle.
 func (s *Store) ExpireOffers(ctx context.Context, rolloutUID string, deadline, now time.Time) (int64, error) {
@@ -126,8 +160,8 @@ func (s *Store) ExpireOffers(ctx context.Context, rolloutUID string, deadline, n
 			wave int
 		}
 		var hits []hit
-		for _, st := range eligibility.InProgressStates {
-			rows, err := tx.StmtContext(ctx, s.ws.expire).QueryContext(ctx, eligibility.ReasonTimedOut, nanos(now), rolloutUID, string(st), nanos(deadline))
+		for _, st := range rollout.InProgressStates {
+			rows, err := tx.StmtContext(ctx, s.ws.expire).QueryContext(ctx, rollout.ReasonTimedOut, nanos(now), rolloutUID, string(st), nanos(deadline))
 			err = eachRow(rows, err, "expire offers of "+rolloutUID, func(row scanner) error {
 				var h hit
 				if err := row.Scan(&h.id, &h.wave); err != nil {
@@ -142,7 +176,7 @@ func (s *Store) ExpireOffers(ctx context.Context, rolloutUID string, deadline, n
 		}
 		add := tx.StmtContext(ctx, s.ws.addFailure)
 		for _, h := range hits {
-			if _, err := add.ExecContext(ctx, rolloutUID, h.id, h.wave, eligibility.ReasonTimedOut, nanos(now)); err != nil {
+			if _, err := add.ExecContext(ctx, rolloutUID, h.id, h.wave, rollout.ReasonTimedOut, nanos(now)); err != nil {
 				return fmt.Errorf("sqlite: log timeout: %w", err)
 			}
 		}

@@ -98,4 +98,7 @@ CREATE TABLE wrapped_keys (
 	id TEXT PRIMARY KEY,
 	at INTEGER NOT NULL
 ) WITHOUT ROWID;`,
+	// 4: skipped devices counted by reason for status.fleet.skipped; a
+	// partial index, so only skipped records pay for it.
+	`CREATE INDEX records_skip_reason ON records(rollout_uid, reason) WHERE state = 'skipped';`,
 }

@@ -7,10 +7,11 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/storetest"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 func open(t *testing.T) *Store {
@@ -80,6 +81,8 @@ func TestQueryPlans(t *testing.T) {
 		{qTargeted, []any{"r"}},
 		{qStateCounts, []any{"r"}},
 		{qConflicts, []any{"r"}},
+		{qOffline, []any{"r", int64(1)}},
+		{qSkipReasons, []any{"r"}},
 		{qRecentFailures, []any{"r", 20}},
 		{qWrappedKey, []any{"d", "b"}},
 		{qReportSeen, []any{"d", "x"}},
@@ -116,7 +119,7 @@ func TestConcurrentReports(t *testing.T) {
 	ctx := context.Background()
 	const n = 64
 	for i := range n {
-		r := devicestore.Record{RolloutUID: "r", DeviceID: fmt.Sprint("d", i), State: eligibility.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
+		r := devicestore.Record{RolloutUID: "r", DeviceID: fmt.Sprint("d", i), State: rollout.StateOffered, Release: "ns/x", Version: "2", Blob: "b"}
 		if err := s.PutRecord(ctx, r, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -128,14 +131,14 @@ func TestConcurrentReports(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			_, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: fmt.Sprint("d", i), ReportID: "1", RolloutUID: "r"}, func(r devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
-				r.State = eligibility.StateDownloading
+				r.State = rollout.StateDownloading
 				return r, nil, nil
 			})
 			errs <- err
 		}()
 		go func() {
 			defer wg.Done()
-			_, err := s.Counts(ctx, "r")
+			_, err := s.Counts(ctx, "r", time.Time{})
 			errs <- err
 		}()
 	}
@@ -146,11 +149,11 @@ func TestConcurrentReports(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	c, err := s.Counts(ctx, "r")
+	c, err := s.Counts(ctx, "r", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := c.Waves[0].States[eligibility.StateDownloading]; got != n {
+	if got := c.Waves[0].States[rollout.StateDownloading]; got != n {
 		t.Fatalf("downloading %d, want %d", got, n)
 	}
 }

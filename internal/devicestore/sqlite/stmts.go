@@ -16,16 +16,24 @@ const recordCols = `rollout_uid, device_id, wave, state, release, version, blob,
 
 // Queries; hot ones are checked with EXPLAIN QUERY PLAN in the tests.
 const (
-	qDeviceByToken  = deviceRead + ` WHERE d.token_hash = ?`
-	qDeviceByID     = deviceRead + ` WHERE d.id = ?`
-	qDevicesSince   = `SELECT id, type, labels, seq FROM devices WHERE seq > ? ORDER BY seq LIMIT ?`
-	qRecord         = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = ? AND device_id = ?`
-	qRecordsByDev   = `SELECT ` + recordCols + ` FROM records WHERE device_id = ?`
-	qNthRank        = `SELECT rank FROM fleet WHERE rollout_uid = ? ORDER BY rank LIMIT 1 OFFSET ?`
-	qFleetSize      = `SELECT count(*) FROM fleet WHERE rollout_uid = ?`
-	qTargeted       = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = ? GROUP BY wave`
-	qStateCounts    = `SELECT wave, state, count(*) FROM records WHERE rollout_uid = ? GROUP BY wave, state`
-	qConflicts      = `SELECT count(*) FROM conflicts WHERE rollout_uid = ?`
+	qDeviceByToken = deviceRead + ` WHERE d.token_hash = ?`
+	qDeviceByID    = deviceRead + ` WHERE d.id = ?`
+	qDevicesSince  = `SELECT id, type, labels, seq FROM devices WHERE seq > ? ORDER BY seq LIMIT ?`
+	qRecord        = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = ? AND device_id = ?`
+	qRecordsByDev  = `SELECT ` + recordCols + ` FROM records WHERE device_id = ?`
+	qNthRank       = `SELECT rank FROM fleet WHERE rollout_uid = ? ORDER BY rank LIMIT 1 OFFSET ?`
+	qFleetSize     = `SELECT count(*) FROM fleet WHERE rollout_uid = ?`
+	qTargeted      = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = ? GROUP BY wave`
+	qStateCounts   = `SELECT wave, state, count(*) FROM records WHERE rollout_uid = ? GROUP BY wave, state`
+	qConflicts     = `SELECT count(*) FROM conflicts WHERE rollout_uid = ?`
+	qSkipReasons   = `SELECT reason, count(*) FROM records WHERE rollout_uid = ? AND state = 'skipped' GROUP BY reason`
+	// Fleet members with no record that were last seen before ?2 (the
+	// later of devices.last_seen and device_seen.at), by wave.
+	qOffline = `SELECT f.wave, count(*) FROM fleet f JOIN devices d ON d.id = f.device_id
+	WHERE f.rollout_uid = ?1 AND d.last_seen < ?2
+	AND NOT EXISTS (SELECT 1 FROM device_seen s WHERE s.id = f.device_id AND s.at >= ?2)
+	AND NOT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = f.rollout_uid AND r.device_id = f.device_id)
+	GROUP BY f.wave`
 	qRecentFailures = `SELECT device_id, wave, reason, at FROM failures WHERE rollout_uid = ? ORDER BY at DESC, id DESC LIMIT ?`
 	qWrappedKey     = `SELECT wrapped FROM wrapped_keys WHERE device_id = ? AND blob = ?`
 
@@ -46,7 +54,7 @@ const (
 	qAddFailure   = `INSERT INTO failures (rollout_uid, device_id, wave, reason, at) VALUES (?, ?, ?, ?, ?)`
 	qReportSeen   = `SELECT 1 FROM reports WHERE device_id = ? AND report_id = ?`
 	qAddReport    = `INSERT INTO reports (device_id, report_id, at) VALUES (?, ?, ?)`
-	qExpire       = `UPDATE records SET state = 'timedOut', reason = ?, updated_at = ? WHERE rollout_uid = ? AND state = ? AND offered_at < ? RETURNING device_id, wave`
+	qExpire       = `UPDATE records SET state = 'timedOut', reason = ?, updated_at = ? WHERE rollout_uid = ? AND state = ? AND offered_at < ? AND rollback_release = '' RETURNING device_id, wave`
 	qPutWrapped   = `INSERT OR REPLACE INTO wrapped_keys (device_id, blob, wrapped) VALUES (?, ?, ?)`
 	qPruneReports = `DELETE FROM reports WHERE at < ?`
 	qBulkDevice   = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
@@ -55,7 +63,8 @@ const (
 
 type readStmts struct {
 	deviceByToken, deviceByID, devicesSince, record, recordsByDev *sql.Stmt
-	nthRank, fleetSize, targeted, stateCounts, conflicts          *sql.Stmt
+	nthRank, fleetSize, targeted, stateCounts, conflicts, offline *sql.Stmt
+	skipReasons                                                   *sql.Stmt
 	recentFailures, wrappedKey                                    *sql.Stmt
 }
 
@@ -65,7 +74,7 @@ type writeStmts struct {
 	record, upsertRecord, pinFleet, upsertFleet, deleteFleet         *sql.Stmt
 	assignWave, addConflict, delConflict, addFailure                 *sql.Stmt
 	reportSeen, addReport, expire, putWrapped, pruneReports, trimFai *sql.Stmt
-	deviceByID, bulkDevice                                           *sql.Stmt
+	deviceByID, bulkDevice, recordsByDev                             *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -85,6 +94,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.r, &s.rs.targeted, qTargeted},
 		{s.r, &s.rs.stateCounts, qStateCounts},
 		{s.r, &s.rs.conflicts, qConflicts},
+		{s.r, &s.rs.offline, qOffline},
+		{s.r, &s.rs.skipReasons, qSkipReasons},
 		{s.r, &s.rs.recentFailures, qRecentFailures},
 		{s.r, &s.rs.wrappedKey, qWrappedKey},
 		{s.w, &s.ws.enrollKey, qEnrollKey},
@@ -111,6 +122,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.trimFai, qTrimFailures},
 		{s.w, &s.ws.deviceByID, qDeviceByID},
 		{s.w, &s.ws.bulkDevice, qBulkDevice},
+		{s.w, &s.ws.recordsByDev, qRecordsByDev},
 	}
 	for _, x := range list {
 		st, err := x.db.PrepareContext(ctx, x.q)
@@ -126,11 +138,11 @@ func (s *Store) allStmts() []*sql.Stmt {
 	r, w := &s.rs, &s.ws
 	return []*sql.Stmt{
 		r.deviceByToken, r.deviceByID, r.devicesSince, r.record, r.recordsByDev,
-		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.recentFailures, r.wrappedKey,
+		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.offline, r.skipReasons, r.recentFailures, r.wrappedKey,
 		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch, w.touchKnown,
 		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
 		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
-		w.deviceByID, w.bulkDevice,
+		w.deviceByID, w.bulkDevice, w.recordsByDev,
 	}
 }

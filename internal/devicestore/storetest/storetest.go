@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/eligibility"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 // Run runs the suite; open returns a fresh, empty store per subtest.
@@ -27,6 +27,8 @@ func Run(t *testing.T, open func(t *testing.T) devicestore.Store) {
 		{"Fleet", testFleet},
 		{"Expire", testExpire},
 		{"WrappedKeys", testWrappedKeys},
+		{"UpdateRecords", testUpdateRecords},
+		{"Offline", testOffline},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -122,7 +124,7 @@ func testDevicesSince(t *testing.T, s devicestore.Store) {
 	}
 }
 
-func rec(uid, dev string, wave int, st eligibility.State) devicestore.Record {
+func rec(uid, dev string, wave int, st rollout.State) devicestore.Record {
 	return devicestore.Record{
 		RolloutUID: uid, DeviceID: dev, Wave: wave, State: st, Release: "ns/rel", Version: "2.0.0",
 		Blob: "b", PreviousVersion: "1.0.0", OfferedAt: t0, UpdatedAt: t0, OfferBoot: "boot-" + dev,
@@ -135,11 +137,11 @@ func testRecords(t *testing.T, s devicestore.Store) {
 		t.Fatalf("missing record: %v", err)
 	}
 	must(t, s.SetConflict(ctx, "r1", "d1", true))
-	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, eligibility.StateOffered), nil))
-	must(t, s.PutRecord(ctx, rec("r2", "d1", 1, eligibility.StateFailed), &devicestore.Failure{DeviceID: "d1", Wave: 1, Reason: "boom", At: t0}))
+	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, rollout.StateOffered), nil))
+	must(t, s.PutRecord(ctx, rec("r2", "d1", 1, rollout.StateFailed), &devicestore.Failure{DeviceID: "d1", Wave: 1, Reason: "boom", At: t0}))
 	r, err := s.Record(ctx, "r1", "d1")
 	must(t, err)
-	if r.State != eligibility.StateOffered || r.PreviousVersion != "1.0.0" || !r.OfferedAt.Equal(t0) || r.OfferBoot != "boot-d1" {
+	if r.State != rollout.StateOffered || r.PreviousVersion != "1.0.0" || !r.OfferedAt.Equal(t0) || r.OfferBoot != "boot-d1" {
 		t.Fatalf("record %+v", r)
 	}
 	all, err := s.Records(ctx, "d1")
@@ -147,10 +149,10 @@ func testRecords(t *testing.T, s devicestore.Store) {
 	if len(all) != 2 {
 		t.Fatalf("records: %+v", all)
 	}
-	c, err := s.Counts(ctx, "r1")
+	c, err := s.Counts(ctx, "r1", time.Time{})
 	must(t, err)
 	// Offering pins the device into the fleet and clears its conflict.
-	if c.FleetSize != 1 || c.Conflicts != 0 || c.Waves[0].States[eligibility.StateOffered] != 1 || c.Waves[0].Targeted != 1 {
+	if c.FleetSize != 1 || c.Conflicts != 0 || c.Waves[0].States[rollout.StateOffered] != 1 || c.Waves[0].Targeted != 1 {
 		t.Fatalf("counts r1: %+v %+v", c, c.Waves[0])
 	}
 	f, err := s.RecentFailures(ctx, "r2", 20)
@@ -166,20 +168,20 @@ func testRecords(t *testing.T, s devicestore.Store) {
 
 func testApplyReport(t *testing.T, s devicestore.Store) {
 	ctx := context.Background()
-	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, eligibility.StateOffered), nil))
-	step := func(st eligibility.State) func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, rollout.StateOffered), nil))
+	step := func(st rollout.State) func(devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
 		return func(r devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
 			r.State = st
 			return r, nil, nil
 		}
 	}
 	rep := devicestore.Report{DeviceID: "d1", ReportID: "rep-1", RolloutUID: "r1", At: t0}
-	r, err := s.ApplyReport(ctx, rep, step(eligibility.StateDownloading))
+	r, err := s.ApplyReport(ctx, rep, step(rollout.StateDownloading))
 	must(t, err)
-	if r.State != eligibility.StateDownloading {
+	if r.State != rollout.StateDownloading {
 		t.Fatalf("state %s", r.State)
 	}
-	if _, err := s.ApplyReport(ctx, rep, step(eligibility.StateFailed)); !errors.Is(err, devicestore.ErrDuplicateReport) {
+	if _, err := s.ApplyReport(ctx, rep, step(rollout.StateFailed)); !errors.Is(err, devicestore.ErrDuplicateReport) {
 		t.Fatalf("replay: %v", err)
 	}
 	// A refused update stores nothing, not even the report ID.
@@ -190,15 +192,15 @@ func testApplyReport(t *testing.T, s devicestore.Store) {
 	}); !errors.Is(err, refuse) {
 		t.Fatalf("refused: %v", err)
 	}
-	if _, err := s.ApplyReport(ctx, rep2, step(eligibility.StateDownloaded)); err != nil {
+	if _, err := s.ApplyReport(ctx, rep2, step(rollout.StateDownloaded)); err != nil {
 		t.Fatalf("retry after refusal: %v", err)
 	}
 	// Report IDs are scoped per device.
-	must(t, s.PutRecord(ctx, rec("r1", "d2", 0, eligibility.StateOffered), nil))
-	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d2", ReportID: "rep-1", RolloutUID: "r1", At: t0}, step(eligibility.StateDownloading)); err != nil {
+	must(t, s.PutRecord(ctx, rec("r1", "d2", 0, rollout.StateOffered), nil))
+	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d2", ReportID: "rep-1", RolloutUID: "r1", At: t0}, step(rollout.StateDownloading)); err != nil {
 		t.Fatalf("same ID other device: %v", err)
 	}
-	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d3", ReportID: "x", RolloutUID: "r1", At: t0}, step(eligibility.StateDownloading)); !errors.Is(err, devicestore.ErrNotFound) {
+	if _, err := s.ApplyReport(ctx, devicestore.Report{DeviceID: "d3", ReportID: "x", RolloutUID: "r1", At: t0}, step(rollout.StateDownloading)); !errors.Is(err, devicestore.ErrNotFound) {
 		t.Fatalf("no record: %v", err)
 	}
 	n, err := s.PruneReports(ctx, t0.Add(time.Second))
@@ -224,9 +226,9 @@ func testFleet(t *testing.T, s devicestore.Store) {
 		t.Fatal("11th rank of 10 devices")
 	}
 	// d0 is offered in wave 1 (pinned): reassignment leaves it there.
-	must(t, s.PutRecord(ctx, rec("r1", "d0", 1, eligibility.StateOffered), nil))
-	must(t, s.AssignWaves(ctx, "r1", []uint64{3000, 6000, eligibility.MaxRank}))
-	c, err := s.Counts(ctx, "r1")
+	must(t, s.PutRecord(ctx, rec("r1", "d0", 1, rollout.StateOffered), nil))
+	must(t, s.AssignWaves(ctx, "r1", []uint64{3000, 6000, rollout.MaxRank}))
+	c, err := s.Counts(ctx, "r1", time.Time{})
 	must(t, err)
 	got := []int64{c.Waves[0].Targeted, c.Waves[1].Targeted, c.Waves[2].Targeted}
 	if got[0] != 2 || got[1] != 4 || got[2] != 4 || c.FleetSize != 10 {
@@ -234,7 +236,7 @@ func testFleet(t *testing.T, s devicestore.Store) {
 	}
 	// Re-syncing an offered device does not unpin it; removal does.
 	must(t, s.SyncFleet(ctx, "r1", []devicestore.FleetMember{{DeviceID: "d0", Rank: 1000, Wave: 0}}, []string{"d9"}))
-	c, err = s.Counts(ctx, "r1")
+	c, err = s.Counts(ctx, "r1", time.Time{})
 	must(t, err)
 	if c.FleetSize != 9 || c.Waves[1].Targeted != 4 || c.Waves[2].Targeted != 3 {
 		t.Fatalf("after resync: size %d w1 %d w2 %d", c.FleetSize, c.Waves[1].Targeted, c.Waves[2].Targeted)
@@ -243,7 +245,7 @@ func testFleet(t *testing.T, s devicestore.Store) {
 	must(t, s.SetConflict(ctx, "r1", "d5", true))
 	must(t, s.SetConflict(ctx, "r1", "d6", true))
 	must(t, s.SetConflict(ctx, "r1", "d6", false))
-	c, err = s.Counts(ctx, "r1")
+	c, err = s.Counts(ctx, "r1", time.Time{})
 	must(t, err)
 	if c.Conflicts != 1 {
 		t.Fatalf("conflicts %d", c.Conflicts)
@@ -252,12 +254,12 @@ func testFleet(t *testing.T, s devicestore.Store) {
 
 func testExpire(t *testing.T, s devicestore.Store) {
 	ctx := context.Background()
-	old := rec("r1", "d1", 0, eligibility.StateDownloading)
+	old := rec("r1", "d1", 0, rollout.StateDownloading)
 	must(t, s.PutRecord(ctx, old, nil))
-	fresh := rec("r1", "d2", 0, eligibility.StateOffered)
+	fresh := rec("r1", "d2", 0, rollout.StateOffered)
 	fresh.OfferedAt = t0.Add(time.Hour)
 	must(t, s.PutRecord(ctx, fresh, nil))
-	done := rec("r1", "d3", 0, eligibility.StateSucceeded)
+	done := rec("r1", "d3", 0, rollout.StateSucceeded)
 	must(t, s.PutRecord(ctx, done, nil))
 	n, err := s.ExpireOffers(ctx, "r1", t0.Add(time.Minute), t0.Add(2*time.Hour))
 	must(t, err)
@@ -266,7 +268,7 @@ func testExpire(t *testing.T, s devicestore.Store) {
 	}
 	r, err := s.Record(ctx, "r1", "d1")
 	must(t, err)
-	if r.State != eligibility.StateTimedOut || r.Reason != eligibility.ReasonTimedOut {
+	if r.State != rollout.StateTimedOut || r.Reason != rollout.ReasonTimedOut {
 		t.Fatalf("record %+v", r)
 	}
 	f, err := s.RecentFailures(ctx, "r1", 20)
@@ -291,4 +293,97 @@ func testWrappedKeys(t *testing.T, s devicestore.Store) {
 		t.Fatalf("other device: %v", err)
 	}
 	must(t, s.Ping(ctx))
+}
+
+// testUpdateRecords: decide sees the records as committed, its writes land
+// in the same transaction, and an error from it stores nothing.
+func testUpdateRecords(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, rollout.StateOffered), nil))
+	var seen []devicestore.Record
+	must(t, s.UpdateRecords(ctx, "d1", func(recs []devicestore.Record) ([]devicestore.RecordWrite, error) {
+		seen = recs
+		r := recs[0]
+		r.State = rollout.StateCanceled
+		n := rec("r2", "d1", 1, rollout.StateSkipped)
+		n.Reason = "why"
+		return []devicestore.RecordWrite{{Record: r}, {Record: n, Failure: &devicestore.Failure{DeviceID: "d1", Wave: 1, Reason: "why", At: t0}}}, nil
+	}))
+	if len(seen) != 1 || seen[0].State != rollout.StateOffered {
+		t.Fatalf("decide saw %+v", seen)
+	}
+	r1, err := s.Record(ctx, "r1", "d1")
+	must(t, err)
+	r2, err := s.Record(ctx, "r2", "d1")
+	must(t, err)
+	if r1.State != rollout.StateCanceled || r2.State != rollout.StateSkipped || r2.Reason != "why" {
+		t.Fatalf("after update: %+v %+v", r1, r2)
+	}
+	if f, _ := s.RecentFailures(ctx, "r2", 20); len(f) != 1 {
+		t.Fatalf("failure not logged: %+v", f)
+	}
+	if c, err := s.Counts(ctx, "r2", time.Time{}); err != nil || c.Skipped["why"] != 1 || len(c.Skipped) != 1 {
+		t.Fatalf("skip reasons: %+v %v", c.Skipped, err)
+	}
+	refuse := errors.New("refused")
+	if err := s.UpdateRecords(ctx, "d1", func(recs []devicestore.Record) ([]devicestore.RecordWrite, error) {
+		if len(recs) != 2 {
+			t.Errorf("second decide saw %d records", len(recs))
+		}
+		r := recs[0]
+		r.State = rollout.StateFailed
+		return []devicestore.RecordWrite{{Record: r}}, refuse
+	}); !errors.Is(err, refuse) {
+		t.Fatalf("refused decide: %v", err)
+	}
+	if r, _ := s.Record(ctx, "r1", "d1"); r.State != rollout.StateCanceled {
+		t.Fatalf("a refused decide stored %+v", r)
+	}
+	if err := s.UpdateRecords(ctx, "d1", func([]devicestore.Record) ([]devicestore.RecordWrite, error) {
+		return []devicestore.RecordWrite{{Record: rec("r3", "d2", 0, rollout.StateOffered)}}, nil
+	}); err == nil {
+		t.Fatal("a write for another device was stored")
+	}
+	// A device with no record yet gets its first one.
+	must(t, s.UpdateRecords(ctx, "d9", func(recs []devicestore.Record) ([]devicestore.RecordWrite, error) {
+		if len(recs) != 0 {
+			t.Errorf("new device has records %+v", recs)
+		}
+		return []devicestore.RecordWrite{{Record: rec("r1", "d9", 0, rollout.StateOffered)}}, nil
+	}))
+	all, err := s.Records(ctx, "d9")
+	must(t, err)
+	if len(all) != 1 {
+		t.Fatalf("records of d9: %+v", all)
+	}
+}
+
+// testOffline: members with no record not seen since the cutoff are
+// offline, whatever made them seen (enrollment, running version, touch).
+func testOffline(t *testing.T, s devicestore.Store) {
+	ctx := context.Background()
+	var members []devicestore.FleetMember
+	for i := range 5 {
+		id := fmt.Sprintf("d%d", i)
+		_, _, err := s.Enroll(ctx, NewDevice(id, nil))
+		must(t, err)
+		members = append(members, devicestore.FleetMember{DeviceID: id, Rank: uint64(i+1) * 1000, Wave: i % 2})
+	}
+	must(t, s.SyncFleet(ctx, "r1", members, nil))
+	// d0: touched after the cutoff; d1: new running version after it;
+	// d2: has a record (never offline); d3, d4: silent since enrollment.
+	must(t, s.Touch(ctx, map[string]time.Time{"d0": t0.Add(2 * time.Hour)}))
+	must(t, s.SetRunning(ctx, "d1", "1.1.0", 1, t0.Add(2*time.Hour)))
+	must(t, s.PutRecord(ctx, rec("r1", "d2", 0, rollout.StateOffered), nil))
+	c, err := s.Counts(ctx, "r1", t0.Add(time.Hour))
+	must(t, err)
+	// Waves: d0, d2, d4 in wave 0; d1, d3 in wave 1.
+	if c.Waves[0].Offline != 1 || c.Waves[1].Offline != 1 {
+		t.Fatalf("offline w0 %d w1 %d, want 1 and 1", c.Waves[0].Offline, c.Waves[1].Offline)
+	}
+	c, err = s.Counts(ctx, "r1", t0)
+	must(t, err)
+	if c.Waves[0].Offline != 0 || c.Waves[1].Offline != 0 {
+		t.Fatalf("nothing is offline before enrollment: %+v %+v", c.Waves[0], c.Waves[1])
+	}
 }

@@ -1,4 +1,4 @@
-package rolloutplan
+package rollout
 
 import (
 	"fmt"

@@ -1,4 +1,4 @@
-package eligibility
+package rollout
 
 import (
 	"crypto/sha256"

@@ -1,4 +1,4 @@
-package rolloutplan
+package rollout
 
 import (
 	"reflect"
@@ -125,7 +125,40 @@ func TestDecide(t *testing.T) {
 		// Failure threshold.
 		{"failure threshold aborts with rollback", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 3, Succeeded: 5, InProgress: 2})), want{phase: Aborted, readyReason: "Aborted", stalled: true, rollback: true, events: []string{EventAborted}}},
 		{"timeouts count as failures", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 2, TimedOut: 1, Succeeded: 7})), want{phase: Aborted, readyReason: "Aborted", stalled: true, rollback: true, events: []string{EventAborted}}},
-		{"below minFailures: no abort", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 2, Succeeded: 5, InProgress: 3})), want{phase: Progressing, readyReason: ReasonWaveProgressing, reconciling: true}},
+		// Below minFailures there is no abort, but 2 failed of 10 at 95%
+		// means the wave can no longer succeed: said at once.
+		{"below minFailures: no abort, cannot succeed", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 2, Succeeded: 5, InProgress: 3})), want{phase: Progressing, readyReason: ReasonWaveCannotSucceed, stalled: true, events: []string{EventCannotSucceed}}},
+		{"below minFailures, can still succeed", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 2, Succeeded: 5, InProgress: 3}), set(func(in *Input) { in.SuccessThreshold = 0.8 })), want{phase: Progressing, readyReason: ReasonWaveProgressing, reconciling: true}},
+		{"one failed of a 10-device canary at 95%: cannot succeed", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 1, Succeeded: 9})), want{phase: Progressing, readyReason: ReasonWaveCannotSucceed, stalled: true, events: []string{EventCannotSucceed}}},
+		{"cannot succeed stays quiet", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 1, Succeeded: 9}), set(func(in *Input) { in.ReadyReason = ReasonWaveCannotSucceed })), want{phase: Progressing, readyReason: ReasonWaveCannotSucceed, stalled: true}},
+		{"per-wave threshold: a bad last wave is not diluted", with(inWave(2, Counts{Targeted: 80, Offered: 40, Failed: 3, Succeeded: 37})), want{phase: Aborted, wave: 2, readyReason: "Aborted", stalled: true, rollback: true, events: []string{EventAborted}, completed: []int{0, 1}}},
+
+		// Offline and skipped devices leave the denominator.
+		{"one offline device of 10 at 95%: completes with 9", with(inWave(0, Counts{Targeted: 10, Offered: 9, Succeeded: 9, Offline: 1})), want{phase: Paused, readyReason: ReasonAwaitingApproval, events: []string{EventWaveCompleted, EventPaused}, completed: []int{0}}},
+		{"skipped devices leave the denominator", with(inWave(0, Counts{Targeted: 10, Offered: 8, Succeeded: 8, Skipped: 2})), want{phase: Paused, readyReason: ReasonAwaitingApproval, events: []string{EventWaveCompleted, EventPaused}, completed: []int{0}}},
+		{"all skipped: nothing to do, completes", with(inWave(0, Counts{Targeted: 3, Skipped: 3})), want{phase: Paused, readyReason: ReasonAwaitingApproval, events: []string{EventWaveCompleted, EventPaused}, completed: []int{0}}},
+		{"all offline: never taken as evidence", with(inWave(0, Counts{Targeted: 3, Offline: 3})), want{phase: Progressing, readyReason: ReasonWaveCannotSucceed, stalled: true, events: []string{EventCannotSucceed}}},
+		{"untouched devices may still succeed", with(inWave(0, Counts{Targeted: 10, Offered: 2, Succeeded: 2})), want{phase: Progressing, readyReason: ReasonWaveProgressing, reconciling: true}},
+
+		// Progress deadline (the wave opened at t0, now is t0+1h).
+		{"deadline ahead: wakes at it", with(inWave(0, Counts{Targeted: 10, Offered: 10, Succeeded: 5, InProgress: 5}), set(func(in *Input) { in.ProgressDeadline = 3 * time.Hour })), want{phase: Progressing, readyReason: ReasonWaveProgressing, reconciling: true, requeue: 2 * time.Hour}},
+		{"deadline passed: stalled", with(inWave(0, Counts{Targeted: 10, Offered: 10, Succeeded: 5, InProgress: 5}), set(func(in *Input) { in.ProgressDeadline = 30 * time.Minute })), want{phase: Progressing, readyReason: ReasonProgressDeadline, stalled: true, events: []string{EventDeadline}}},
+		{"deadline passed with progressDeadlineAbort: aborts", with(inWave(0, Counts{Targeted: 10, Offered: 10, Succeeded: 5, InProgress: 5}), set(func(in *Input) { in.ProgressDeadline = 30 * time.Minute; in.ProgressDeadlineAbort = true })), want{phase: Aborted, readyReason: "Aborted", stalled: true, rollback: true, events: []string{EventAborted}}},
+		{"deadline passed, counts never came: stalled, not aborted", with(inWave(0, Counts{}), set(func(in *Input) {
+			in.ProgressDeadline = 30 * time.Minute
+			in.ProgressDeadlineAbort = true
+			in.ReportedAt = nil
+		})), want{phase: Progressing, readyReason: ReasonProgressDeadline, stalled: true, events: []string{EventDeadline}}},
+		{"a wave completing late still completes", with(inWave(0, full), set(func(in *Input) { in.ProgressDeadline = 30 * time.Minute; in.ReadyReason = ReasonProgressDeadline })), want{phase: Paused, readyReason: ReasonAwaitingApproval, events: []string{EventWaveCompleted, EventPaused}, completed: []int{0}}},
+
+		// Stale counts (last report at t0+1m, now t0+1h).
+		{"stale counts: nothing completes", with(inWave(0, full), set(func(in *Input) { in.StaleAfter = 5 * time.Minute })), want{phase: Progressing, readyReason: ReasonStaleCounts, reconciling: true, events: []string{EventStaleCounts}}},
+		{"stale counts: nothing aborts", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 5}), set(func(in *Input) { in.StaleAfter = 5 * time.Minute; in.ReadyReason = ReasonStaleCounts })), want{phase: Progressing, readyReason: ReasonStaleCounts, reconciling: true}},
+		{"fresh counts: wakes when they would turn stale", with(inWave(0, Counts{Targeted: 10, Offered: 10, Succeeded: 5, InProgress: 5}), set(func(in *Input) { in.StaleAfter = 2 * time.Hour })), want{phase: Progressing, readyReason: ReasonWaveProgressing, reconciling: true, requeue: time.Hour + time.Minute + time.Second}},
+		{"stale counts past the deadline: stalled", with(inWave(0, full), set(func(in *Input) { in.StaleAfter = 5 * time.Minute; in.ProgressDeadline = 30 * time.Minute })), want{phase: Progressing, readyReason: ReasonProgressDeadline, stalled: true, events: []string{EventDeadline}}},
+
+		// A spec the server cannot apply.
+		{"invalid spec stalls", with(inWave(0, Counts{Targeted: 10, Succeeded: 3}), set(func(in *Input) { in.SpecProblem = "selector: bad operator" })), want{phase: Progressing, readyReason: ReasonInvalidSpec, stalled: true}},
 		{"below failure share: no abort", with(inWave(2, Counts{Targeted: 80, Offered: 80, Failed: 3, Succeeded: 10, InProgress: 67})), want{phase: Progressing, wave: 2, readyReason: ReasonWaveProgressing, reconciling: true, completed: []int{0, 1}}},
 		{"failures count across waves", with(inWave(1, Counts{Targeted: 10, Offered: 10, Failed: 3, Succeeded: 7})), want{phase: Aborted, wave: 1, readyReason: "Aborted", stalled: true, rollback: true, events: []string{EventAborted}, completed: []int{0}}},
 		{"rollbackOnAbort false", with(inWave(0, Counts{Targeted: 10, Offered: 10, Failed: 5}), set(func(in *Input) { in.RollbackOnAbort = false })), want{phase: Aborted, readyReason: "Aborted", stalled: true, events: []string{EventAborted}}},
@@ -143,6 +176,10 @@ func TestDecide(t *testing.T) {
 
 		// Release lost mid-rollout.
 		{"release not ready mid-rollout holds", with(inWave(0, full), set(func(in *Input) { in.Release = Release{Found: true, Message: "signature not verified"} })), want{phase: Progressing, readyReason: ReasonReleaseNotReady, reconciling: true}},
+		{"release not ready past the wave's deadline: stalled on the deadline", with(inWave(0, Counts{Targeted: 10, Succeeded: 3}), set(func(in *Input) {
+			in.Release = Release{Found: true, Message: "key Secret missing"}
+			in.ProgressDeadline = 30 * time.Minute
+		})), want{phase: Progressing, readyReason: ReasonProgressDeadline, stalled: true, events: []string{EventDeadline}}},
 		{"release stalled mid-rollout stalls", with(inWave(0, full), set(func(in *Input) { in.Release = Release{Found: true, Stalled: true, Message: "key revoked"} })), want{phase: Progressing, readyReason: ReasonReleaseNotReady, stalled: true}},
 		{"threshold 0% completes when observed", with(inWave(0, Counts{Targeted: 10}), set(func(in *Input) { in.SuccessThreshold = 0 })), want{phase: Paused, readyReason: ReasonAwaitingApproval, events: []string{EventWaveCompleted, EventPaused}, completed: []int{0}}},
 	}

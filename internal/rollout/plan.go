@@ -1,7 +1,4 @@
-// Package rolloutplan decides a Rollout's next state from its spec, its
-// current status and the device counters the OTA server reports. It is pure:
-// no I/O, the time is an input, so every transition is tested with tables.
-package rolloutplan
+package rollout
 
 import (
 	"fmt"
@@ -32,6 +29,19 @@ const (
 	ReasonSucceeded         = "Succeeded"
 	ReasonAbortRequested    = "AbortRequested"
 	ReasonFailureThreshold  = "FailureThreshold"
+	// ReasonWaveCannotSucceed: too few devices of the open wave can still
+	// succeed; a human lowers the threshold, waits for offline devices, or
+	// aborts.
+	ReasonWaveCannotSucceed = "WaveCannotSucceed"
+	// ReasonProgressDeadline: the open wave did not complete within
+	// spec.progressDeadline.
+	ReasonProgressDeadline = "ProgressDeadlineExceeded"
+	// ReasonStaleCounts: the OTA server has not reported for a while;
+	// nothing opens, completes or aborts on old counts.
+	ReasonStaleCounts = "StaleCounts"
+	// ReasonInvalidSpec: the spec cannot be applied (a selector stored
+	// before validation existed, for instance).
+	ReasonInvalidSpec = "InvalidSpec"
 )
 
 // Event reasons for transitions.
@@ -44,6 +54,9 @@ const (
 	EventAborted       = "Aborted"
 	EventSucceeded     = "Succeeded"
 	EventWaiting       = "WaitingForRelease"
+	EventCannotSucceed = "WaveCannotSucceed"
+	EventDeadline      = "ProgressDeadlineExceeded"
+	EventStaleCounts   = "StaleCounts"
 )
 
 // Gate is what happens after a wave completes.
@@ -57,11 +70,6 @@ type Gate struct {
 type WaveSpec struct {
 	Name string
 	Gate *Gate // nil: the next wave opens as soon as this one completes
-}
-
-// Counts are the OTA server's device counters for a wave.
-type Counts struct {
-	Targeted, Offered, InProgress, Succeeded, Failed, TimedOut int64
 }
 
 // WaveState is a wave's status: controller times plus server counters.
@@ -93,8 +101,17 @@ type Input struct {
 	Abort            bool
 	RollbackOnAbort  bool
 	ApprovedWave     string
+	// ProgressDeadline bounds how long a wave may stay open; 0 = none.
+	ProgressDeadline      time.Duration
+	ProgressDeadlineAbort bool
+	// SpecProblem says why the spec cannot be applied; "" when it can.
+	SpecProblem string
 
 	Release Release
+
+	// StaleAfter: counts older than this are stale (the OTA server is not
+	// reporting); 0 disables the check.
+	StaleAfter time.Duration
 
 	// Status.
 	Phase             Phase
@@ -175,7 +192,8 @@ func decide(in *Input, d *Decision) {
 		return
 	}
 	started := d.Waves[0].StartedAt != nil
-	if started && d.Phase != Succeeded {
+	stale, staleMsg := staleCounts(in, d, started)
+	if started && d.Phase != Succeeded && !stale {
 		if reason, msg, ok := failureThresholdExceeded(in, d); ok {
 			abort(in, d, reason, msg)
 			return
@@ -185,8 +203,23 @@ func decide(in *Input, d *Decision) {
 		succeeded(d)
 		return
 	}
+	if in.SpecProblem != "" {
+		msg := "the spec cannot be applied: " + in.SpecProblem + "; no new offers or waves until it is fixed"
+		d.Ready = notReady(ReasonInvalidSpec, msg)
+		d.Stalled = Condition{Present: true, True: true, Reason: ReasonInvalidSpec, Message: msg}
+		return
+	}
 	if !in.Release.Ready {
 		waitForRelease(in, d, started)
+		if w := d.Waves[d.CurrentWave]; started && w.CompletedAt == nil {
+			if dl, ok := deadline(in, w); ok {
+				if !in.Now.Before(dl) {
+					stallDeadline(in, d, d.CurrentWave, d.Ready.Message)
+				} else {
+					d.wakeAt(in.Now, dl)
+				}
+			}
+		}
 		return
 	}
 	if in.Paused {
@@ -207,6 +240,10 @@ func decide(in *Input, d *Decision) {
 	i := d.CurrentWave
 	w := &d.Waves[i]
 	if w.CompletedAt == nil {
+		if stale {
+			staleWait(in, d, i, staleMsg)
+			return
+		}
 		if !waveComplete(in, i, w) {
 			progressing(in, d, i)
 			return
@@ -214,10 +251,74 @@ func decide(in *Input, d *Decision) {
 		now := in.Now
 		w.CompletedAt = &now
 		d.Events = append(d.Events, Event{Reason: EventWaveCompleted, Message: fmt.Sprintf(
-			"wave %d/%d %s completed: %d of %d devices succeeded (threshold %s)",
-			i+1, len(in.Waves), w.Name, w.Succeeded, w.Targeted, pct(in.SuccessThreshold))})
+			"wave %d/%d %s completed: %d of %d reachable devices succeeded (threshold %s; %d offline, %d skipped)",
+			i+1, len(in.Waves), w.Name, w.Succeeded, w.Reachable(), pct(in.SuccessThreshold), w.Offline, w.Skipped)})
 	}
 	passGate(in, d, i)
+}
+
+// wakeAt asks for a reconcile at t (the earliest of all asked), if it is
+// in the future.
+func (d *Decision) wakeAt(now, t time.Time) {
+	if !t.After(now) {
+		return
+	}
+	if after := t.Sub(now); d.RequeueAfter == 0 || after < d.RequeueAfter {
+		d.RequeueAfter = after
+	}
+}
+
+// staleCounts reports whether the OTA server's counts are too old to act
+// on: its last report (or, before any, the first wave's start) is older
+// than StaleAfter. Otherwise it asks to be woken when they would become
+// stale, since a silent server sends no updates that would wake it.
+func staleCounts(in *Input, d *Decision, started bool) (bool, string) {
+	if in.StaleAfter <= 0 || !started || d.Phase == Succeeded {
+		return false, ""
+	}
+	last := in.ReportedAt
+	if last == nil {
+		last = d.Waves[0].StartedAt
+	}
+	if in.Now.Sub(*last) <= in.StaleAfter {
+		d.wakeAt(in.Now, last.Add(in.StaleAfter+time.Second))
+		return false, ""
+	}
+	return true, fmt.Sprintf("the OTA server has not reported counts since %s (more than %s ago): no wave opens, completes or aborts on stale counts",
+		last.UTC().Format(time.RFC3339), in.StaleAfter)
+}
+
+func staleWait(in *Input, d *Decision, i int, msg string) {
+	d.Phase = Progressing
+	if dl, ok := deadline(in, d.Waves[i]); ok && !in.Now.Before(dl) {
+		stallDeadline(in, d, i, msg)
+		return
+	}
+	d.Ready = notReady(ReasonStaleCounts, msg)
+	d.Reconciling = Condition{Present: true, True: true, Reason: ReasonStaleCounts, Message: msg}
+	if in.ReadyReason != ReasonStaleCounts {
+		d.Events = append(d.Events, Event{Warning: true, Reason: EventStaleCounts, Message: msg})
+	}
+}
+
+// deadline is when wave w must have completed.
+func deadline(in *Input, w WaveState) (time.Time, bool) {
+	if in.ProgressDeadline <= 0 || w.StartedAt == nil {
+		return time.Time{}, false
+	}
+	return w.StartedAt.Add(in.ProgressDeadline), true
+}
+
+func stallDeadline(in *Input, d *Decision, i int, detail string) {
+	d.Reconciling = Condition{}
+	w := d.Waves[i]
+	msg := fmt.Sprintf("wave %d/%d %s, open since %s, did not complete within progressDeadline %s: %s",
+		i+1, len(in.Waves), w.Name, w.StartedAt.UTC().Format(time.RFC3339), in.ProgressDeadline, detail)
+	d.Ready = notReady(ReasonProgressDeadline, msg)
+	d.Stalled = Condition{Present: true, True: true, Reason: ReasonProgressDeadline, Message: msg}
+	if in.ReadyReason != ReasonProgressDeadline {
+		d.Events = append(d.Events, Event{Warning: true, Reason: EventDeadline, Message: msg})
+	}
 }
 
 // passGate applies the gate after completed wave i.
@@ -253,7 +354,7 @@ func passGate(in *Input, d *Decision, i int) {
 		}
 		d.Phase = Paused
 		d.PausedUntil = &until
-		d.RequeueAfter = until.Sub(in.Now)
+		d.wakeAt(in.Now, until)
 		msg := fmt.Sprintf("wave %s completed; wave %s opens at %s", w.Name, in.Waves[i+1].Name, until.UTC().Format(time.RFC3339))
 		d.Ready = notReady(ReasonTimedPause, msg)
 		d.Reconciling = Condition{Present: true, True: true, Reason: ReasonTimedPause, Message: msg}
@@ -281,23 +382,63 @@ func progressing(in *Input, d *Decision, i int) {
 	d.Phase = Progressing
 	w := d.Waves[i]
 	var msg string
-	if in.ObservedWave < i || in.ReportedAt == nil || w.StartedAt == nil || in.ReportedAt.Before(*w.StartedAt) {
+	cannot := false
+	if !counted(in, i, &w) {
 		msg = fmt.Sprintf("wave %d/%d %s open; waiting for the OTA server's counts", i+1, len(in.Waves), w.Name)
 	} else {
-		msg = fmt.Sprintf("wave %d/%d %s open: %d of %d devices succeeded, %d needed (%s)",
-			i+1, len(in.Waves), w.Name, w.Succeeded, w.Targeted, need(in.SuccessThreshold, w.Targeted), pct(in.SuccessThreshold))
+		n := needFor(in.SuccessThreshold, w.Counts)
+		msg = fmt.Sprintf("wave %d/%d %s open: %d of %d reachable devices succeeded, %d needed (%s); %d in progress, %d not offered yet, %d offline, %d skipped",
+			i+1, len(in.Waves), w.Name, w.Succeeded, w.Reachable(), n, pct(in.SuccessThreshold), w.InProgress, w.Untouched(), w.Offline, w.Skipped)
+		if possible := w.Succeeded + w.InProgress + w.Untouched(); possible < n {
+			cannot = true
+			msg = fmt.Sprintf("wave %d/%d %s cannot succeed: at most %d of %d reachable devices can still succeed (%d succeeded, %d in progress, %d not offered yet; %d failed, %d timed out, %d canceled), %d needed (%s); lower successThreshold, wait for the %d offline devices to return, or abort",
+				i+1, len(in.Waves), w.Name, possible, w.Reachable(), w.Succeeded, w.InProgress, w.Untouched(), w.Failed, w.TimedOut, w.Canceled, n, pct(in.SuccessThreshold), w.Offline)
+		}
+	}
+	if dl, ok := deadline(in, w); ok {
+		if !in.Now.Before(dl) {
+			if in.ProgressDeadlineAbort && counted(in, i, &w) {
+				abort(in, d, ReasonProgressDeadline, fmt.Sprintf("wave %s did not complete within progressDeadline %s: %s", w.Name, in.ProgressDeadline, msg))
+				return
+			}
+			stallDeadline(in, d, i, msg)
+			return
+		}
+		d.wakeAt(in.Now, dl)
+	}
+	if cannot {
+		d.Ready = notReady(ReasonWaveCannotSucceed, msg)
+		d.Stalled = Condition{Present: true, True: true, Reason: ReasonWaveCannotSucceed, Message: msg}
+		if in.ReadyReason != ReasonWaveCannotSucceed {
+			d.Events = append(d.Events, Event{Warning: true, Reason: EventCannotSucceed, Message: msg})
+		}
+		return
 	}
 	d.Ready = notReady(ReasonWaveProgressing, msg)
 	d.Reconciling = Condition{Present: true, True: true, Reason: ReasonWaveProgressing, Message: msg}
 }
 
+// counted: the server has counted wave i since it opened.
+func counted(in *Input, i int, w *WaveState) bool {
+	return in.ObservedWave >= i && in.ReportedAt != nil && w.StartedAt != nil && !in.ReportedAt.Before(*w.StartedAt)
+}
+
+// needFor is how many devices of a wave must succeed: the threshold share
+// of its reachable devices (offline and skipped ones left out), and at
+// least one while any device could take the release at all, so a wave
+// whose devices are all offline is never taken as evidence.
+func needFor(threshold float64, c Counts) int64 {
+	n := need(threshold, c.Reachable())
+	if n == 0 && threshold > 0 && c.Targeted > c.Skipped {
+		n = 1
+	}
+	return n
+}
+
 // waveComplete: the server has counted wave i since it opened, and enough of
 // its devices succeeded.
 func waveComplete(in *Input, i int, w *WaveState) bool {
-	if in.ObservedWave < i || in.ReportedAt == nil || w.StartedAt == nil || in.ReportedAt.Before(*w.StartedAt) {
-		return false
-	}
-	return w.Succeeded >= need(in.SuccessThreshold, w.Targeted)
+	return counted(in, i, w) && w.Succeeded >= needFor(in.SuccessThreshold, w.Counts)
 }
 
 // approved: spec.approvedWave names wave i or a later one.
@@ -310,22 +451,35 @@ func approved(in *Input, i int) bool {
 	return false
 }
 
-// failureThresholdExceeded: failures (failed + timed out) over all waves are
-// at least minFailures and above the threshold share of offered devices.
+// failureThresholdExceeded: failures (failed + timed out) are at least
+// minFailures and above the threshold share of offered devices, in one
+// wave (hawkBit's per-group rule, so a bad last wave is not diluted by
+// the good ones before it) or over all waves.
 func failureThresholdExceeded(in *Input, d *Decision) (string, string, bool) {
-	var failures, offered int64
+	var total Counts
 	for _, w := range d.Waves {
-		failures += w.Failed + w.TimedOut
-		offered += w.Offered
+		if over(in, w.Counts) {
+			return ReasonFailureThreshold, fmt.Sprintf("wave %s: %s", w.Name, thresholdMsg(in, w.Counts)), true
+		}
+		total = total.Add(w.Counts)
 	}
-	if failures == 0 || failures < in.MinFailures || offered == 0 {
-		return "", "", false
+	if over(in, total) {
+		return ReasonFailureThreshold, "all waves: " + thresholdMsg(in, total), true
 	}
-	if float64(failures) <= in.FailureThreshold*float64(offered)+1e-9 {
-		return "", "", false
+	return "", "", false
+}
+
+func over(in *Input, c Counts) bool {
+	f := c.Failures()
+	if f == 0 || f < in.MinFailures || c.Offered == 0 {
+		return false
 	}
-	return ReasonFailureThreshold, fmt.Sprintf("%d of %d offered devices failed or timed out (%.1f%%), above failureThreshold %s with minFailures %d",
-		failures, offered, 100*float64(failures)/float64(offered), pct(in.FailureThreshold), in.MinFailures), true
+	return float64(f) > in.FailureThreshold*float64(c.Offered)+1e-9
+}
+
+func thresholdMsg(in *Input, c Counts) string {
+	return fmt.Sprintf("%d of %d offered devices failed or timed out (%.1f%%), above failureThreshold %s with minFailures %d",
+		c.Failures(), c.Offered, 100*float64(c.Failures())/float64(c.Offered), pct(in.FailureThreshold), in.MinFailures)
 }
 
 func abort(in *Input, d *Decision, reason, msg string) {
