@@ -61,9 +61,8 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, "read records", err)
 		return
 	}
-	throttled := map[string]bool{}
-	cands := s.candidates(snap, d, recs, throttled)
-	out, retry := s.decideWithLimits(dv, cands, throttled)
+	cands := s.candidates(snap, d, recs, nil)
+	out, throttled, retry := s.decideWithLimits(dv, cands)
 	if len(out.Writes) > 0 {
 		err := s.store.UpdateRecords(ctx, d.ID, func(fresh []devicestore.Record) ([]devicestore.RecordWrite, error) {
 			cands = s.candidates(snap, d, fresh, throttled)
@@ -122,17 +121,21 @@ func pures(cands []candidate) []rollout.Candidate {
 
 // decideWithLimits decides, and while the decision is an offer its
 // rollout's rate limit refuses, decides again with that rollout throttled.
+// throttled names the rollouts whose limit refused (nil when none did);
 // retry is the longest wait a refusing limit asked for.
-func (s *Server) decideWithLimits(dv rollout.DeviceView, cands []candidate, throttled map[string]bool) (out rollout.Outcome, retry time.Duration) {
+func (s *Server) decideWithLimits(dv rollout.DeviceView, cands []candidate) (out rollout.Outcome, throttled map[string]bool, retry time.Duration) {
 	for {
 		out = rollout.CheckIn(dv, pures(cands))
 		if out.Answer.Action != rollout.Offer {
-			return out, retry
+			return out, throttled, retry
 		}
 		c := &cands[out.Answer.Candidate]
 		wait, ok := s.offers.allow(c.ro.UID, c.ro.MaxOffersPerMinute)
 		if ok {
-			return out, retry
+			return out, throttled, retry
+		}
+		if throttled == nil {
+			throttled = map[string]bool{}
 		}
 		retry = max(retry, wait)
 		throttled[c.ro.UID] = true

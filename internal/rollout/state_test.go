@@ -111,3 +111,24 @@ func TestVersionOrder(t *testing.T) {
 		t.Errorf("canonical %q", ParseVersion("v2.1").Canonical())
 	}
 }
+
+// FuzzVersionOrder: versions from devices are arbitrary strings; their
+// order must be a total preorder the rules can rely on (antisymmetric,
+// reflexive, consistent with Canonical), and never panic.
+func FuzzVersionOrder(f *testing.F) {
+	for _, s := range [][2]string{{"2.1.0", "2.0.9"}, {"v2.1", "2.1.0"}, {"2.2.0-rc.1", "2.2.0"}, {"factory", "1.0.0"}, {"", "0.0.0"}, {"1.0.0+b", "1.0.0"}, {"99999999999999999999.0.0", "1.0"}} {
+		f.Add(s[0], s[1])
+	}
+	f.Fuzz(func(t *testing.T, a, b string) {
+		va, vb := ParseVersion(a), ParseVersion(b)
+		if va.Compare(va) != 0 || vb.Compare(vb) != 0 {
+			t.Fatalf("not reflexive: %q %q", a, b)
+		}
+		if ab, ba := va.Compare(vb), vb.Compare(va); ab != -ba {
+			t.Fatalf("%q vs %q = %d, reverse %d", a, b, ab, ba)
+		}
+		if va.Canonical() == vb.Canonical() && va.Compare(vb) != 0 {
+			t.Fatalf("%q and %q share the key %q but differ", a, b, va.Canonical())
+		}
+	})
+}

@@ -1,6 +1,8 @@
 package rollout
 
 import (
+	"strings"
+
 	"github.com/Masterminds/semver/v3"
 )
 
@@ -32,15 +34,15 @@ func (v Version) Valid() bool { return v.v != nil }
 func (v Version) String() string { return v.raw }
 
 // Compare orders two valid versions by semver precedence (build metadata
-// ignored): -1, 0 or +1. Invalid versions compare equal only to the same
-// string and below everything else; callers check Valid first where that
-// matters.
+// ignored): -1, 0 or +1. Invalid versions sort below every valid one and
+// among themselves by their bytes, so the order stays total; callers
+// check Valid first where that matters.
 func (v Version) Compare(o Version) int {
 	switch {
 	case v.v != nil && o.v != nil:
 		return v.v.Compare(o.v)
-	case v.raw == o.raw:
-		return 0
+	case v.v == nil && o.v == nil:
+		return strings.Compare(v.raw, o.raw)
 	case v.v == nil:
 		return -1
 	default:

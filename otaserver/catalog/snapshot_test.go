@@ -108,3 +108,75 @@ func TestVendorSignature(t *testing.T) {
 		}
 	}
 }
+
+// TestArtifactOfCurrentGeneration: an artifact built for an older
+// generation of the release (its spec changed since) is not served, so a
+// new spec is never paired with bytes verified against the old one.
+func TestArtifactOfCurrentGeneration(t *testing.T) {
+	keys := map[string]*corev1.Secret{"ns/a-key": key("a-key", "uid-a", 32)}
+	for _, tc := range []struct {
+		name   string
+		mutate func(*otav1.FirmwareRelease)
+		usable bool
+	}{
+		{"current", func(r *otav1.FirmwareRelease) {}, true},
+		{"spec changed, artifact not confirmed yet", func(r *otav1.FirmwareRelease) { r.Generation = 2 }, false},
+		{"confirmed for the new generation", func(r *otav1.FirmwareRelease) { r.Generation, r.Status.Artifact.Generation = 2, 2 }, true},
+		{"artifact built for another version", func(r *otav1.FirmwareRelease) { r.Status.Artifact.Version = "1.9.0" }, false},
+		{"artifact built for another securityVersion", func(r *otav1.FirmwareRelease) { r.Status.Artifact.SecurityVersion = 3 }, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := rel("a", "2.0.0", true)
+			tc.mutate(&r)
+			s := Build(nil, []otav1.FirmwareRelease{r}, keys)
+			if got := s.PreviousRelease("ns", "2.0.0", "t1") != nil; got != tc.usable {
+				t.Fatalf("usable = %v, want %v", got, tc.usable)
+			}
+		})
+	}
+}
+
+// TestInvalidSelectorKept: a rollout whose selector does not parse (stored
+// before the API validated selectors) stays in the catalog — the reporter
+// never forgets it — but selects no device.
+func TestInvalidSelectorKept(t *testing.T) {
+	ro := otav1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "typo", UID: "u-typo"},
+		Spec: otav1.RolloutSpec{ReleaseRef: otav1.ReleaseReference{Name: "a"},
+			Selector: &metav1.LabelSelector{MatchExpressions: []metav1.LabelSelectorRequirement{{Key: "region", Operator: "in", Values: []string{"eu"}}}},
+			Waves:    []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}},
+	}
+	s := Build([]otav1.Rollout{ro}, []otav1.FirmwareRelease{rel("a", "2.0.0", true)}, nil)
+	got := s.RolloutByUID("u-typo")
+	if got == nil || got.Problem == "" {
+		t.Fatalf("rollout with a bad selector: %+v", got)
+	}
+	if got.Matches("t1", map[string]string{"region": "eu"}) || got.Matches("t1", nil) {
+		t.Fatal("a rollout with a bad selector selects devices")
+	}
+}
+
+// TestViewOfFinishedRollout: committed, continuous and succeededAt come
+// from the spec and status as the rules read them.
+func TestViewOfFinishedRollout(t *testing.T) {
+	done := metav1.NewTime(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	ro := otav1.Rollout{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: "r", UID: "u"},
+		Spec: otav1.RolloutSpec{ReleaseRef: otav1.ReleaseReference{Name: "a"}, TargetSelection: otav1.TargetContinuous,
+			Waves: []otav1.Wave{{Name: "c", Devices: intstr.FromInt32(1)}, {Name: "all", Devices: intstr.FromString("100%")}}},
+		Status: otav1.RolloutStatus{Phase: otav1.RolloutSucceeded, Waves: []otav1.WaveStatus{
+			{Name: "c", CompletedAt: &metav1.Time{Time: done.Add(-time.Hour)}}, {Name: "all", CompletedAt: &done}}},
+	}
+	v := Build([]otav1.Rollout{ro}, nil, nil).RolloutByUID("u").View
+	if !v.Committed || !v.Continuous || !v.SucceededAt.Equal(done.Time) {
+		t.Fatalf("view %+v", v)
+	}
+	ro.Spec.Abort = true
+	if v := Build([]otav1.Rollout{ro}, nil, nil).RolloutByUID("u").View; v.Committed {
+		t.Fatal("an aborted rollout commits")
+	}
+	ro.Spec.Abort, ro.Status.Phase, ro.Spec.Commit = false, otav1.RolloutProgressing, true
+	if v := Build([]otav1.Rollout{ro}, nil, nil).RolloutByUID("u").View; !v.Committed || !v.SucceededAt.IsZero() {
+		t.Fatalf("spec.commit while progressing: %+v", v)
+	}
+}
