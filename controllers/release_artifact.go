@@ -21,15 +21,13 @@ import (
 
 // Content-key Secrets: one per encrypted blob, owned by the release. The
 // Secret is the record that the blob exists, so cleanup finds every blob.
+// The names are defined in the API package, which the OTA server reads them
+// from without linking the controllers.
 const (
-	// LabelReleaseUID marks content-key Secrets with their release's UID.
-	LabelReleaseUID = "ota.otaflow.io/release-uid"
-	// AnnotationBlob names the blob (encrypted SHA-256) a key Secret opens.
-	AnnotationBlob = "ota.otaflow.io/blob"
-	// ContentKeySecretType is the type of content-key Secrets.
-	ContentKeySecretType corev1.SecretType = "ota.otaflow.io/content-key"
-	// ContentKeyField is the data key holding the 32-byte content key.
-	ContentKeyField = "contentKey"
+	LabelReleaseUID                        = otav1.LabelReleaseUID
+	AnnotationBlob                         = otav1.AnnotationBlob
+	ContentKeySecretType corev1.SecretType = otav1.ContentKeySecretType
+	ContentKeyField                        = otav1.ContentKeyField
 )
 
 // built is the result of a successful build: the artifact and who verified it.

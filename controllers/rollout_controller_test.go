@@ -32,26 +32,14 @@ type counts struct{ targeted, offered, inProgress, succeeded, failed, timedOut i
 // does: server-side apply under its own field manager.
 func serverReport(t *testing.T, ro *otav1.Rollout, observedWave int32, fleet int64, waves map[string]counts) {
 	t.Helper()
-	var ws []any
-	for _, w := range ro.Spec.Waves {
-		c := waves[w.Name]
-		ws = append(ws, map[string]any{
-			"name": w.Name, "targeted": c.targeted, "offered": c.offered, "inProgress": c.inProgress,
+	fields := map[string]map[string]int64{}
+	for name, c := range waves {
+		fields[name] = map[string]int64{
+			"targeted": c.targeted, "offered": c.offered, "inProgress": c.inProgress,
 			"succeeded": c.succeeded, "failed": c.failed, "timedOut": c.timedOut,
-		})
+		}
 	}
-	u := &unstructured.Unstructured{Object: map[string]any{
-		"apiVersion": "ota.otaflow.io/v1alpha1",
-		"kind":       "Rollout",
-		"metadata":   map[string]any{"name": ro.Name, "namespace": ro.Namespace},
-		"status": map[string]any{
-			"fleet": map[string]any{"size": fleet, "observedWave": int64(observedWave), "reportedAt": time.Now().UTC().Format(time.RFC3339)},
-			"waves": ws,
-		},
-	}}
-	if err := k8s.Status().Apply(context.Background(), client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("otaflow-otaserver"), client.ForceOwnership); err != nil {
-		t.Fatalf("server report: %v", err)
-	}
+	serverReportFields(t, ro, observedWave, fleet, time.Now(), fields)
 }
 
 // readyRelease creates a FirmwareRelease and waits until it is Ready.
@@ -419,7 +407,7 @@ func TestFirmwareReleaseKstatus(t *testing.T) {
 
 // serverReportFields applies the OTA server's wave counters given as API
 // field names (offline, skipped, …), reported at the time given.
-func serverReportFields(t *testing.T, ro *otav1.Rollout, observedWave int32, reportedAt time.Time, waves map[string]map[string]int64) {
+func serverReportFields(t *testing.T, ro *otav1.Rollout, observedWave int32, fleet int64, reportedAt time.Time, waves map[string]map[string]int64) {
 	t.Helper()
 	var ws []any
 	for _, w := range ro.Spec.Waves {
@@ -434,7 +422,7 @@ func serverReportFields(t *testing.T, ro *otav1.Rollout, observedWave int32, rep
 		"kind":       "Rollout",
 		"metadata":   map[string]any{"name": ro.Name, "namespace": ro.Namespace},
 		"status": map[string]any{
-			"fleet": map[string]any{"size": int64(10), "observedWave": int64(observedWave), "reportedAt": reportedAt.UTC().Format(time.RFC3339)},
+			"fleet": map[string]any{"size": fleet, "observedWave": int64(observedWave), "reportedAt": reportedAt.UTC().Format(time.RFC3339)},
 			"waves": ws,
 		},
 	}}
@@ -459,7 +447,7 @@ func TestRolloutOfflineAndCannotSucceed(t *testing.T) {
 	// 90% of 10 needs 9: 8 succeeded and 1 failed (below minFailures 3)
 	// leaves at most 9 with the last device, which is offline — so it
 	// cannot succeed, at once.
-	serverReportFields(t, ro, 0, time.Now(), map[string]map[string]int64{"canary": {"targeted": 10, "offered": 9, "succeeded": 8, "failed": 1, "offline": 1}})
+	serverReportFields(t, ro, 0, 10, time.Now(), map[string]map[string]int64{"canary": {"targeted": 10, "offered": 9, "succeeded": 8, "failed": 1, "offline": 1}})
 	got := waitRollout(t, ro, "cannot succeed", phaseIs(otav1.RolloutProgressing, 0, "WaveCannotSucceed"))
 	c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionStalled)
 	if c == nil || c.Status != metav1.ConditionTrue || !strings.Contains(c.Message, "at most 8 of 9 reachable devices can still succeed") {
@@ -501,7 +489,7 @@ func TestRolloutStaleCounts(t *testing.T) {
 	// is older than the stale bound.
 	time.Sleep(time.Until(started.Add(staleAfter + 2*time.Second)))
 	old := started.Add(time.Second)
-	serverReportFields(t, ro, 0, old, map[string]map[string]int64{"canary": {"targeted": 2, "offered": 2, "succeeded": 2}})
+	serverReportFields(t, ro, 0, 10, old, map[string]map[string]int64{"canary": {"targeted": 2, "offered": 2, "succeeded": 2}})
 	got = waitRollout(t, ro, "stale", phaseIs(otav1.RolloutProgressing, 0, "StaleCounts"))
 	if got.Status.Waves[0].CompletedAt != nil {
 		t.Fatal("a wave completed on stale counts")
@@ -511,6 +499,6 @@ func TestRolloutStaleCounts(t *testing.T) {
 	}
 	waitEvent(t, ro, corev1.EventTypeWarning, "StaleCounts")
 
-	serverReportFields(t, ro, 0, time.Now(), map[string]map[string]int64{"canary": {"targeted": 2, "offered": 2, "succeeded": 2}})
+	serverReportFields(t, ro, 0, 10, time.Now(), map[string]map[string]int64{"canary": {"targeted": 2, "offered": 2, "succeeded": 2}})
 	waitRollout(t, ro, "canary complete", phaseIs(otav1.RolloutPaused, 0, "AwaitingApproval"))
 }

@@ -23,7 +23,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
@@ -165,8 +164,8 @@ func (h *harness) makeRelease(blobs *blobstore.FS, name, version string, secVer 
 	uid := "uid-" + name
 	secName := name + "-key"
 	h.keys["ns/"+secName] = &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: secName, Labels: map[string]string{controllers.LabelReleaseUID: uid}},
-		Data:       map[string][]byte{controllers.ContentKeyField: key},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: secName, Labels: map[string]string{otav1.LabelReleaseUID: uid}},
+		Data:       map[string][]byte{otav1.ContentKeyField: key},
 	}
 	return otav1.FirmwareRelease{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, UID: k8stypes.UID(uid)},

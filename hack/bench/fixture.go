@@ -21,7 +21,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/envelope"
@@ -109,8 +108,8 @@ func (f *Fixture) BlobPath() string {
 func (f *Fixture) Snapshot() *catalog.Snapshot {
 	secName := "fw-2-key"
 	keys := map[string]*corev1.Secret{benchNS + "/" + secName: {
-		ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: secName, Labels: map[string]string{controllers.LabelReleaseUID: "uid-fw-2"}},
-		Data:       map[string][]byte{controllers.ContentKeyField: f.ContentKey},
+		ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: secName, Labels: map[string]string{otav1.LabelReleaseUID: "uid-fw-2"}},
+		Data:       map[string][]byte{otav1.ContentKeyField: f.ContentKey},
 	}}
 	rel := otav1.FirmwareRelease{
 		ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: "fw-2", UID: "uid-fw-2"},

@@ -21,7 +21,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/controllers"
 )
 
 // Catalog serves snapshots built from an informer cache.
@@ -37,7 +36,7 @@ type Catalog struct {
 // New creates a catalog watching namespaces (all when empty). Only
 // content-key Secrets (labelled with their release's UID) are cached.
 func New(cfg *rest.Config, scheme *runtime.Scheme, namespaces []string) (*Catalog, error) {
-	hasUID, err := labels.NewRequirement(controllers.LabelReleaseUID, selection.Exists, nil)
+	hasUID, err := labels.NewRequirement(otav1.LabelReleaseUID, selection.Exists, nil)
 	if err != nil {
 		return nil, fmt.Errorf("catalog: key Secret selector: %w", err)
 	}

@@ -13,7 +13,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/rollout"
 )
@@ -159,8 +158,8 @@ func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *
 	if a := fr.Status.Artifact; a != nil && ready && fr.DeletionTimestamp == nil && a.Generation == fr.Generation &&
 		a.Version == fr.Spec.Version && a.SecurityVersion == fr.Spec.SecurityVersion {
 		r.Artifact = *a
-		if sec := keys[fr.Namespace+"/"+a.KeySecretName]; sec != nil && sec.Labels[controllers.LabelReleaseUID] == string(fr.UID) {
-			if k := sec.Data[controllers.ContentKeyField]; len(k) == envelope.KeySize {
+		if sec := keys[fr.Namespace+"/"+a.KeySecretName]; sec != nil && sec.Labels[otav1.LabelReleaseUID] == string(fr.UID) {
+			if k := sec.Data[otav1.ContentKeyField]; len(k) == envelope.KeySize {
 				r.ContentKey = k
 				r.Usable = true
 			}

@@ -10,7 +10,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/rollout"
 )
 
@@ -29,8 +28,8 @@ func rel(name, version string, ready bool) otav1.FirmwareRelease {
 
 func key(name, uid string, n int) *corev1.Secret {
 	return &corev1.Secret{
-		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{controllers.LabelReleaseUID: uid}},
-		Data:       map[string][]byte{controllers.ContentKeyField: make([]byte, n)},
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: name, Labels: map[string]string{otav1.LabelReleaseUID: uid}},
+		Data:       map[string][]byte{otav1.ContentKeyField: make([]byte, n)},
 	}
 }
 
