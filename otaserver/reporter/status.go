@@ -143,7 +143,10 @@ func (r *Reporter) report(ctx context.Context, ro *catalog.Rollout, now time.Tim
 	}
 	s := BuildStatus(ro, c, f, now)
 	key := s.comparable()
-	if last, ok := r.last[ro.UID]; r.cfg.Client == nil || ok && last.key == key && now.Sub(last.at) < r.cfg.Heartbeat {
+	// Finished rollouts need no heartbeat: the controller no longer acts
+	// on their counts, and old rollouts would otherwise cost writes forever.
+	finished := ro.View.Phase == rollout.Succeeded || ro.View.Phase == rollout.Aborted
+	if last, ok := r.last[ro.UID]; r.cfg.Client == nil || ok && last.key == key && (finished || now.Sub(last.at) < r.cfg.Heartbeat) {
 		return nil
 	}
 	actx, cancel := context.WithTimeout(ctx, r.cfg.ApplyTimeout)
