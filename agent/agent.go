@@ -10,7 +10,7 @@ import (
 
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/keywrap"
-	"github.com/otaflow/otaflow/internal/signature"
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 // Agent runs the update loop of one device. Its methods must not be called
@@ -19,7 +19,7 @@ type Agent struct {
 	cfg      Config
 	base     string
 	verifier *assignment.Verifier
-	vendor   []signature.Key
+	vendor   []vendorsig.Key
 	key      *ecdh.PrivateKey
 	state    State
 	backoff  backoffState

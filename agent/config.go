@@ -13,7 +13,7 @@ import (
 
 	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/keywrap"
-	"github.com/otaflow/otaflow/internal/signature"
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 // Config configures an Agent. ServerURL, DeviceID, DeviceType,
@@ -115,7 +115,7 @@ type Backoff struct {
 type parsed struct {
 	base     *url.URL
 	verifier *assignment.Verifier
-	vendor   []signature.Key
+	vendor   []vendorsig.Key
 }
 
 func (c *Config) setDefaults() {
@@ -201,7 +201,7 @@ func (c *Config) parse() (parsed, error) {
 		bad("AssignmentKeyPEM: %v", err)
 	}
 	for i, k := range c.VendorKeysPEM {
-		key, err := signature.ParsePublicKey(fmt.Sprintf("vendor key %d", i+1), k)
+		key, err := vendorsig.ParsePublicKey(fmt.Sprintf("vendor key %d", i+1), k)
 		if err != nil {
 			bad("VendorKeysPEM[%d]: %v", i, err)
 			continue

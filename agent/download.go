@@ -16,47 +16,56 @@ import (
 
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/keywrap"
-	"github.com/otaflow/otaflow/internal/signature"
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 // errShortBody is a blob response that ended early: a network problem,
 // retried with the progress kept, never a tampering verdict.
 var errShortBody = errors.New("blob download interrupted")
 
-// verifier collects what is checked over the plaintext: its SHA-256, and
-// the vendor signature when there is one.
+// plainCheck collects what is checked over the plaintext: its SHA-256, and
+// the vendor signature when there is one. The plaintext is hashed with
+// SHA-256 once: by the vendor check when there is one, else by sum.
 type plainCheck struct {
-	sum   hash.Hash
-	check *signature.Check
+	sum   hash.Hash        // nil when check is set
+	check *vendorsig.Check // nil when there is no signature to verify
 }
 
 func (p *plainCheck) Write(b []byte) (int, error) {
-	p.sum.Write(b)
 	if p.check != nil {
-		p.check.Write(b)
+		return p.check.Write(b)
 	}
-	return len(b), nil
+	return p.sum.Write(b)
+}
+
+// sha256 returns the SHA-256 of the plaintext written so far.
+func (p *plainCheck) sha256() []byte {
+	if p.check != nil {
+		return p.check.SHA256()
+	}
+	return p.sum.Sum(nil)
 }
 
 func (a *Agent) newPlainCheck(vendorSig string) (*plainCheck, error) {
-	pc := &plainCheck{sum: sha256.New()}
+	unchecked := &plainCheck{sum: sha256.New()}
 	if vendorSig == "" {
 		if !a.cfg.AllowUnsigned {
 			return nil, refuse(RefuseVendorSignature, "vendor signature not verified: the assignment carries no vendor signature and unsigned images are not allowed")
 		}
-		return pc, nil
+		return unchecked, nil
 	}
 	if len(a.vendor) == 0 { // AllowUnsigned without keys: nothing to check with
-		return pc, nil
+		return unchecked, nil
 	}
-	sig, err := signature.ParseValue(vendorSig)
+	sig, err := vendorsig.ParseSignature(vendorSig)
 	if err != nil {
 		return nil, refuse(RefuseVendorSignature, "vendor signature not verified: %v", err)
 	}
-	if pc.check, err = signature.NewCheck(sig, a.vendor); err != nil {
+	check, err := vendorsig.NewCheck(sig, a.vendor)
+	if err != nil {
 		return nil, refuse(RefuseVendorSignature, "vendor signature not verified: %v", err)
 	}
-	return pc, nil
+	return &plainCheck{check: check}, nil
 }
 
 // download fetches, decrypts and verifies the work's blob into the
@@ -97,7 +106,7 @@ func (a *Agent) download(ctx context.Context, w *Work) (Image, error) {
 	if w.Bytes != asg.PlainSize {
 		return Image{}, refuse(RefusePlainDigest, "image is %d bytes, the assignment says %d", w.Bytes, asg.PlainSize)
 	}
-	if got := hex.EncodeToString(pc.sum.Sum(nil)); got != asg.PlainSHA256 {
+	if got := hex.EncodeToString(pc.sha256()); got != asg.PlainSHA256 {
 		return Image{}, refuse(RefusePlainDigest, "image SHA-256 is %s, the assignment says %s", got, asg.PlainSHA256)
 	}
 	if pc.check != nil {

@@ -21,8 +21,8 @@ var rules = []struct {
 }{
 	{"./cmd/otaserver", []string{module + "controllers"}, "the device-facing server must not link the reconcilers"},
 	{"./cmd/manager", []string{module + "otaserver"}, "the manager does not serve devices"},
-	{"./agent", []string{module + "otaserver", module + "controllers", module + "internal/devicestore", "k8s.io/", "sigs.k8s.io/"}, "the device library needs no server code and no Kubernetes"},
-	{"./cmd/ota-agent", []string{module + "otaserver", module + "controllers", module + "internal/devicestore", "k8s.io/", "sigs.k8s.io/"}, "the device binary needs no server code and no Kubernetes"},
+	{"./agent", []string{module + "otaserver", module + "controllers", module + "internal/devicestore", module + "internal/signature", "k8s.io/", "sigs.k8s.io/", "github.com/sigstore/"}, "the device library needs no server code, no Kubernetes and only the standard library's crypto (internal/vendorsig)"},
+	{"./cmd/ota-agent", []string{module + "otaserver", module + "controllers", module + "internal/devicestore", module + "internal/signature", "k8s.io/", "sigs.k8s.io/", "github.com/sigstore/"}, "the device binary needs no server code, no Kubernetes and no sigstore"},
 	{"./cmd/fleetsim", []string{module + "controllers", module + "internal/devicestore", "k8s.io/", "sigs.k8s.io/"}, "simulated devices speak the protocol only"},
 }
 
