@@ -127,9 +127,10 @@ type RolloutSpec struct {
 	// +optional
 	TargetSelection TargetSelection `json:"targetSelection,omitempty"`
 
-	// OfflineAfter: a device of an open wave that was not offered anything
-	// and has not checked in for this long counts as offline and leaves the
-	// wave's success denominator until it returns.
+	// OfflineAfter: a device of the fleet that was not offered anything and
+	// has not checked in for this long counts as offline in its wave (open
+	// or not yet) and leaves that wave's success denominator until it
+	// returns.
 	// +kubebuilder:default="24h"
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('10s')",message="offlineAfter must be at least 10s"
 	// +optional

@@ -4,7 +4,12 @@
 //
 //  1. sensor 2.1.0 ships to the EU fleet in three waves: a canary behind a
 //     manual gate (approved with a spec patch, as a GitOps commit would), a
-//     10% wave with a timed pause, then everyone. It must succeed.
+//     10% wave with a timed pause, then everyone. While the canary waits at
+//     its gate, 20 more EU devices go offline (their simulator stops); with
+//     offlineAfter shortened to 10s they leave their wave's success
+//     denominator, and the last wave completes with "N offline" in its
+//     WaveCompleted event. It must succeed, with every online device on
+//     2.1.0.
 //  2. sensor 2.2.0 fails to install on half the devices: the canary trips
 //     the failure threshold, the rollout aborts, and the devices that took
 //     2.2.0 are rolled back to 2.1.0.
@@ -25,6 +30,7 @@ import (
 	"syscall"
 	"time"
 
+	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -38,6 +44,7 @@ import (
 
 type options struct {
 	devices int
+	away    int
 	binDir  string
 	keep    bool
 }
@@ -45,6 +52,7 @@ type options struct {
 func main() {
 	var o options
 	flag.IntVar(&o.devices, "devices", 500, "Simulated devices.")
+	flag.IntVar(&o.away, "offline-devices", 20, "More EU devices, which go offline before the first rollout's second wave.")
 	flag.StringVar(&o.binDir, "bin-dir", filepath.Join(testenv.Root(), "bin"), "Where manager, otaserver and fleetsim are.")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the work directory (logs, kubeconfig) after a successful run.")
 	flag.Parse()
@@ -112,8 +120,16 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	defer func() { _ = fleet.Stop(10 * time.Second) }()
+	say("starting %d more EU devices on 2.0.0 in a separate simulator; they will go offline before the first rollout's second wave", o.away)
+	away, err := stack.StartFleet(harness.FleetOptions{
+		Name: "away", Devices: o.away, IDPrefix: "sensor-away-", Version: "2.0.0", Seed: 43, Labels: "region=eu:1",
+	})
+	if err != nil {
+		return err
+	}
+	defer func() { _ = away.Stop(10 * time.Second) }()
 
-	eu, err := firstRollout(ctx, stack, ns)
+	eu, offline, err := firstRollout(ctx, stack, ns, away, o.away)
 	if err != nil {
 		return err
 	}
@@ -137,11 +153,25 @@ func run(ctx context.Context, o options) (err error) {
 	if n := sum.ByVersion["2.2.0"]; n != 0 {
 		return fmt.Errorf("%d devices still run 2.2.0 after the rollback", n)
 	}
-	if n := int64(sum.ByVersion["2.1.0"]); n != eu {
-		return fmt.Errorf("%d devices run 2.1.0, want the %d EU devices", n, eu)
+	awaySum, err := away.Summary()
+	if err != nil {
+		return err
 	}
-	if n := sum.ByVersion["2.0.0"]; int64(n) != int64(o.devices)-eu {
-		return fmt.Errorf("%d devices run 2.0.0, want the %d US devices untouched", n, int64(o.devices)-eu)
+	fmt.Println("firmware on the devices that went offline:")
+	for v, n := range awaySum.ByVersion {
+		fmt.Printf("  %-8s %d devices\n", v, n)
+	}
+	// The offline devices the canary had updated run 2.1.0; the others
+	// never saw an offer and are the ones status counted offline.
+	mainEU := eu - int64(o.away)
+	if n := int64(sum.ByVersion["2.1.0"]); n != mainEU {
+		return fmt.Errorf("%d devices run 2.1.0, want the %d online EU devices", n, mainEU)
+	}
+	if n := sum.ByVersion["2.0.0"]; int64(n) != int64(o.devices)-mainEU {
+		return fmt.Errorf("%d devices run 2.0.0, want the %d US devices untouched", n, int64(o.devices)-mainEU)
+	}
+	if n := int64(awaySum.ByVersion["2.0.0"]); n != offline || awaySum.ByVersion["2.1.0"]+int(offline) != o.away {
+		return fmt.Errorf("offline devices: %v; want %d on 2.0.0 (counted offline) and the rest on 2.1.0", awaySum.ByVersion, offline)
 	}
 	return nil
 }
@@ -152,27 +182,30 @@ func waitReady(ctx context.Context, c client.Client, ns, name string) (*otav1.Fi
 	return harness.WaitReleaseReady(ctx, c, client.ObjectKey{Namespace: ns, Name: name})
 }
 
-// firstRollout ships 2.1.0 to the EU devices and returns how many there are.
-func firstRollout(ctx context.Context, stack *harness.Stack, ns string) (int64, error) {
+// firstRollout ships 2.1.0 to the EU devices; the away fleet goes offline
+// at the canary's gate. It returns how many EU devices there are and how
+// many status counted offline.
+func firstRollout(ctx context.Context, stack *harness.Stack, ns string, away *harness.Fleet, awayN int) (int64, int64, error) {
 	c := stack.CP.Client
-	say("applying the sample Rollout sensor-2.1.0-eu (paused until the fleet has enrolled; the 30m soak shortened to 10s)")
+	say("applying the sample Rollout sensor-2.1.0-eu (paused until the fleet has enrolled; the 30m soak shortened to 10s, offlineAfter from 24h to 10s)")
 	ro, err := stack.CreateRollout(ctx, ns, "sensor-2.1.0-eu", "sensor-2.1.0", func(r *otav1.Rollout) {
 		r.Spec.Paused = true
 		r.Spec.Waves[1].Pause.Duration = &metav1.Duration{Duration: 10 * time.Second}
+		r.Spec.OfflineAfter = &metav1.Duration{Duration: 10 * time.Second}
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	key := client.ObjectKeyFromObject(ro)
 	wctx, cancel := context.WithTimeout(ctx, time.Minute)
 	size, err := harness.WaitFleet(wctx, c, key, 0, 3*time.Second)
 	cancel()
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	say("%d EU devices enrolled and match the selector; resuming (spec.paused: false); new offers are limited to maxOffersPerMinute: 1000", size)
 	if err := patch(ctx, c, key, func(r *otav1.Rollout) { r.Spec.Paused = false }); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 
 	approved := false
@@ -184,7 +217,14 @@ func firstRollout(ctx context.Context, stack *harness.Stack, ns string) (int64, 
 				return false, fmt.Errorf("rollout aborted: %s", r.Status.AbortReason)
 			}
 			if !approved && readyReason(r) == "AwaitingApproval" {
-				say("canary done; approving it with a spec patch (approvedWave: canary), as a GitOps commit would")
+				// Nothing is offered beyond the canary at its gate, and every
+				// canary device succeeded: none of the away devices is
+				// midway through an update when it goes silent.
+				say("canary done; %d EU devices go offline now (their simulator stops): they will not be seen again", awayN)
+				if err := away.Stop(10 * time.Second); err != nil {
+					return false, err
+				}
+				say("approving the canary with a spec patch (approvedWave: canary), as a GitOps commit would")
 				if err := patch(ctx, c, key, func(r *otav1.Rollout) { r.Spec.ApprovedWave = "canary" }); err != nil {
 					return false, err
 				}
@@ -193,27 +233,55 @@ func firstRollout(ctx context.Context, stack *harness.Stack, ns string) (int64, 
 			return r.Status.Phase == otav1.RolloutSucceeded, nil
 		})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	t := harness.Totals(got)
-	say("sensor-2.1.0-eu Succeeded (the last wave met successThreshold 95%%): %d/%d done, %d still finishing", t.Succeeded, size, t.InProgress)
-	// Late devices keep being served after Succeeded: wait for every one.
+	say("sensor-2.1.0-eu Succeeded (the last wave met successThreshold 95%% of its reachable devices): %d/%d done, %d still finishing, %d offline", t.Succeeded, size, t.InProgress, t.Offline)
+	last := got.Status.Waves[len(got.Status.Waves)-1]
+	note, err := waveCompletedNote(ctx, c, key, last.Name)
+	if err != nil {
+		return 0, 0, err
+	}
+	say("event WaveCompleted: %s", note)
+	if last.Offline == 0 || !strings.Contains(note, fmt.Sprintf("; %d offline,", last.Offline)) {
+		return 0, 0, fmt.Errorf("the last wave completed without its %d offline devices left out of the denominator: %q", last.Offline, note)
+	}
+	say("wave %s: %d devices, %d of them offline (not seen for offlineAfter) and left out of the denominator: 95%% of the %d reachable ones had to succeed",
+		last.Name, last.Targeted, last.Offline, last.Targeted-last.Offline-last.Skipped)
+	// Late devices keep being served after Succeeded: wait for every
+	// online one.
 	got, err = harness.WaitRollout(wctx, c, key, nil, func(r *otav1.Rollout) (bool, error) {
 		t := harness.Totals(r)
-		return t.Succeeded == size || t.Failed+t.TimedOut > 0, nil
+		return t.Succeeded+t.Offline == size || t.Failed+t.TimedOut > 0, nil
 	})
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	t = harness.Totals(got)
-	if t.Succeeded != size || t.Targeted != size || t.Offered != size || t.Failed != 0 || t.TimedOut != 0 || t.InProgress != 0 {
-		return 0, fmt.Errorf("rollout finished with unexpected counts: %+v (fleet %d)", t, size)
+	if t.Succeeded+t.Offline != size || t.Targeted != size || t.Offered != t.Succeeded || t.Offline == 0 ||
+		t.Failed != 0 || t.TimedOut != 0 || t.InProgress != 0 || t.Skipped != 0 {
+		return 0, 0, fmt.Errorf("rollout finished with unexpected counts: %+v (fleet %d)", t, size)
 	}
-	say("all %d EU devices run 2.1.0", t.Succeeded)
+	say("all %d online EU devices run 2.1.0; %d offline devices never came back", t.Succeeded, t.Offline)
 	if err := harness.PrintTable(ctx, os.Stdout, stack.CP.Config, ns, "rollouts"); err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	return size, nil
+	return size, t.Offline, nil
+}
+
+// waveCompletedNote is the WaveCompleted event of a rollout's wave, as
+// `kubectl events --for rollout/NAME` shows it.
+func waveCompletedNote(ctx context.Context, c client.Client, key client.ObjectKey, wave string) (string, error) {
+	var list eventsv1.EventList
+	if err := c.List(ctx, &list, client.InNamespace(key.Namespace)); err != nil {
+		return "", err
+	}
+	for _, e := range list.Items {
+		if e.Regarding.Kind == "Rollout" && e.Regarding.Name == key.Name && e.Reason == "WaveCompleted" && strings.Contains(e.Note, " "+wave+" completed:") {
+			return e.Note, nil
+		}
+	}
+	return "", fmt.Errorf("no WaveCompleted event for wave %s of %s", wave, key.Name)
 }
 
 // secondRollout ships 2.2.0, which fails on half the devices: the canary

@@ -50,6 +50,12 @@ func RolloutLine(ro *otav1.Rollout) string {
 	if rolledBack > 0 {
 		line += fmt.Sprintf(", rolled back %d", rolledBack)
 	}
+	if t.Skipped > 0 {
+		line += fmt.Sprintf(", skipped %d", t.Skipped)
+	}
+	if t.Offline > 0 {
+		line += fmt.Sprintf(", offline %d", t.Offline)
+	}
 	return line + "  (" + reason + ")"
 }
 

@@ -20,17 +20,23 @@ const pageSize = 2000
 // selector or device-type list starts over from the first device. Then the
 // count-wave cutoffs are recomputed from the ordered rank index, and
 // unpinned members move to their new waves if the cutoffs moved.
-func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout) error {
+//
+// A frozen fleet (see frozen) is not synced; its cutoffs are computed once
+// (after a restart), since its stragglers may still be offered the release.
+func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout, frozen bool) error {
 	st := r.fleets[ro.UID]
 	if st == nil || st.selectorKey != ro.SelectorKey {
 		st = &fleetState{key: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, selectorKey: ro.SelectorKey, cutoffs: st.cutoffsOrNil()}
 		r.fleets[ro.UID] = st
 	}
+	if frozen && st.cutoffs != nil {
+		return nil
+	}
 	cut := st.cutoffs
 	if cut == nil {
 		cut = rollout.Cutoffs(ro.Waves, nil) // provisional; fixed below
 	}
-	for {
+	for !frozen {
 		devs, err := r.cfg.Store.DevicesSince(ctx, st.seq, pageSize)
 		if err != nil {
 			return err

@@ -22,6 +22,7 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
@@ -203,16 +204,22 @@ func (r *Reporter) forget(ctx context.Context, uid string, key types.NamespacedN
 	r.mu.Unlock()
 }
 
+// frozen reports whether a rollout's fleet no longer changes: its spec
+// cannot be applied (it keeps the fleet it had, so its counts stay
+// meaningful while the controller reports the problem), it aborted, or it
+// succeeded with Snapshot targeting (it never acts on devices that join
+// later, so they do not join its fleet or its counts).
+func frozen(ro *catalog.Rollout) bool {
+	v := ro.View
+	return ro.Problem != "" || v.Phase == rollout.Aborted || v.Abort || v.Phase == rollout.Succeeded && !v.Continuous
+}
+
 func (r *Reporter) rollout(ctx context.Context, ro *catalog.Rollout) error {
 	if ro.Release == nil {
 		return nil // no fleet without device types; status stays as it is
 	}
-	// A rollout whose spec cannot be applied keeps the fleet it had: its
-	// counts stay meaningful while the controller reports the problem.
-	if ro.Problem == "" {
-		if err := r.syncFleet(ctx, ro); err != nil {
-			return err
-		}
+	if err := r.syncFleet(ctx, ro, frozen(ro)); err != nil {
+		return err
 	}
 	now := r.cfg.Now()
 	if _, err := r.cfg.Store.ExpireOffers(ctx, ro.UID, now.Add(-ro.DeviceTimeout), now); err != nil {
