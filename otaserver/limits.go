@@ -78,8 +78,8 @@ func (s *seenBatch) putBack(b map[string]time.Time) {
 	}
 }
 
-// conflictMarks remembers conflicts already written, so a device held by an
-// older rollout does not cost a write on every check-in. Bounded: when
+// conflictMarks remembers conflicts already written, so a device another
+// rollout acts on does not cost a write on every check-in. Bounded: when
 // full it is cleared, which only costs repeated idempotent writes.
 type conflictMarks struct {
 	mu  sync.Mutex

@@ -265,7 +265,9 @@ type FleetStatus struct {
 	// are compatible with the release.
 	// +optional
 	Size int64 `json:"size,omitempty"`
-	// Conflicts counts matching devices held by an older active rollout.
+	// Conflicts counts devices this rollout would have offered its release
+	// to while another rollout acted on them (an update in progress there,
+	// or a newer version offered).
 	// +optional
 	Conflicts int64 `json:"conflicts,omitempty"`
 	// ObservedWave is the highest open wave (status.currentWave) the

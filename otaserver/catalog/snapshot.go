@@ -73,7 +73,7 @@ func (r *Rollout) Matches(deviceType string, l map[string]string) bool {
 
 // Snapshot is an immutable view of the catalog.
 type Snapshot struct {
-	// Rollouts, oldest first: the order in which they claim devices.
+	// Rollouts, oldest first: the order rollout.CheckIn breaks ties in.
 	Rollouts  []*Rollout
 	byKey     map[string]*Rollout
 	byUID     map[string]*Rollout
