@@ -52,6 +52,7 @@ envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once).
 
 .PHONY: test
 test: envtest check-fmt verify-generated vet ## Run every test.
+	hack/openapi-lint.sh
 	go test $(GOTEST_FLAGS) ./...
 
 .PHONY: bench

@@ -17,24 +17,29 @@ import (
 func TestCheckInSendsBoot(t *testing.T) {
 	var mu sync.Mutex
 	var boots []string
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	w := newTamperWorld(t, mrand.New(mrand.NewPCG(1, 2)))
+	srv := httptest.NewServer(http.HandlerFunc(func(rw http.ResponseWriter, r *http.Request) {
+		rw.Header().Set("Cache-Control", "no-store")
 		switch r.URL.Path {
 		case "/v1/enroll":
-			_ = json.NewEncoder(w).Encode(map[string]string{"deviceID": "d1", "token": strings.Repeat("t", 43)})
+			rw.Header().Set("Content-Type", "application/json")
+			rw.WriteHeader(http.StatusCreated)
+			_ = json.NewEncoder(rw).Encode(map[string]string{"deviceID": "d1", "token": strings.Repeat("t", 43), "assignmentKeyID": w.serverKeyID})
 		case "/v1/update":
 			mu.Lock()
 			boots = append(boots, r.URL.Query().Get("boot"))
 			mu.Unlock()
-			w.WriteHeader(http.StatusNoContent)
+			rw.WriteHeader(http.StatusNoContent)
 		default:
-			http.NotFound(w, r)
+			rw.Header().Set("Content-Type", "application/json")
+			rw.WriteHeader(http.StatusNotFound)
+			_ = json.NewEncoder(rw).Encode(apiError{Code: "not_found", Message: "no such endpoint"})
 		}
 	}))
 	defer srv.Close()
-	w := newTamperWorld(t, mrand.New(mrand.NewPCG(1, 2)))
 	boot := "boot-1"
 	a, err := New(Config{
-		ServerURL: srv.URL, DeviceID: "d1", DeviceType: "sensor-v1", BootstrapToken: "bt",
+		ServerURL: srv.URL, DeviceID: "d1", DeviceType: "sensor-v1", BootstrapToken: "bt", HTTPClient: contractClient(t, nil),
 		AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM},
 		Store: NewMemStore(), Installer: &countingInstaller{}, Version: "1.0.0",
 		BootID: func() string { return boot }, Reboot: func(context.Context) error { return nil },

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/keywrap"
 )
@@ -60,6 +61,7 @@ type fakeOTA struct {
 	pub     []byte
 	blobs   map[string][]byte
 	answer  func(q url.Values) *UpdateResponse
+	edited  bool // answer edits the assignment: tampering, off-contract on purpose
 	checks  []url.Values
 	reports []statusReport
 }
@@ -76,6 +78,7 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 	defer f.mu.Unlock()
 	reply := func(status int, v any) {
 		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
 		w.WriteHeader(status)
 		_ = json.NewEncoder(w).Encode(v)
 	}
@@ -83,7 +86,7 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/enroll":
 		var req enrollRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			reply(400, apiError{Code: "malformed_json"})
+			reply(400, apiError{Code: "malformed_json", Message: err.Error()})
 			return
 		}
 		f.pub, _ = base64.StdEncoding.DecodeString(req.PublicKey)
@@ -96,16 +99,25 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 			u = f.answer(q)
 		}
 		if u == nil {
+			w.Header().Set("Cache-Control", "no-store")
 			w.WriteHeader(http.StatusNoContent)
 			return
 		}
+		if f.edited {
+			contract.ExemptResponse(w.Header(), "the test edits the assignment to tamper with it")
+		}
 		reply(200, u)
 	case strings.HasPrefix(r.URL.Path, "/v1/blobs/"):
-		b, ok := f.blobs[strings.TrimPrefix(r.URL.Path, "/v1/blobs/")]
+		name := strings.TrimPrefix(r.URL.Path, "/v1/blobs/")
+		b, ok := f.blobs[name]
 		if !ok {
-			reply(403, apiError{Code: "not_assigned"})
+			reply(403, apiError{Code: "not_assigned", Message: "this device holds no assignment to the blob"})
 			return
 		}
+		w.Header().Set("Content-Type", "application/octet-stream")
+		w.Header().Set("ETag", `"`+name+`"`)
+		w.Header().Set("Accept-Ranges", "bytes")
+		w.Header().Set("Cache-Control", "private, max-age=31536000, immutable")
 		start := 0
 		if rg := r.Header.Get("Range"); rg != "" {
 			start, _ = strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rg, "bytes="), "-"))
@@ -116,13 +128,13 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 	case r.URL.Path == "/v1/status":
 		var rep statusReport
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-			reply(400, apiError{Code: "malformed_json"})
+			reply(400, apiError{Code: "malformed_json", Message: err.Error()})
 			return
 		}
 		f.reports = append(f.reports, rep)
 		reply(200, statusResponse{State: rep.State})
 	default:
-		reply(404, apiError{Code: "not_found"})
+		reply(404, apiError{Code: "not_found", Message: "no such endpoint"})
 	}
 }
 
@@ -161,6 +173,7 @@ func (f *fakeOTA) sign(a assignment.Assignment, key ed25519.PrivateKey) *assignm
 func (f *fakeOTA) offer(action string, rel fakeRelease, edit func(a *assignment.Assignment, u *UpdateResponse)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.edited = edit != nil
 	f.answer = func(q url.Values) *UpdateResponse {
 		a := f.assignmentFor(rel, q.Get("nonce"))
 		a.Rollback, a.Commit = action == ActionRollback, action == ActionCommit
@@ -178,7 +191,7 @@ func (f *fakeOTA) offer(action string, rel fakeRelease, edit func(a *assignment.
 func (f *fakeOTA) idle() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.answer = nil
+	f.answer, f.edited = nil, false
 }
 
 func (f *fakeOTA) lastCheck() url.Values {
@@ -248,12 +261,14 @@ type commitRig struct {
 	v1, v2   fakeRelease
 	agent    *Agent
 	stepErrs []error
+	client   *http.Client // held to the contract
 }
 
 func newCommitRig(t *testing.T) *commitRig {
 	w := newTamperWorld(t, mrand.New(mrand.NewPCG(11, 11)))
 	r := &commitRig{t: t, w: w, f: newFakeOTA(t, w), dev: &simDevice{running: "1.0.0"}, dir: t.TempDir()}
 	r.v1, r.v2 = releases(w)
+	r.client = contractClient(t, r.f.srv.Client().Transport)
 	r.restart()
 	return r
 }
@@ -265,7 +280,7 @@ func (r *commitRig) restart() {
 	r.agent, err = New(Config{
 		ServerURL: r.f.srv.URL, DeviceID: tmDevice, DeviceType: "sensor-v1", BootstrapToken: "boot",
 		AssignmentKeyPEM: r.w.serverPEM, VendorKeysPEM: [][]byte{r.w.vendorPEM},
-		HTTPClient: r.f.srv.Client(), Store: store, Installer: r.dev, Reboot: r.dev.reboot, BootID: r.dev.bootID,
+		HTTPClient: r.client, Store: store, Installer: r.dev, Reboot: r.dev.reboot, BootID: r.dev.bootID,
 		Version: "1.0.0", SecurityFloor: tmFloor, Clock: func() time.Time { return r.f.now },
 		OnEvent: func(e Event) { r.events = append(r.events, e) },
 	})
@@ -552,7 +567,7 @@ func TestCommitSaveFailure(t *testing.T) {
 	var committed int
 	a, err := New(Config{
 		ServerURL: f.srv.URL, DeviceID: tmDevice, DeviceType: "sensor-v1", BootstrapToken: "boot",
-		AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM}, HTTPClient: f.srv.Client(),
+		AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM}, HTTPClient: contractClient(t, f.srv.Client().Transport),
 		Store: store, Installer: &simDevice{running: "2.0.0"}, Version: "2.0.0", SecurityFloor: tmFloor,
 		Clock: func() time.Time { return f.now },
 		OnEvent: func(e Event) {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/contract"
 )
 
 // fuzzKey is a fixed signing key so that committed seeds stay valid.
@@ -238,9 +239,17 @@ func (f *fuzzAnswerTransport) RoundTrip(r *http.Request) (*http.Response, error)
 		hit = r.URL.Path == "/v1/status"
 	}
 	if !hit {
+		// Like the OTA server, the others refuse a token they did not
+		// issue: a fuzzed enrollment answer can give the device any.
+		if h := r.Header.Get("Authorization"); h != "" && h != "Bearer "+strings.Repeat("t", 43) {
+			resp := jsonResp(http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "unknown or revoked token; enroll again"})
+			resp.Header.Set("WWW-Authenticate", `Bearer realm="otaflow", error="invalid_token"`)
+			return resp, nil
+		}
 		return f.inner.RoundTrip(r)
 	}
 	h := http.Header{"Content-Type": {"application/json"}}
+	contract.ExemptResponse(h, "a fuzzed answer")
 	if f.retryAfter != "" {
 		h.Set("Retry-After", f.retryAfter)
 	}
@@ -282,11 +291,15 @@ func FuzzServerAnswers(f *testing.F) {
 		_, _ = contentRangeStart(contentRange)
 		srv := &tamperServer{t: t, w: w, o: w.legit(), now: now}
 		tr := &fuzzAnswerTransport{inner: srv, which: which, status: status, body: body, retryAfter: retryAfter, contentRange: contentRange}
+		checker := contract.For(t)
+		if which%4 == 0 {
+			checker.InvalidOnPurpose("the device sends back whatever token the fuzzed enrollment answer gave it")
+		}
 		inst := &countingInstaller{}
 		a, err := New(Config{
 			ServerURL: tmBase, DeviceID: tmDevice, DeviceType: "sensor-v1", BootstrapToken: "boot",
 			AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM},
-			HTTPClient: &http.Client{Transport: tr}, Store: NewMemStore(), Installer: inst,
+			HTTPClient: &http.Client{Transport: checker.Wrap(tr)}, Store: NewMemStore(), Installer: inst,
 			Version: "1.0.0", SecurityFloor: tmFloor, Clock: func() time.Time { return now },
 			Backoff: Backoff{Initial: time.Millisecond, Max: time.Millisecond},
 			BootID:  func() string { return "b" }, Reboot: func(context.Context) error { return nil },

@@ -28,6 +28,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/keywrap"
 )
@@ -179,7 +180,15 @@ type tamperServer struct {
 
 func jsonResp(status int, v any) *http.Response {
 	b, _ := json.Marshal(v)
-	return &http.Response{StatusCode: status, Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(bytes.NewReader(b)), ContentLength: int64(len(b))}
+	h := http.Header{"Content-Type": {"application/json"}, "Cache-Control": {"no-store"}}
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(bytes.NewReader(b)), ContentLength: int64(len(b))}
+}
+
+// tampered reports whether o edits the assignment, which may take the
+// answer off the contract on purpose (a structurally damaged payload, a
+// suite that does not exist).
+func (o *offer) tampered() bool {
+	return o.edit != nil || o.editPayload != nil || o.editSigned != nil
 }
 
 func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -189,12 +198,16 @@ func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
 	case r.URL.Path == "/v1/enroll":
 		var req enrollRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			return jsonResp(400, apiError{Code: "malformed_json"}), nil
+			return jsonResp(400, apiError{Code: "malformed_json", Message: err.Error()}), nil
 		}
 		s.pub, _ = base64.StdEncoding.DecodeString(req.PublicKey)
 		return jsonResp(201, enrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: s.w.serverKeyID}), nil
 	case r.URL.Path == "/v1/update":
-		return jsonResp(200, s.answer(r.URL.Query().Get("nonce"))), nil
+		resp := jsonResp(200, s.answer(r.URL.Query().Get("nonce")))
+		if s.o.tampered() {
+			contract.ExemptResponse(resp.Header, "the tamper case edits the assignment")
+		}
+		return resp, nil
 	case strings.HasPrefix(r.URL.Path, "/v1/blobs/"):
 		s.served++
 		b := s.o.blob
@@ -203,11 +216,17 @@ func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
 		if rg := r.Header.Get("Range"); rg != "" {
 			n, err := strconv.Atoi(strings.TrimSuffix(strings.TrimPrefix(rg, "bytes="), "-"))
 			if err != nil || n > len(b) {
-				return jsonResp(416, apiError{Code: "bad_request"}), nil
+				// As net/http's file server answers it.
+				msg := "invalid range: failed to overlap\n"
+				h := http.Header{"Content-Type": {"text/plain; charset=utf-8"}, "Content-Range": {fmt.Sprintf("bytes */%d", len(b))}}
+				return &http.Response{StatusCode: 416, Header: h, Body: io.NopCloser(strings.NewReader(msg)), ContentLength: int64(len(msg))}, nil
 			}
 			start, status = n, 206
 		}
-		h := http.Header{"Content-Type": {"application/octet-stream"}}
+		h := http.Header{
+			"Content-Type": {"application/octet-stream"}, "Accept-Ranges": {"bytes"},
+			"Etag": {`"` + strings.TrimPrefix(r.URL.Path, "/v1/blobs/") + `"`}, "Cache-Control": {"private, max-age=31536000, immutable"},
+		}
 		if status == 206 {
 			h.Set("Content-Range", fmt.Sprintf("bytes %d-%d/%d", start, len(b)-1, len(b)))
 		}
@@ -215,12 +234,12 @@ func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
 	case r.URL.Path == "/v1/status":
 		var rep statusReport
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-			return jsonResp(400, apiError{Code: "malformed_json"}), nil
+			return jsonResp(400, apiError{Code: "malformed_json", Message: err.Error()}), nil
 		}
 		s.reports = append(s.reports, rep)
 		return jsonResp(200, statusResponse{State: rep.State}), nil
 	}
-	return jsonResp(404, apiError{Code: "not_found"}), nil
+	return jsonResp(404, apiError{Code: "not_found", Message: "no such endpoint"}), nil
 }
 
 func (s *tamperServer) answer(nonce string) UpdateResponse {
@@ -286,7 +305,7 @@ func runOffer(tb testing.TB, w *tamperWorld, o *offer, now time.Time) tamperOutc
 	a, err := New(Config{
 		ServerURL: tmBase, DeviceID: tmDevice, DeviceType: "sensor-v1", BootstrapToken: "boot",
 		AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM},
-		HTTPClient: &http.Client{Transport: srv}, Store: NewMemStore(), Installer: inst,
+		HTTPClient: contractClient(tb, srv), Store: NewMemStore(), Installer: inst,
 		Version: "1.0.0", SecurityFloor: tmFloor, Clock: func() time.Time { return now },
 		BootID: func() string { return "boot-1" }, Reboot: func(context.Context) error { return nil },
 		OnEvent: func(e Event) {
@@ -746,7 +765,7 @@ func TestTruncatedTransferNeverInstalls(t *testing.T) {
 	a, err := New(Config{
 		ServerURL: tmBase, DeviceID: tmDevice, DeviceType: "sensor-v1", BootstrapToken: "boot",
 		AssignmentKeyPEM: w.serverPEM, VendorKeysPEM: [][]byte{w.vendorPEM},
-		HTTPClient: &http.Client{Transport: srv}, Store: NewMemStore(), Installer: inst,
+		HTTPClient: contractClient(t, srv), Store: NewMemStore(), Installer: inst,
 		Version: "1.0.0", SecurityFloor: tmFloor, Clock: func() time.Time { return now },
 	})
 	mustT(t, err)

@@ -1,5 +1,13 @@
 // Package devicetest is a minimal device client of protocol v1, used by
 // the OTA server's tests and as a reference for device implementers.
+//
+// Its requests are held to docs/openapi.yaml by the server's tests, which
+// serve the OTA server behind a contract checker (internal/contract). A
+// test that sends an invalid request on purpose marks it by the context
+// it passes: contract.Exempt(ctx, why); the device's transport carries
+// the mark to the checker (and no further). To validate on the client
+// side instead, against a server that is not checked, wrap d.HTTP with
+// (*contract.Checker).Client.
 package devicetest
 
 import (
@@ -17,6 +25,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/keywrap"
 	"github.com/otaflow/otaflow/otaserver"
@@ -42,7 +51,11 @@ func New(base, id, typ, version string, labels map[string]string) (*Device, erro
 	if err != nil {
 		return nil, err
 	}
-	return &Device{ID: id, Type: typ, Labels: labels, KEM: keywrap.X25519, Key: k, Version: version, Base: base, HTTP: &http.Client{Timeout: 30 * time.Second}}, nil
+	return &Device{ID: id, Type: typ, Labels: labels, KEM: keywrap.X25519, Key: k, Version: version, Base: base, HTTP: &http.Client{
+		Timeout: 30 * time.Second,
+		// The default transport, carrying the marks of contract.Exempt.
+		Transport: contract.Forward(http.DefaultTransport),
+	}}, nil
 }
 
 // Response is a raw answer.
