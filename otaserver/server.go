@@ -77,6 +77,7 @@ type Server struct {
 	seen    *seenBatch
 	grants  *grantCache
 	marks   *conflictMarks
+	vers    *versionCache
 	handler http.Handler
 }
 
@@ -118,6 +119,7 @@ func New(cfg Config) (*Server, error) {
 		seen:   newSeenBatch(),
 		grants: newGrantCache(1 << 20),
 		marks:  newConflictMarks(100_000),
+		vers:   newVersionCache(4096),
 	}
 	s.handler = s.routes()
 	return s, nil

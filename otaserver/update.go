@@ -11,13 +11,12 @@ import (
 	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
-// candidate is a rollout that may act on the device, with its record and
-// its view for the rules.
+// candidate is a rollout that may act on the device, with its record; the
+// rules see it as the rollout.Candidate at the same index.
 type candidate struct {
 	ro   *catalog.Rollout
 	rec  *devicestore.Record
 	prev *catalog.Release // rollback target, nil when none is usable
-	pure rollout.Candidate
 }
 
 func pureRecord(r *devicestore.Record) *rollout.Record {
@@ -53,7 +52,7 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	} else {
 		s.seen.add(d.ID, now)
 	}
-	dv := rollout.DeviceView{Version: rollout.ParseVersion(d.Version), Floor: d.SecurityFloor, Boot: ci.Boot, EnrolledAt: d.EnrolledAt}
+	dv := rollout.DeviceView{Version: s.vers.parse(d.Version), Floor: d.SecurityFloor, Boot: ci.Boot, EnrolledAt: d.EnrolledAt}
 
 	snap := s.cfg.Catalog.Snapshot()
 	recs, err := s.store.Records(ctx, d.ID)
@@ -61,12 +60,12 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		s.internal(w, r, "read records", err)
 		return
 	}
-	cands := s.candidates(snap, d, recs, nil)
-	out, throttled, retry := s.decideWithLimits(dv, cands)
+	cands, pure := s.candidates(snap, d, recs, nil)
+	out, throttled, retry := s.decideWithLimits(dv, cands, pure)
 	if len(out.Writes) > 0 {
 		err := s.store.UpdateRecords(ctx, d.ID, func(fresh []devicestore.Record) ([]devicestore.RecordWrite, error) {
-			cands = s.candidates(snap, d, fresh, throttled)
-			out = rollout.CheckIn(dv, pures(cands))
+			cands, pure = s.candidates(snap, d, fresh, throttled)
+			out = rollout.CheckIn(dv, pure)
 			return recordWrites(cands, out, d.ID, now), nil
 		})
 		if err != nil {
@@ -82,50 +81,46 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 }
 
 // candidates are the rollouts whose fleet includes the device plus those it
-// has a record in (its labels may have changed since), in catalog order.
-func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs []devicestore.Record, throttled map[string]bool) []candidate {
-	byUID := make(map[string]*devicestore.Record, len(recs))
-	for i := range recs {
-		byUID[recs[i].RolloutUID] = &recs[i]
-	}
-	var out []candidate
+// has a record in (its labels may have changed since), in catalog order,
+// with their views for the rules at the same indexes.
+func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs []devicestore.Record, throttled map[string]bool) ([]candidate, []rollout.Candidate) {
+	var cands []candidate
+	var pure []rollout.Candidate
 	for _, ro := range snap.Rollouts {
-		rec := byUID[ro.UID]
+		var rec *devicestore.Record
+		for i := range recs {
+			if recs[i].RolloutUID == ro.UID {
+				rec = &recs[i]
+				break
+			}
+		}
 		matches := ro.Matches(d.Type, d.Labels)
 		if rec == nil && !matches {
 			continue
 		}
 		c := candidate{ro: ro, rec: rec}
-		view := ro.View
+		p := rollout.Candidate{View: ro.View, Rank: rollout.Rank(ro.UID, d.ID), Matches: matches, Record: pureRecord(rec), Throttled: throttled[ro.UID]}
 		if cut, ok := s.cfg.Cutoffs.Cutoffs(ro.UID); ok {
-			view.Cutoffs = cut
+			p.View.Cutoffs = cut
 		}
-		c.pure = rollout.Candidate{View: view, Rank: rollout.Rank(ro.UID, d.ID), Matches: matches, Record: pureRecord(rec), Throttled: throttled[ro.UID]}
 		if rec != nil && rec.PreviousVersion != "" {
 			if c.prev = snap.PreviousRelease(ro.Namespace, rec.PreviousVersion, d.Type); c.prev != nil {
-				c.pure.Previous = rollout.RollbackTarget{Found: true, SecurityVersion: c.prev.SecurityVersion}
+				p.Previous = rollout.RollbackTarget{Found: true, SecurityVersion: c.prev.SecurityVersion}
 			}
 		}
-		out = append(out, c)
+		cands = append(cands, c)
+		pure = append(pure, p)
 	}
-	return out
-}
-
-func pures(cands []candidate) []rollout.Candidate {
-	out := make([]rollout.Candidate, len(cands))
-	for i := range cands {
-		out[i] = cands[i].pure
-	}
-	return out
+	return cands, pure
 }
 
 // decideWithLimits decides, and while the decision is an offer its
 // rollout's rate limit refuses, decides again with that rollout throttled.
 // throttled names the rollouts whose limit refused (nil when none did);
 // retry is the longest wait a refusing limit asked for.
-func (s *Server) decideWithLimits(dv rollout.DeviceView, cands []candidate) (out rollout.Outcome, throttled map[string]bool, retry time.Duration) {
+func (s *Server) decideWithLimits(dv rollout.DeviceView, cands []candidate, pure []rollout.Candidate) (out rollout.Outcome, throttled map[string]bool, retry time.Duration) {
 	for {
-		out = rollout.CheckIn(dv, pures(cands))
+		out = rollout.CheckIn(dv, pure)
 		if out.Answer.Action != rollout.Offer {
 			return out, throttled, retry
 		}
@@ -139,7 +134,7 @@ func (s *Server) decideWithLimits(dv rollout.DeviceView, cands []candidate) (out
 		}
 		retry = max(retry, wait)
 		throttled[c.ro.UID] = true
-		c.pure.Throttled = true
+		pure[out.Answer.Candidate].Throttled = true
 	}
 }
 

@@ -149,7 +149,12 @@ const ReasonRollbackMoved = "skipped: rollback: the device no longer runs this r
 func CheckIn(d DeviceView, cands []Candidate) Outcome {
 	var out Outcome
 	out.Answer = Answer{Action: Nothing, Candidate: -1, Reason: WaitNone}
-	recs := make([]*Record, len(cands))
+	var buf [4]*Record // most devices have few candidates: no allocation
+	recs := buf[:0]
+	if len(cands) > len(buf) {
+		recs = make([]*Record, 0, len(cands))
+	}
+	recs = recs[:len(cands)]
 	for i, c := range cands {
 		if c.Record == nil {
 			continue
