@@ -40,6 +40,11 @@ func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Rec
 		return nil, nil // most devices of a fleet, most of the time
 	}
 	rows, err := s.rs.recordsByDev.QueryContext(pointCtx(ctx), deviceID)
+	return readRecords(rows, err, deviceID)
+}
+
+// readRecords reads the rows of recordsByDev.
+func readRecords(rows *sql.Rows, err error, deviceID string) ([]devicestore.Record, error) {
 	var out []devicestore.Record
 	err = eachRow(rows, err, "records of "+deviceID, func(row scanner) error {
 		r, err := scanRecord(row)
@@ -122,15 +127,7 @@ func (s *Store) ApplyReport(ctx context.Context, rep devicestore.Report, update 
 func (s *Store) UpdateRecords(ctx context.Context, deviceID string, decide func([]devicestore.Record) ([]devicestore.RecordWrite, error)) error {
 	return s.write(ctx, "update records", func(ctx context.Context, tx *sql.Tx) error {
 		rows, err := tx.StmtContext(ctx, s.ws.recordsByDev).QueryContext(ctx, deviceID)
-		var recs []devicestore.Record
-		err = eachRow(rows, err, "records of "+deviceID, func(row scanner) error {
-			r, err := scanRecord(row)
-			if err != nil {
-				return err
-			}
-			recs = append(recs, r)
-			return nil
-		})
+		recs, err := readRecords(rows, err, deviceID)
 		if err != nil {
 			return err
 		}
