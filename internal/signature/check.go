@@ -16,6 +16,8 @@ import (
 
 	sigstore "github.com/sigstore/sigstore/pkg/signature"
 	"github.com/sigstore/sigstore/pkg/signature/options"
+
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 // Check verifies a signature over an image written to it. It is an io.Writer
@@ -36,7 +38,7 @@ type keyCheck struct {
 	// verifier checks ECDSA and RSA signatures from the image's SHA-256.
 	verifier sigstore.Verifier
 	// ed checks Ed25519 signatures while the image streams.
-	ed *ed25519Stream
+	ed *vendorsig.Ed25519Stream
 }
 
 // NewCheck prepares to verify sig with any one of keys. It fails with
@@ -68,7 +70,7 @@ func NewCheck(sig Signature, keys []Key) (*Check, error) {
 			}
 			kc.verifier, err = sigstore.LoadVerifier(pub, crypto.SHA256)
 		case ed25519.PublicKey:
-			kc.ed, kc.malformed = newEd25519Stream(pub, sig.Raw)
+			kc.ed, kc.malformed = vendorsig.NewEd25519Stream(pub, sig.Raw)
 		}
 		if err != nil {
 			return nil, fmt.Errorf("trusted key %s: load verifier: %w", key, err)
@@ -133,7 +135,7 @@ func (c *Check) Verify() (Key, error) {
 
 func (kc keyCheck) verify(raw, sum []byte) error {
 	if kc.ed != nil {
-		return kc.ed.verify()
+		return kc.ed.Verify()
 	}
 	// The digest was computed while streaming, so the verifier never reads
 	// the image.

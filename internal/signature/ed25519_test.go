@@ -13,11 +13,13 @@ import (
 
 	"filippo.io/edwards25519"
 	sigstore "github.com/sigstore/sigstore/pkg/signature"
+
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 // streamVerify runs the streaming verifier over msg written in random pieces.
 func streamVerify(rng *mrand.Rand, pub, sig, msg []byte) bool {
-	s, err := newEd25519Stream(pub, sig)
+	s, err := vendorsig.NewEd25519Stream(pub, sig)
 	if err != nil {
 		return false
 	}
@@ -26,7 +28,7 @@ func streamVerify(rng *mrand.Rand, pub, sig, msg []byte) bool {
 		s.Write(rest[:n])
 		rest = rest[n:]
 	}
-	return s.verify() == nil
+	return s.Verify() == nil
 }
 
 func sigstoreVerify(t testing.TB, pub, sig, msg []byte) bool {

@@ -31,7 +31,7 @@ type keyCheck struct {
 	malformed error
 	// ed checks Ed25519 signatures while the image streams; ECDSA and RSA
 	// keys are checked from the image's SHA-256.
-	ed *ed25519Stream
+	ed *Ed25519Stream
 }
 
 // NewCheck prepares to verify sig (the decoded signature bytes, see
@@ -60,7 +60,7 @@ func NewCheck(sig []byte, keys []Key) (*Check, error) {
 				kc.malformed = fmt.Errorf("signature is %d bytes, %s signatures are %d", len(sig), key.Algorithm, pub.Size())
 			}
 		case ed25519.PublicKey:
-			kc.ed, kc.malformed = newEd25519Stream(pub, sig)
+			kc.ed, kc.malformed = NewEd25519Stream(pub, sig)
 		}
 		c.keys = append(c.keys, kc)
 	}
@@ -115,7 +115,7 @@ var errInvalid = errors.New("invalid signature")
 func (kc keyCheck) verify(sig, sum []byte) error {
 	switch pub := kc.key.PublicKey.(type) {
 	case ed25519.PublicKey:
-		return kc.ed.verify()
+		return kc.ed.Verify()
 	case *ecdsa.PublicKey:
 		// SHA-256 whatever the curve: that is what cosign signed with
 		// before it chose the hash by curve, and what openssl is told to

@@ -11,7 +11,7 @@ import (
 	"filippo.io/edwards25519"
 )
 
-// ed25519Stream verifies a pure Ed25519 signature over a message written to
+// Ed25519Stream verifies a pure Ed25519 signature over a message written to
 // it in pieces.
 //
 // Pure Ed25519 hashes R ‖ A ‖ M with SHA-512, so it cannot be checked from
@@ -20,16 +20,16 @@ import (
 // the image stream through; the final check is the one crypto/ed25519.Verify
 // does, on filippo.io/edwards25519 (the code Go's own crypto/ed25519 is
 // built on, which the standard library does not export).
-type ed25519Stream struct {
+type Ed25519Stream struct {
 	a   *edwards25519.Point
 	sig [ed25519.SignatureSize]byte
 	h   hash.Hash
 }
 
-// newEd25519Stream fails if sig cannot be an Ed25519 signature or pub is not
+// NewEd25519Stream fails if sig cannot be an Ed25519 signature or pub is not
 // a curve point. Like crypto/ed25519 it accepts small-order and
 // non-canonical public key encodings; describeKey refuses small-order keys.
-func newEd25519Stream(pub ed25519.PublicKey, sig []byte) (*ed25519Stream, error) {
+func NewEd25519Stream(pub ed25519.PublicKey, sig []byte) (*Ed25519Stream, error) {
 	if len(sig) != ed25519.SignatureSize {
 		return nil, fmt.Errorf("signature is %d bytes, Ed25519 signatures are %d", len(sig), ed25519.SignatureSize)
 	}
@@ -40,20 +40,20 @@ func newEd25519Stream(pub ed25519.PublicKey, sig []byte) (*ed25519Stream, error)
 	if err != nil {
 		return nil, errors.New("Ed25519 key is not a valid curve point")
 	}
-	s := &ed25519Stream{a: a, h: sha512.New()}
+	s := &Ed25519Stream{a: a, h: sha512.New()}
 	copy(s.sig[:], sig)
 	s.h.Write(sig[:32]) // R
 	s.h.Write(pub)      // A, as encoded: the signer hashed these bytes
 	return s, nil
 }
 
-func (s *ed25519Stream) Write(p []byte) (int, error) {
+func (s *Ed25519Stream) Write(p []byte) (int, error) {
 	return s.h.Write(p)
 }
 
-// verify checks [S]B = R + [k]A with k = SHA-512(R ‖ A ‖ M) mod l, after all
+// Verify checks [S]B = R + [k]A with k = SHA-512(R ‖ A ‖ M) mod l, after all
 // of M was written. It may be called more than once.
-func (s *ed25519Stream) verify() error {
+func (s *Ed25519Stream) Verify() error {
 	// Cheap early reject of S ≥ 2^253, as crypto/ed25519 does.
 	if s.sig[63]&224 != 0 {
 		return fmt.Errorf("%w: S is not reduced", errInvalid)

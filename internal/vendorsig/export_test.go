@@ -4,7 +4,7 @@ package vendorsig
 // in the given pieces (lengths; the rest in one write), so tests can compare
 // it with crypto/ed25519 on keys that ParsePublicKey refuses.
 func Ed25519StreamVerify(pub, sig, msg []byte, pieces []int) bool {
-	s, err := newEd25519Stream(pub, sig)
+	s, err := NewEd25519Stream(pub, sig)
 	if err != nil {
 		return false
 	}
@@ -14,5 +14,5 @@ func Ed25519StreamVerify(pub, sig, msg []byte, pieces []int) bool {
 		msg = msg[n:]
 	}
 	s.Write(msg)
-	return s.verify() == nil
+	return s.Verify() == nil
 }
