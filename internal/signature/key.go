@@ -17,10 +17,6 @@ package signature
 
 import (
 	"crypto"
-	"crypto/ecdsa"
-	"crypto/ed25519"
-	"crypto/elliptic"
-	"crypto/rsa"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/pem"
@@ -28,8 +24,9 @@ import (
 	"fmt"
 	"strings"
 
-	"filippo.io/edwards25519"
 	"github.com/sigstore/sigstore/pkg/cryptoutils"
+
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 var (
@@ -47,12 +44,6 @@ var (
 	ErrInvalidKey = errors.New("invalid public key")
 	// ErrNoKeys means no trusted public key was given.
 	ErrNoKeys = errors.New("no trusted public keys")
-)
-
-const (
-	minRSABits = 2048
-	// Larger moduli only make verification slow enough to hurt.
-	maxRSABits = 16384
 )
 
 // Key is a trusted public key.
@@ -114,7 +105,7 @@ func Fingerprint(pub crypto.PublicKey) (string, error) {
 // describeKey checks that pub is supported and fills in Algorithm and ID.
 // Errors wrap ErrInvalidKey.
 func describeKey(name string, pub crypto.PublicKey) (Key, error) {
-	alg, err := keyAlgorithm(pub)
+	alg, err := vendorsig.KeyAlgorithm(pub)
 	if err != nil {
 		return Key{}, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
@@ -123,63 +114,4 @@ func describeKey(name string, pub crypto.PublicKey) (Key, error) {
 		return Key{}, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
 	return Key{Name: name, PublicKey: pub, ID: id, Algorithm: alg}, nil
-}
-
-func keyAlgorithm(pub crypto.PublicKey) (string, error) {
-	switch pk := pub.(type) {
-	case *ecdsa.PublicKey:
-		if pk == nil || pk.Curve == nil {
-			return "", errors.New("empty ECDSA key")
-		}
-		var alg string
-		switch pk.Curve {
-		case elliptic.P256():
-			alg = "ecdsa-p256"
-		case elliptic.P384():
-			alg = "ecdsa-p384"
-		case elliptic.P521():
-			alg = "ecdsa-p521"
-		default:
-			return "", fmt.Errorf("unsupported ECDSA curve %s, want P-256, P-384 or P-521", pk.Curve.Params().Name)
-		}
-		// Bytes refuses points that are not on the curve.
-		if _, err := pk.Bytes(); err != nil {
-			return "", fmt.Errorf("ECDSA key is not a valid point: %w", err)
-		}
-		return alg, nil
-	case *rsa.PublicKey:
-		if pk == nil || pk.N == nil {
-			return "", errors.New("empty RSA key")
-		}
-		bits := pk.N.BitLen()
-		switch {
-		case bits < minRSABits:
-			return "", fmt.Errorf("RSA key is %d bits, at least %d required", bits, minRSABits)
-		case bits > maxRSABits:
-			return "", fmt.Errorf("RSA key is %d bits, at most %d supported", bits, maxRSABits)
-		case pk.E < 3 || pk.E%2 == 0:
-			return "", fmt.Errorf("RSA public exponent %d is not an odd number of at least 3", pk.E)
-		case pk.N.Bit(0) == 0:
-			return "", errors.New("RSA modulus is even")
-		}
-		return fmt.Sprintf("rsa-%d", bits), nil
-	case ed25519.PublicKey:
-		if len(pk) != ed25519.PublicKeySize {
-			return "", fmt.Errorf("Ed25519 key is %d bytes, want %d", len(pk), ed25519.PublicKeySize)
-		}
-		a, err := new(edwards25519.Point).SetBytes(pk)
-		if err != nil {
-			return "", errors.New("Ed25519 key is not a valid curve point")
-		}
-		// A small-order key lets anyone forge signatures; crypto/ed25519
-		// accepts such keys, so refuse them here, before they are trusted.
-		if new(edwards25519.Point).MultByCofactor(a).Equal(edwards25519.NewIdentityPoint()) == 1 {
-			return "", errors.New("Ed25519 key is a small-order point")
-		}
-		return "ed25519", nil
-	case nil:
-		return "", errors.New("no public key")
-	default:
-		return "", fmt.Errorf("unsupported public key type %T, want ECDSA, RSA or Ed25519", pub)
-	}
 }

@@ -16,6 +16,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/otaflow/otaflow/internal/vendorsig"
 )
 
 func TestParsePublicKey(t *testing.T) {
@@ -247,7 +249,7 @@ func smallOrderPoints(t testing.TB) [][]byte {
 func notAPoint(t testing.TB) []byte {
 	t.Helper()
 	b, _ := hex.DecodeString("0200000000000000000000000000000000000000000000000000000000000000")
-	if _, err := keyAlgorithm(ed25519.PublicKey(b)); err == nil {
+	if _, err := vendorsig.KeyAlgorithm(ed25519.PublicKey(b)); err == nil {
 		t.Fatal("expected y=2 not to be on the curve")
 	}
 	return b

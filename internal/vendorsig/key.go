@@ -134,7 +134,7 @@ func fingerprint(pub crypto.PublicKey) (string, error) {
 // describeKey checks that pub is supported and fills in Algorithm and ID.
 // Errors wrap ErrInvalidKey.
 func describeKey(name string, pub crypto.PublicKey) (Key, error) {
-	alg, err := keyAlgorithm(pub)
+	alg, err := KeyAlgorithm(pub)
 	if err != nil {
 		return Key{}, fmt.Errorf("%w: %w", ErrInvalidKey, err)
 	}
@@ -145,7 +145,11 @@ func describeKey(name string, pub crypto.PublicKey) (Key, error) {
 	return Key{Name: name, PublicKey: pub, ID: id, Algorithm: alg}, nil
 }
 
-func keyAlgorithm(pub crypto.PublicKey) (string, error) {
+// KeyAlgorithm names a supported key ("ecdsa-p256", "rsa-3072",
+// "ed25519") or says why it is refused. It is the one policy of which
+// vendor keys are trusted, for the controller (internal/signature) and the
+// device alike.
+func KeyAlgorithm(pub crypto.PublicKey) (string, error) {
 	switch pk := pub.(type) {
 	case *ecdsa.PublicKey:
 		if pk == nil || pk.Curve == nil {
