@@ -61,7 +61,7 @@ bench: envtest build ## Run the load drivers and benchmarks, write docs/benchmar
 
 .PHONY: bench-go
 bench-go: ## Run the packages' Go benchmarks only (not part of make bench).
-	go test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -count=5 ./internal/envelope/... ./internal/keywrap/... ./internal/devicestore/...
+	go test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -count=5 ./internal/envelope/... ./protocol/v1/keywrap/... ./internal/devicestore/...
 
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZ_TIME each.

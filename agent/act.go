@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // act handles a 200 answer of GET /v1/update.
@@ -14,7 +16,7 @@ func (a *Agent) act(ctx context.Context, c *checked) error {
 		a.emit(Event{Kind: EventRefusal, Code: r.Code, Reason: r.Error()})
 		return c.err
 	}
-	if c.Action == ActionCancel {
+	if c.Action == protov1.ActionCancel {
 		w := a.state.Work
 		if w == nil || w.Rollout != c.Rollout || w.Phase == PhaseInstalled {
 			return nil
@@ -26,7 +28,7 @@ func (a *Agent) act(ctx context.Context, c *checked) error {
 		a.emitState(StateCanceled, c.Rollout, w.Assignment.Version, "canceled: "+c.Reason)
 		return nil
 	}
-	if c.Action == ActionCommit {
+	if c.Action == protov1.ActionCommit {
 		return a.commit(c)
 	}
 	asg, err := VerifyAssignment(a.verifier, c.UpdateResponse, Expectation{
@@ -66,10 +68,10 @@ func (a *Agent) fail(ctx context.Context, rollout, target string, err error) err
 	if w := a.state.Work; w != nil && w.Rollout == rollout && w.Phase != PhaseInstalled {
 		a.dropWork()
 	}
-	if err := a.enqueue(rollout, StateFailed, nil, r.Error()); err != nil {
+	if err := a.enqueue(rollout, protov1.StateFailed, nil, r.Error()); err != nil {
 		return err
 	}
-	a.emitState(StateFailed, rollout, target, r.Error())
+	a.emitState(protov1.StateFailed, rollout, target, r.Error())
 	if err := a.deliver(ctx); err != nil && err != errCanceled {
 		return err
 	}
@@ -88,14 +90,14 @@ func (a *Agent) process(ctx context.Context) error {
 		}
 		return err
 	}
-	if err := a.enqueue(w.Rollout, StateDownloaded, nil, ""); err != nil {
+	if err := a.enqueue(w.Rollout, protov1.StateDownloaded, nil, ""); err != nil {
 		return err
 	}
-	a.emitState(StateDownloaded, w.Rollout, asg.Version, "")
+	a.emitState(protov1.StateDownloaded, w.Rollout, asg.Version, "")
 	if err := a.deliver(ctx); err != nil {
 		return ignoreCanceled(err)
 	}
-	if err := a.enqueue(w.Rollout, StateInstalling, nil, ""); err != nil {
+	if err := a.enqueue(w.Rollout, protov1.StateInstalling, nil, ""); err != nil {
 		return err
 	}
 	if err := a.deliver(ctx); err != nil {
@@ -104,7 +106,7 @@ func (a *Agent) process(ctx context.Context) error {
 	if asg.SecurityVersion < a.state.SecurityFloor {
 		return a.fail(ctx, w.Rollout, asg.Version, refuse(RefuseBelowFloor, "install refused: securityVersion %d is below the device's security floor %d", asg.SecurityVersion, a.state.SecurityFloor))
 	}
-	a.emitState(StateInstalling, w.Rollout, asg.Version, "")
+	a.emitState(protov1.StateInstalling, w.Rollout, asg.Version, "")
 	if err := a.cfg.Installer.Install(ctx, img); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -115,10 +117,10 @@ func (a *Agent) process(ctx context.Context) error {
 	if err := a.cfg.Staging.Discard(); err != nil {
 		a.cfg.Log.Error(err, "discard staged image")
 	}
-	if err := a.enqueue(w.Rollout, StateInstalled, nil, ""); err != nil {
+	if err := a.enqueue(w.Rollout, protov1.StateInstalled, nil, ""); err != nil {
 		return err
 	}
-	a.emitState(StateInstalled, w.Rollout, asg.Version, "")
+	a.emitState(protov1.StateInstalled, w.Rollout, asg.Version, "")
 	if err := a.deliver(ctx); err != nil {
 		return ignoreCanceled(err)
 	}

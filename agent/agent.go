@@ -8,9 +8,11 @@ import (
 	"sync"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
-	"github.com/otaflow/otaflow/internal/keywrap"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/vendorsig"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // Agent runs the update loop of one device. Its methods must not be called
@@ -153,8 +155,8 @@ func (a *Agent) emit(e Event) {
 	}
 }
 
-func (a *Agent) emitState(state, rollout, target, reason string) {
-	a.emit(Event{Kind: EventState, State: state, Rollout: rollout, Target: target, Reason: reason})
+func (a *Agent) emitState(state protov1.State, rollout, target, reason string) {
+	a.emit(Event{Kind: EventState, State: string(state), Rollout: rollout, Target: target, Reason: reason})
 }
 
 // Run checks for updates until ctx ends, sleeping PollInterval (with

@@ -3,6 +3,8 @@ package agent
 import (
 	"context"
 	"fmt"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // reboot asks the device to boot the installed image. The agent calls the
@@ -39,7 +41,7 @@ func (a *Agent) reboot(ctx context.Context) error {
 //
 // Confirmation does not raise the security floor: the release's
 // securityVersion is kept as the pending floor until the rollout commits
-// (ActionCommit), so that the rollout can still roll the device back to
+// (protov1.ActionCommit), so that the rollout can still roll the device back to
 // its previous release (MCUboot's delayed rollback-counter update).
 func (a *Agent) afterInstall(ctx context.Context) (waiting bool, err error) {
 	w := a.state.Work
@@ -73,9 +75,9 @@ func (a *Agent) afterInstall(ctx context.Context) (waiting bool, err error) {
 		a.state.PendingFloor = asg.SecurityVersion
 	}
 	a.state.Work = nil
-	state := StateSucceeded
+	state := protov1.StateSucceeded
 	if asg.Rollback {
-		state = StateRolledBack
+		state = protov1.StateRolledBack
 	}
 	if err := a.enqueue(w.Rollout, state, nil, ""); err != nil {
 		return false, err

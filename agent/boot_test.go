@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // TestCheckInSendsBoot: every check-in carries a digest of the current
@@ -33,7 +35,7 @@ func TestCheckInSendsBoot(t *testing.T) {
 		default:
 			rw.Header().Set("Content-Type", "application/json")
 			rw.WriteHeader(http.StatusNotFound)
-			_ = json.NewEncoder(rw).Encode(apiError{Code: "not_found", Message: "no such endpoint"})
+			_ = json.NewEncoder(rw).Encode(protov1.Error{Code: "not_found", Message: "no such endpoint"})
 		}
 	}))
 	defer srv.Close()

@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // runningVersion asks the installer, falling back to (and updating) the
@@ -44,9 +46,9 @@ func (a *Agent) check(ctx context.Context) (*checked, time.Duration, error) {
 	nonce := hex.EncodeToString(n[:])
 	// The boot lets the server tell a delayed check-in from before an
 	// install (same boot as the offer) from a revert (a later boot).
-	q := url.Values{"version": {version}, "securityFloor": {strconv.FormatInt(a.state.SecurityFloor, 10)}, "nonce": {nonce},
-		"boot": {bootTag(a.cfg.BootID())}}
-	r, err := a.authed(ctx, http.MethodGet, "/v1/update?"+q.Encode(), nil)
+	q := url.Values{protov1.ParamVersion: {version}, protov1.ParamSecurityFloor: {strconv.FormatInt(a.state.SecurityFloor, 10)}, protov1.ParamNonce: {nonce},
+		protov1.ParamBoot: {bootTag(a.cfg.BootID())}}
+	r, err := a.authed(ctx, http.MethodGet, protov1.PathUpdate+"?"+q.Encode(), nil)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -60,7 +62,7 @@ func (a *Agent) check(ctx context.Context) (*checked, time.Duration, error) {
 // checked is a 200 answer with the nonce and running version its check
 // sent. err is set when the body did not parse.
 type checked struct {
-	UpdateResponse
+	protov1.UpdateResponse
 	nonce   string
 	version string
 	err     error

@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // maxAPIBody bounds API answers read into memory (assignments are at most
@@ -111,7 +113,7 @@ func (a *Agent) call(ctx context.Context, method, path string, body any, auth bo
 
 func apiErrorOf(resp *http.Response, body []byte) *APIError {
 	e := &APIError{Status: resp.StatusCode, RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"))}
-	var ae apiError
+	var ae protov1.Error
 	if json.Unmarshal(body, &ae) == nil {
 		e.Code, e.Message = ae.Code, ae.Message
 	}

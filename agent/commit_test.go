@@ -21,10 +21,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/envelope"
-	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // The commit tests drive a device through install, boot confirmation and
@@ -60,10 +62,10 @@ type fakeOTA struct {
 	mu      sync.Mutex
 	pub     []byte
 	blobs   map[string][]byte
-	answer  func(q url.Values) *UpdateResponse
+	answer  func(q url.Values) *protov1.UpdateResponse
 	edited  bool // answer edits the assignment: tampering, off-contract on purpose
 	checks  []url.Values
-	reports []statusReport
+	reports []protov1.StatusReport
 }
 
 func newFakeOTA(t *testing.T, w *tamperWorld) *fakeOTA {
@@ -84,17 +86,17 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	switch {
 	case r.URL.Path == "/v1/enroll":
-		var req enrollRequest
+		var req protov1.EnrollRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			reply(400, apiError{Code: "malformed_json", Message: err.Error()})
+			reply(400, protov1.Error{Code: "malformed_json", Message: err.Error()})
 			return
 		}
 		f.pub, _ = base64.StdEncoding.DecodeString(req.PublicKey)
-		reply(201, enrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: f.w.serverKeyID})
+		reply(201, protov1.EnrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: f.w.serverKeyID})
 	case r.URL.Path == "/v1/update":
 		q := r.URL.Query()
 		f.checks = append(f.checks, q)
-		var u *UpdateResponse
+		var u *protov1.UpdateResponse
 		if f.answer != nil {
 			u = f.answer(q)
 		}
@@ -111,7 +113,7 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 		name := strings.TrimPrefix(r.URL.Path, "/v1/blobs/")
 		b, ok := f.blobs[name]
 		if !ok {
-			reply(403, apiError{Code: "not_assigned", Message: "this device holds no assignment to the blob"})
+			reply(403, protov1.Error{Code: "not_assigned", Message: "this device holds no assignment to the blob"})
 			return
 		}
 		w.Header().Set("Content-Type", "application/octet-stream")
@@ -126,15 +128,15 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 		}
 		_, _ = w.Write(b[start:])
 	case r.URL.Path == "/v1/status":
-		var rep statusReport
+		var rep protov1.StatusReport
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-			reply(400, apiError{Code: "malformed_json", Message: err.Error()})
+			reply(400, protov1.Error{Code: "malformed_json", Message: err.Error()})
 			return
 		}
 		f.reports = append(f.reports, rep)
-		reply(200, statusResponse{State: rep.State})
+		reply(200, protov1.StatusResponse{State: rep.State})
 	default:
-		reply(404, apiError{Code: "not_found", Message: "no such endpoint"})
+		reply(404, protov1.Error{Code: "not_found", Message: "no such endpoint"})
 	}
 }
 
@@ -170,14 +172,14 @@ func (f *fakeOTA) sign(a assignment.Assignment, key ed25519.PrivateKey) *assignm
 
 // offer answers every check with action for rel (install, rollback or
 // commit: the flags follow the action), edited by edit.
-func (f *fakeOTA) offer(action string, rel fakeRelease, edit func(a *assignment.Assignment, u *UpdateResponse)) {
+func (f *fakeOTA) offer(action string, rel fakeRelease, edit func(a *assignment.Assignment, u *protov1.UpdateResponse)) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.edited = edit != nil
-	f.answer = func(q url.Values) *UpdateResponse {
+	f.answer = func(q url.Values) *protov1.UpdateResponse {
 		a := f.assignmentFor(rel, q.Get("nonce"))
-		a.Rollback, a.Commit = action == ActionRollback, action == ActionCommit
-		u := &UpdateResponse{Action: action, Rollout: tmRollout}
+		a.Rollback, a.Commit = action == protov1.ActionRollback, action == protov1.ActionCommit
+		u := &protov1.UpdateResponse{Action: action, Rollout: tmRollout}
 		if edit != nil {
 			edit(&a, u)
 		}
@@ -205,7 +207,7 @@ func (f *fakeOTA) reportStates() []string {
 	defer f.mu.Unlock()
 	var s []string
 	for _, r := range f.reports {
-		s = append(s, r.State)
+		s = append(s, string(r.State))
 	}
 	return s
 }
@@ -322,7 +324,7 @@ func (r *commitRig) eventsOf(kind string) []Event {
 // (securityVersion 7): install, reboot, restart, confirm.
 func (r *commitRig) installV2() {
 	r.t.Helper()
-	r.f.offer(ActionInstall, r.v2, nil)
+	r.f.offer(protov1.ActionInstall, r.v2, nil)
 	r.mustStep()
 	if r.dev.running != "2.0.0" || r.dev.boot != 1 {
 		r.t.Fatalf("after install: running %q, boot %d", r.dev.running, r.dev.boot)
@@ -355,7 +357,7 @@ func TestFloorNotRaisedAtBoot(t *testing.T) {
 		t.Fatalf("after confirm: version %q work %+v pending %+v", st.Version, st.Work, st.Pending)
 	}
 	r.checkFloors("after confirm", tmFloor, tmSecVer)
-	if got, want := r.f.reportStates(), []string{StateDownloading, StateDownloaded, StateInstalling, StateInstalled, StateSucceeded}; !slices.Equal(got, want) {
+	if got, want := r.f.reportStates(), []string{"downloading", "downloaded", "installing", "installed", "succeeded"}; !slices.Equal(got, want) {
 		t.Fatalf("reports %v, want %v", got, want)
 	}
 	if q := r.f.lastCheck(); q.Get("version") != "2.0.0" || q.Get("securityFloor") != strconv.Itoa(tmFloor) {
@@ -376,7 +378,7 @@ func TestCommitRaisesFloor(t *testing.T) {
 	r.installV2()
 	reports := len(r.f.reportStates())
 	r.events = nil
-	r.f.offer(ActionCommit, r.v2, nil)
+	r.f.offer(protov1.ActionCommit, r.v2, nil)
 	r.mustStep()
 	if q := r.f.lastCheck(); q.Get("securityFloor") != strconv.Itoa(tmFloor) {
 		t.Fatalf("the check answered with the commit sent floor %s", q.Get("securityFloor"))
@@ -410,34 +412,36 @@ func TestCommitRefused(t *testing.T) {
 	reports := len(r.f.reportStates())
 	cases := []struct {
 		name string
-		edit func(a *assignment.Assignment, u *UpdateResponse)
+		edit func(a *assignment.Assignment, u *protov1.UpdateResponse)
 		code string
 	}{
-		{"commit for another version", func(a *assignment.Assignment, _ *UpdateResponse) { a.Version = "1.0.0" }, RefuseCommit},
-		{"commit for a newer version", func(a *assignment.Assignment, _ *UpdateResponse) { a.Version = "3.0.0"; a.SecurityVersion = 9 }, RefuseCommit},
-		{"not signed as a commit", func(a *assignment.Assignment, _ *UpdateResponse) { a.Commit = false }, RefuseCommit},
-		{"rollback instead of commit", func(a *assignment.Assignment, _ *UpdateResponse) { a.Commit, a.Rollback = false, true }, RefuseCommit},
-		{"commit and rollback", func(a *assignment.Assignment, _ *UpdateResponse) { a.Rollback = true }, RefuseMalformed},
-		{"bad signature", func(a *assignment.Assignment, u *UpdateResponse) { u.Assignment = r.f.sign(*a, r.w.evilEd) }, RefuseBadSignature},
-		{"tampered payload", func(a *assignment.Assignment, u *UpdateResponse) {
+		{"commit for another version", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Version = "1.0.0" }, RefuseCommit},
+		{"commit for a newer version", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Version = "3.0.0"; a.SecurityVersion = 9 }, RefuseCommit},
+		{"not signed as a commit", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Commit = false }, RefuseCommit},
+		{"rollback instead of commit", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Commit, a.Rollback = false, true }, RefuseCommit},
+		{"commit and rollback", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Rollback = true }, RefuseMalformed},
+		{"bad signature", func(a *assignment.Assignment, u *protov1.UpdateResponse) { u.Assignment = r.f.sign(*a, r.w.evilEd) }, RefuseBadSignature},
+		{"tampered payload", func(a *assignment.Assignment, u *protov1.UpdateResponse) {
 			s := r.f.sign(*a, r.w.serverKey)
 			s.Payload = []byte(strings.Replace(string(s.Payload), `"securityVersion":7`, `"securityVersion":9`, 1))
 			u.Assignment = s
 		}, RefuseBadSignature},
-		{"wrong nonce", func(a *assignment.Assignment, _ *UpdateResponse) { a.Nonce = strings.Repeat("ab", 16) }, RefuseNonce},
-		{"expired", func(a *assignment.Assignment, _ *UpdateResponse) {
+		{"wrong nonce", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Nonce = strings.Repeat("ab", 16) }, RefuseNonce},
+		{"expired", func(a *assignment.Assignment, _ *protov1.UpdateResponse) {
 			a.IssuedAt, a.ExpiresAt = r.f.now.Add(-3*time.Hour), r.f.now.Add(-2*time.Hour)
 		}, RefuseExpired},
-		{"not yet valid", func(a *assignment.Assignment, _ *UpdateResponse) {
+		{"not yet valid", func(a *assignment.Assignment, _ *protov1.UpdateResponse) {
 			a.IssuedAt, a.ExpiresAt = r.f.now.Add(2*time.Hour), r.f.now.Add(3*time.Hour)
 		}, RefuseNotYetValid},
-		{"another device", func(a *assignment.Assignment, _ *UpdateResponse) { a.DeviceID = "dev-other" }, RefuseWrongDevice},
-		{"another key type", func(a *assignment.Assignment, _ *UpdateResponse) { a.KEM, a.WrappedKey = "p256", make([]byte, 113) }, RefuseKEM},
-		{"signed for another rollout", func(_ *assignment.Assignment, u *UpdateResponse) { u.Rollout = "fleet/other" }, RefuseRolloutMismatch},
+		{"another device", func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.DeviceID = "dev-other" }, RefuseWrongDevice},
+		{"another key type", func(a *assignment.Assignment, _ *protov1.UpdateResponse) {
+			a.KEM, a.WrappedKey = "p256", make([]byte, 113)
+		}, RefuseKEM},
+		{"signed for another rollout", func(_ *assignment.Assignment, u *protov1.UpdateResponse) { u.Rollout = "fleet/other" }, RefuseRolloutMismatch},
 	}
 	for _, tc := range cases {
 		r.events = nil
-		r.f.offer(ActionCommit, r.v2, tc.edit)
+		r.f.offer(protov1.ActionCommit, r.v2, tc.edit)
 		err := r.step()
 		ref, ok := AsRefusal(err)
 		if !ok || ref.Code != tc.code {
@@ -458,7 +462,7 @@ func TestCommitRefused(t *testing.T) {
 		}
 	}
 	// The device still takes a genuine commit.
-	r.f.offer(ActionCommit, r.v2, nil)
+	r.f.offer(protov1.ActionCommit, r.v2, nil)
 	r.mustStep()
 	r.checkFloors("genuine commit", tmSecVer, 0)
 }
@@ -469,13 +473,13 @@ func TestCommitRefused(t *testing.T) {
 func TestCommitNotAboveFloorIsNoop(t *testing.T) {
 	r := newCommitRig(t)
 	r.installV2()
-	r.f.offer(ActionCommit, r.v2, nil)
+	r.f.offer(protov1.ActionCommit, r.v2, nil)
 	r.mustStep()
 	r.checkFloors("after commit", tmSecVer, 0)
 	reports := len(r.f.reportStates())
 	for _, sv := range []int64{tmSecVer, tmSecVer - 1, 0} {
 		r.events = nil
-		r.f.offer(ActionCommit, r.v2, func(a *assignment.Assignment, _ *UpdateResponse) { a.SecurityVersion = sv })
+		r.f.offer(protov1.ActionCommit, r.v2, func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.SecurityVersion = sv })
 		if err := r.step(); err != nil {
 			t.Fatalf("commit of securityVersion %d: %v", sv, err)
 		}
@@ -497,7 +501,7 @@ func TestRollbackBeforeAndAfterCommit(t *testing.T) {
 	t.Run("before commit", func(t *testing.T) {
 		r := newCommitRig(t)
 		r.installV2()
-		r.f.offer(ActionRollback, r.v1, nil)
+		r.f.offer(protov1.ActionRollback, r.v1, nil)
 		r.mustStep()
 		if r.dev.running != "1.0.0" || len(r.dev.installs) != 2 || r.dev.installs[1].Version != "1.0.0" {
 			t.Fatalf("rollback not installed: running %q installs %d", r.dev.running, len(r.dev.installs))
@@ -505,7 +509,7 @@ func TestRollbackBeforeAndAfterCommit(t *testing.T) {
 		r.f.idle()
 		r.restart()
 		r.mustStep()
-		if got := r.f.reportStates(); got[len(got)-1] != StateRolledBack {
+		if got := r.f.reportStates(); got[len(got)-1] != string(protov1.StateRolledBack) {
 			t.Fatalf("reports %v", got)
 		}
 		// Rolled back to securityVersion 5 = the committed floor: nothing pending.
@@ -517,10 +521,10 @@ func TestRollbackBeforeAndAfterCommit(t *testing.T) {
 	t.Run("after commit", func(t *testing.T) {
 		r := newCommitRig(t)
 		r.installV2()
-		r.f.offer(ActionCommit, r.v2, nil)
+		r.f.offer(protov1.ActionCommit, r.v2, nil)
 		r.mustStep()
 		r.checkFloors("after commit", tmSecVer, 0)
-		r.f.offer(ActionRollback, r.v1, nil)
+		r.f.offer(protov1.ActionRollback, r.v1, nil)
 		err := r.step()
 		if ref, ok := AsRefusal(err); !ok || ref.Code != RefuseBelowFloor {
 			t.Fatalf("rollback after commit: %v, want %s", err, RefuseBelowFloor)
@@ -528,7 +532,7 @@ func TestRollbackBeforeAndAfterCommit(t *testing.T) {
 		if r.dev.running != "2.0.0" || len(r.dev.installs) != 1 {
 			t.Fatalf("rolled back below the floor: running %q installs %d", r.dev.running, len(r.dev.installs))
 		}
-		if got := r.f.reportStates(); got[len(got)-1] != StateFailed {
+		if got := r.f.reportStates(); got[len(got)-1] != string(protov1.StateFailed) {
 			t.Fatalf("reports %v", got)
 		}
 		r.checkFloors("after refused rollback", tmSecVer, 0)
@@ -539,9 +543,9 @@ func TestRollbackBeforeAndAfterCommit(t *testing.T) {
 // signed with commit set is refused as malformed and reported, like any
 // refused install; nothing is installed and the floor does not move.
 func TestInstallWithCommitFlagRefused(t *testing.T) {
-	for _, action := range []string{ActionInstall, ActionRollback} {
+	for _, action := range []string{protov1.ActionInstall, protov1.ActionRollback} {
 		r := newCommitRig(t)
-		r.f.offer(action, r.v2, func(a *assignment.Assignment, _ *UpdateResponse) { a.Commit, a.Rollback = true, false })
+		r.f.offer(action, r.v2, func(a *assignment.Assignment, _ *protov1.UpdateResponse) { a.Commit, a.Rollback = true, false })
 		err := r.step()
 		if ref, ok := AsRefusal(err); !ok || ref.Code != RefuseMalformed || !strings.Contains(ref.Error(), "commit=true") {
 			t.Fatalf("%s with commit: %v", action, err)
@@ -549,7 +553,7 @@ func TestInstallWithCommitFlagRefused(t *testing.T) {
 		if len(r.dev.installs) != 0 || len(r.eventsOf(EventCommitted)) != 0 {
 			t.Fatalf("%s with commit: installs %d events %+v", action, len(r.dev.installs), r.events)
 		}
-		if got := r.f.reportStates(); !slices.Equal(got, []string{StateFailed}) {
+		if got := r.f.reportStates(); !slices.Equal(got, []string{"failed"}) {
 			t.Fatalf("%s with commit: reports %v", action, got)
 		}
 		r.checkFloors(action+" with commit", tmFloor, 0)
@@ -577,10 +581,10 @@ func TestCommitSaveFailure(t *testing.T) {
 		},
 	})
 	mustT(t, err)
-	f.offer(ActionCommit, v2, nil)
+	f.offer(protov1.ActionCommit, v2, nil)
 	f.mu.Lock()
-	f.answer = func(orig func(url.Values) *UpdateResponse) func(url.Values) *UpdateResponse {
-		return func(q url.Values) *UpdateResponse {
+	f.answer = func(orig func(url.Values) *protov1.UpdateResponse) func(url.Values) *protov1.UpdateResponse {
+		return func(q url.Values) *protov1.UpdateResponse {
 			store.fail.Store(true) // enrollment is saved; the commit is not
 			return orig(q)
 		}

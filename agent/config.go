@@ -11,9 +11,9 @@ import (
 
 	"github.com/go-logr/logr"
 
-	"github.com/otaflow/otaflow/internal/assignment"
-	"github.com/otaflow/otaflow/internal/keywrap"
 	"github.com/otaflow/otaflow/internal/vendorsig"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // Config configures an Agent. ServerURL, DeviceID, DeviceType,

@@ -14,9 +14,11 @@ import (
 	"strings"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/envelope"
-	"github.com/otaflow/otaflow/internal/keywrap"
 	"github.com/otaflow/otaflow/internal/vendorsig"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // errShortBody is a blob response that ended early: a network problem,
@@ -221,10 +223,10 @@ func (a *Agent) fetch(ctx context.Context, w *Work, key []byte, stage Stage, pc 
 		if time.Since(lastReport) >= a.cfg.ProgressInterval {
 			lastReport = time.Now()
 			p := progressOf(w.Bytes, asg.PlainSize)
-			if err := a.enqueue(w.Rollout, StateDownloading, &p, ""); err != nil {
+			if err := a.enqueue(w.Rollout, protov1.StateDownloading, &p, ""); err != nil {
 				return err
 			}
-			a.emit(Event{Kind: EventState, State: StateDownloading, Rollout: w.Rollout, Target: asg.Version, Progress: p})
+			a.emit(Event{Kind: EventState, State: string(protov1.StateDownloading), Rollout: w.Rollout, Target: asg.Version, Progress: p})
 			if err := a.flushReports(ctx); err != nil {
 				if err == errCanceled {
 					return err

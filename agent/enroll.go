@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // enrollment fingerprint: what the server knows about the device that
@@ -40,16 +42,16 @@ func (a *Agent) enroll(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	req := enrollRequest{
+	req := protov1.EnrollRequest{
 		DeviceID: a.cfg.DeviceID, BootstrapToken: a.cfg.BootstrapToken, KEM: a.state.KEM,
 		PublicKey:  base64.StdEncoding.EncodeToString(a.key.PublicKey().Bytes()),
 		DeviceType: a.cfg.DeviceType, Labels: a.cfg.Labels, Version: version, SecurityFloor: a.state.SecurityFloor,
 	}
-	r, err := a.call(ctx, http.MethodPost, "/v1/enroll", req, false)
+	r, err := a.call(ctx, http.MethodPost, protov1.PathEnroll, req, false)
 	if err != nil {
 		return fmt.Errorf("enroll: %w", err)
 	}
-	var er enrollResponse
+	var er protov1.EnrollResponse
 	if err := json.Unmarshal(r.Body, &er); err != nil || er.Token == "" {
 		return fmt.Errorf("enroll: malformed answer")
 	}

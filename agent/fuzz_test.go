@@ -15,8 +15,10 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/contract"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // fuzzKey is a fixed signing key so that committed seeds stay valid.
@@ -25,11 +27,11 @@ var fuzzKey = ed25519.NewKeyFromSeed([]byte(strings.Repeat("k", ed25519.SeedSize
 var fuzzNow = time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)
 
 // fuzzAnswer returns a valid signed install answer for device dev-1.
-func fuzzAnswer(tb testing.TB) []byte { return fuzzSignedAnswer(tb, ActionInstall) }
+func fuzzAnswer(tb testing.TB) []byte { return fuzzSignedAnswer(tb, protov1.ActionInstall) }
 
 // fuzzCommitAnswer returns a valid signed commit answer for device dev-1
 // running 2.0.0: the same assignment as fuzzAnswer's, with commit set.
-func fuzzCommitAnswer(tb testing.TB) []byte { return fuzzSignedAnswer(tb, ActionCommit) }
+func fuzzCommitAnswer(tb testing.TB) []byte { return fuzzSignedAnswer(tb, protov1.ActionCommit) }
 
 // fuzzExpectation is what the fuzz targets verify answers against: dev-1
 // running 2.0.0 with floor 3.
@@ -45,13 +47,13 @@ func fuzzSignedAnswer(tb testing.TB, action string) []byte {
 		PlainSHA256: strings.Repeat("a", 64), PlainSize: 100, EncryptedSHA256: strings.Repeat("b", 64), EncryptedSize: 174,
 		Suite: "otaflow-enc/v1", BlobURL: "https://ota.example.com/v1/blobs/" + strings.Repeat("b", 64), KEM: "x25519",
 		WrappedKey: make([]byte, 80), VendorSignature: "c2ln", Nonce: strings.Repeat("0f", 16),
-		Rollback: action == ActionRollback, Commit: action == ActionCommit,
+		Rollback: action == protov1.ActionRollback, Commit: action == protov1.ActionCommit,
 		IssuedAt: fuzzNow.Add(-time.Minute), ExpiresAt: fuzzNow.Add(time.Hour),
 	})
 	if err != nil {
 		tb.Fatal(err)
 	}
-	b, _ := json.Marshal(UpdateResponse{Action: action, Rollout: "fleet/ro", Assignment: &signed})
+	b, _ := json.Marshal(protov1.UpdateResponse{Action: action, Rollout: "fleet/ro", Assignment: &signed})
 	return b
 }
 
@@ -77,7 +79,7 @@ func FuzzUpdateResponse(f *testing.F) {
 			}
 			return
 		}
-		if u.Action == ActionCancel {
+		if u.Action == protov1.ActionCancel {
 			return
 		}
 		exp := fuzzExpectation
@@ -93,12 +95,12 @@ func FuzzUpdateResponse(f *testing.F) {
 			a.Rollout != u.Rollout || !fuzzNow.Before(a.ExpiresAt.Add(time.Minute)) {
 			t.Fatalf("accepted an assignment that fails a device check: %+v", a)
 		}
-		if u.Action == ActionCommit {
+		if u.Action == protov1.ActionCommit {
 			// A commit below the floor is accepted (the agent ignores it).
 			if !a.Commit || a.Rollback || a.Version != exp.Version {
 				t.Fatalf("accepted a commit that is not one for the running version: %+v", a)
 			}
-		} else if a.Commit || a.Rollback != (u.Action == ActionRollback) || a.SecurityVersion < exp.SecurityFloor {
+		} else if a.Commit || a.Rollback != (u.Action == protov1.ActionRollback) || a.SecurityVersion < exp.SecurityFloor {
 			t.Fatalf("accepted a %s assignment that fails a device check: %+v", u.Action, a)
 		}
 	})
@@ -127,11 +129,11 @@ func TestFuzzSeedAccepted(t *testing.T) {
 			t.Errorf("%s: accepted", name)
 		}
 	}
-	u.Action = ActionRollback
+	u.Action = protov1.ActionRollback
 	if _, err := VerifyAssignment(v, u, exp); err == nil {
 		t.Error("install assignment accepted as a rollback")
 	}
-	u.Action = ActionCommit
+	u.Action = protov1.ActionCommit
 	if _, err := VerifyAssignment(v, u, exp); !isRefusal(err, RefuseCommit) {
 		t.Errorf("install assignment as a commit: %v, want %s", err, RefuseCommit)
 	}
@@ -166,7 +168,7 @@ func TestFuzzSeedAccepted(t *testing.T) {
 			t.Errorf("commit, %s: %v, want %s", name, err, tc.code)
 		}
 	}
-	for _, action := range []string{ActionInstall, ActionRollback} {
+	for _, action := range []string{protov1.ActionInstall, protov1.ActionRollback} {
 		c.Action = action
 		if _, err := VerifyAssignment(v, c, exp); !isRefusal(err, RefuseMalformed) {
 			t.Errorf("commit assignment as %s: %v, want %s", action, err, RefuseMalformed)
@@ -242,7 +244,7 @@ func (f *fuzzAnswerTransport) RoundTrip(r *http.Request) (*http.Response, error)
 		// Like the OTA server, the others refuse a token they did not
 		// issue: a fuzzed enrollment answer can give the device any.
 		if h := r.Header.Get("Authorization"); h != "" && h != "Bearer "+strings.Repeat("t", 43) {
-			resp := jsonResp(http.StatusUnauthorized, apiError{Code: "unauthenticated", Message: "unknown or revoked token; enroll again"})
+			resp := jsonResp(http.StatusUnauthorized, protov1.Error{Code: "unauthenticated", Message: "unknown or revoked token; enroll again"})
 			resp.Header.Set("WWW-Authenticate", `Bearer realm="otaflow", error="invalid_token"`)
 			return resp, nil
 		}

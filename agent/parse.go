@@ -9,8 +9,10 @@ import (
 	"strings"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // ParseUpdateResponse decodes the 200 body of GET /v1/update strictly:
@@ -18,30 +20,30 @@ import (
 // rollout, and an assignment when the action needs one (install, rollback,
 // commit). The assignment itself is only parsed after its signature
 // verified (VerifyAssignment).
-func ParseUpdateResponse(body []byte) (UpdateResponse, error) {
-	var u UpdateResponse
+func ParseUpdateResponse(body []byte) (protov1.UpdateResponse, error) {
+	var u protov1.UpdateResponse
 	if len(body) > maxAPIBody {
 		return u, refuse(RefuseMalformed, "update answer is %d bytes, limit %d", len(body), maxAPIBody)
 	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&u); err != nil {
-		return UpdateResponse{}, refuse(RefuseMalformed, "update answer is not valid JSON: %v", err)
+		return protov1.UpdateResponse{}, refuse(RefuseMalformed, "update answer is not valid JSON: %v", err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return UpdateResponse{}, refuse(RefuseMalformed, "update answer has data after the JSON object")
+		return protov1.UpdateResponse{}, refuse(RefuseMalformed, "update answer has data after the JSON object")
 	}
 	if !isNamespacedName(u.Rollout) {
-		return UpdateResponse{}, refuse(RefuseMalformed, "update answer names rollout %q, not namespace/name", u.Rollout)
+		return protov1.UpdateResponse{}, refuse(RefuseMalformed, "update answer names rollout %q, not namespace/name", u.Rollout)
 	}
 	switch u.Action {
-	case ActionInstall, ActionRollback, ActionCommit:
+	case protov1.ActionInstall, protov1.ActionRollback, protov1.ActionCommit:
 		if u.Assignment == nil {
-			return UpdateResponse{}, refuse(RefuseMalformed, "%s answer without an assignment", u.Action)
+			return protov1.UpdateResponse{}, refuse(RefuseMalformed, "%s answer without an assignment", u.Action)
 		}
-	case ActionCancel:
+	case protov1.ActionCancel:
 	default:
-		return UpdateResponse{}, refuse(RefuseMalformed, "unknown action %q", u.Action)
+		return protov1.UpdateResponse{}, refuse(RefuseMalformed, "unknown action %q", u.Action)
 	}
 	return u, nil
 }
@@ -72,7 +74,7 @@ type Expectation struct {
 // or rollback (RefuseMalformed). A commit answer must carry commit: true
 // and be signed for e.Version, the running version (RefuseCommit). Every
 // failure is a *Refusal.
-func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (assignment.Assignment, error) {
+func VerifyAssignment(v *assignment.Verifier, u protov1.UpdateResponse, e Expectation) (assignment.Assignment, error) {
 	if u.Assignment == nil {
 		return assignment.Assignment{}, refuse(RefuseMalformed, "no assignment in the %s answer", u.Action)
 	}
@@ -99,7 +101,7 @@ func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (
 	if e.Nonce != "" && !strings.EqualFold(a.Nonce, e.Nonce) {
 		return a, refuse(RefuseNonce, "assignment refused: nonce %q is not the nonce this check sent", a.Nonce)
 	}
-	if u.Action != ActionCommit && a.SecurityVersion < e.SecurityFloor {
+	if u.Action != protov1.ActionCommit && a.SecurityVersion < e.SecurityFloor {
 		return a, refuse(RefuseBelowFloor, "assignment refused: securityVersion %d is below the device's security floor %d", a.SecurityVersion, e.SecurityFloor)
 	}
 	if a.Suite != envelope.Suite {
@@ -111,7 +113,7 @@ func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (
 	if a.Rollout != u.Rollout {
 		return a, refuse(RefuseRolloutMismatch, "assignment refused: signed for rollout %q, answer names %q", a.Rollout, u.Rollout)
 	}
-	if u.Action == ActionCommit {
+	if u.Action == protov1.ActionCommit {
 		if !a.Commit {
 			return a, refuse(RefuseCommit, "commit refused: the assignment is not signed as a commit (rollback=%t)", a.Rollback)
 		}
@@ -123,7 +125,7 @@ func VerifyAssignment(v *assignment.Verifier, u UpdateResponse, e Expectation) (
 	if a.Commit {
 		return a, refuse(RefuseMalformed, "assignment refused: action %q with commit=true", u.Action)
 	}
-	if a.Rollback != (u.Action == ActionRollback) {
+	if a.Rollback != (u.Action == protov1.ActionRollback) {
 		return a, refuse(RefuseMalformed, "assignment refused: action %q with rollback=%t", u.Action, a.Rollback)
 	}
 	return a, nil

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"net/http"
 	"time"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 func newReportID() string {
@@ -17,16 +19,16 @@ func newReportID() string {
 // enqueue persists a report before it is sent, so that it survives a
 // restart and is retried with the same ID. A newer progress report
 // replaces an unsent one of the same rollout.
-func (a *Agent) enqueue(rollout, state string, progress *int, reason string) error {
+func (a *Agent) enqueue(rollout string, state protov1.State, progress *int, reason string) error {
 	if rollout == "" {
 		return nil
 	}
-	if state == StateFailed {
+	if state == protov1.StateFailed {
 		reason = reportReason(reason)
 	}
 	p := PendingReport{ID: newReportID(), Rollout: rollout, State: state, Progress: progress, Reason: reason}
-	if n := len(a.state.Pending); n > 0 && state == StateDownloading {
-		if last := a.state.Pending[n-1]; last.State == StateDownloading && last.Rollout == rollout && last.Progress != nil {
+	if n := len(a.state.Pending); n > 0 && state == protov1.StateDownloading {
+		if last := a.state.Pending[n-1]; last.State == protov1.StateDownloading && last.Rollout == rollout && last.Progress != nil {
 			a.state.Pending = a.state.Pending[:n-1]
 		}
 	}
@@ -44,15 +46,15 @@ func (a *Agent) flushReports(ctx context.Context) error {
 	canceled := false
 	for len(a.state.Pending) > 0 {
 		p := a.state.Pending[0]
-		_, err := a.authed(ctx, http.MethodPost, "/v1/status", statusReport{
+		_, err := a.authed(ctx, http.MethodPost, protov1.PathStatus, protov1.StatusReport{
 			ReportID: p.ID, Rollout: p.Rollout, State: p.State, Progress: p.Progress, Reason: p.Reason,
 		})
 		switch {
 		case err == nil:
-			a.emit(Event{Kind: EventReport, State: p.State, Rollout: p.Rollout, Reason: p.Reason})
+			a.emit(Event{Kind: EventReport, State: string(p.State), Rollout: p.Rollout, Reason: p.Reason})
 		case retryable(err):
 			return err
-		case isCode(err, http.StatusConflict, codeCanceled):
+		case isCode(err, http.StatusConflict, protov1.CodeCanceled):
 			a.cfg.Log.Info("update canceled by the server", "rollout", p.Rollout)
 			if w := a.state.Work; w != nil && w.Rollout == p.Rollout && w.Phase != PhaseInstalled {
 				a.dropWork()
@@ -67,7 +69,7 @@ func (a *Agent) flushReports(ctx context.Context) error {
 			// (final: e.g. timed out; unknown_rollout: deleted;
 			// not_assigned: nothing offered): stop working on it.
 			if w := a.state.Work; w != nil && w.Rollout == p.Rollout && w.Phase != PhaseInstalled &&
-				(isCode(err, http.StatusConflict, codeFinal) || isCode(err, http.StatusNotFound, codeUnknownRollout) || isCode(err, http.StatusNotFound, codeNotAssigned)) {
+				(isCode(err, http.StatusConflict, protov1.CodeFinal) || isCode(err, http.StatusNotFound, protov1.CodeUnknownRollout) || isCode(err, http.StatusNotFound, protov1.CodeNotAssigned)) {
 				a.dropWork()
 				a.emitState(StateIdle, "", "", "")
 			}

@@ -1,7 +1,8 @@
 package agent
 
 import (
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // State is everything the agent keeps across restarts. A StateStore saves
@@ -71,11 +72,11 @@ type Work struct {
 
 // PendingReport is a status report waiting to be acknowledged.
 type PendingReport struct {
-	ID       string `json:"id"`
-	Rollout  string `json:"rollout"`
-	State    string `json:"state"`
-	Progress *int   `json:"progress,omitempty"`
-	Reason   string `json:"reason,omitempty"`
+	ID       string        `json:"id"`
+	Rollout  string        `json:"rollout"`
+	State    protov1.State `json:"state"`
+	Progress *int          `json:"progress,omitempty"`
+	Reason   string        `json:"reason,omitempty"`
 }
 
 // StateStore persists State. Load returns a zero State (not an error) when

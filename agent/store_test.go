@@ -8,7 +8,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 func sampleState() State {
@@ -18,7 +20,7 @@ func sampleState() State {
 		Version: "1.0.0", SecurityFloor: 3, PendingFloor: 4,
 		Work: &Work{Rollout: "ns/ro", Phase: PhaseDownloading, Header: make([]byte, 58), Chunks: 2, Bytes: 32768,
 			Signed: assignment.Signed{Payload: []byte("{}"), Signature: []byte{1}, KeyID: "k"}, PreviousVersion: "1.0.0"},
-		Pending: []PendingReport{{ID: "r1", Rollout: "ns/ro", State: StateDownloading, Progress: &p}},
+		Pending: []PendingReport{{ID: "r1", Rollout: "ns/ro", State: protov1.StateDownloading, Progress: &p}},
 	}
 }
 

@@ -27,10 +27,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/envelope"
-	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // The tamper matrix drives the agent's whole update path (enrollment,
@@ -161,7 +163,7 @@ type offer struct {
 }
 
 func (w *tamperWorld) legit() *offer {
-	return &offer{action: ActionInstall, rollout: tmRollout, blob: w.blob, key: w.contentKey, wrapFor: tmDevice, wrapBlob: w.blob}
+	return &offer{action: protov1.ActionInstall, rollout: tmRollout, blob: w.blob, key: w.contentKey, wrapFor: tmDevice, wrapBlob: w.blob}
 }
 
 // tamperServer is protocol v1 in memory: enrollment, update, blob (with
@@ -175,7 +177,7 @@ type tamperServer struct {
 	pub    []byte
 	served int
 	// reports received, in order
-	reports []statusReport
+	reports []protov1.StatusReport
 }
 
 func jsonResp(status int, v any) *http.Response {
@@ -196,12 +198,12 @@ func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
 	defer s.mu.Unlock()
 	switch {
 	case r.URL.Path == "/v1/enroll":
-		var req enrollRequest
+		var req protov1.EnrollRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
-			return jsonResp(400, apiError{Code: "malformed_json", Message: err.Error()}), nil
+			return jsonResp(400, protov1.Error{Code: "malformed_json", Message: err.Error()}), nil
 		}
 		s.pub, _ = base64.StdEncoding.DecodeString(req.PublicKey)
-		return jsonResp(201, enrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: s.w.serverKeyID}), nil
+		return jsonResp(201, protov1.EnrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: s.w.serverKeyID}), nil
 	case r.URL.Path == "/v1/update":
 		resp := jsonResp(200, s.answer(r.URL.Query().Get("nonce")))
 		if s.o.tampered() {
@@ -232,17 +234,17 @@ func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(bytes.NewReader(b[start:])), ContentLength: int64(len(b) - start)}, nil
 	case r.URL.Path == "/v1/status":
-		var rep statusReport
+		var rep protov1.StatusReport
 		if err := json.NewDecoder(r.Body).Decode(&rep); err != nil {
-			return jsonResp(400, apiError{Code: "malformed_json", Message: err.Error()}), nil
+			return jsonResp(400, protov1.Error{Code: "malformed_json", Message: err.Error()}), nil
 		}
 		s.reports = append(s.reports, rep)
-		return jsonResp(200, statusResponse{State: rep.State}), nil
+		return jsonResp(200, protov1.StatusResponse{State: rep.State}), nil
 	}
-	return jsonResp(404, apiError{Code: "not_found", Message: "no such endpoint"}), nil
+	return jsonResp(404, protov1.Error{Code: "not_found", Message: "no such endpoint"}), nil
 }
 
-func (s *tamperServer) answer(nonce string) UpdateResponse {
+func (s *tamperServer) answer(nonce string) protov1.UpdateResponse {
 	o, w := s.o, s.w
 	digest := sha256.Sum256(o.wrapBlob)
 	wrapped, err := keywrap.Wrap(keywrap.X25519, s.pub, o.key, digest, o.wrapFor)
@@ -276,7 +278,7 @@ func (s *tamperServer) answer(nonce string) UpdateResponse {
 	if o.editSigned != nil {
 		o.editSigned(&signed)
 	}
-	return UpdateResponse{Action: o.action, Rollout: o.rollout, Assignment: &signed}
+	return protov1.UpdateResponse{Action: o.action, Rollout: o.rollout, Assignment: &signed}
 }
 
 // countingInstaller records installs.
@@ -292,7 +294,7 @@ func (c *countingInstaller) Confirm(context.Context, string) error { return nil 
 // outcome of one agent step against an offer.
 type tamperOutcome struct {
 	installs []Image
-	reports  []statusReport
+	reports  []protov1.StatusReport
 	refusals []Event
 	err      error
 	work     *Work
@@ -355,7 +357,7 @@ func tamperClasses() []tamperClass {
 			img[rng.IntN(len(img))] ^= 0x80 // a backdoor
 			key, _ := envelope.NewKey()
 			blob := encryptSmall(nil, img, key)
-			o := &offer{action: ActionInstall, rollout: tmRollout, blob: blob, key: key, wrapFor: tmDevice, wrapBlob: blob}
+			o := &offer{action: protov1.ActionInstall, rollout: tmRollout, blob: blob, key: key, wrapFor: tmDevice, wrapBlob: blob}
 			sum := sha256.Sum256(img)
 			sig := vendorSig(w, img)
 			o.edit = func(a *assignment.Assignment) {
@@ -558,7 +560,7 @@ func tamperClasses() []tamperClass {
 		{"cluster-old-image-below-floor", []string{RefuseBelowFloor}, func(rng *mrand.Rand, w *tamperWorld) *offer {
 			// A genuine, vendor-signed older image, honestly labelled: the
 			// floor refuses it.
-			o := &offer{action: ActionInstall, rollout: tmRollout, blob: w.oldBlob, key: w.oldKey, wrapFor: tmDevice, wrapBlob: w.oldBlob}
+			o := &offer{action: protov1.ActionInstall, rollout: tmRollout, blob: w.oldBlob, key: w.oldKey, wrapFor: tmDevice, wrapBlob: w.oldBlob}
 			sum := sha256.Sum256(w.oldImage)
 			o.edit = func(a *assignment.Assignment) {
 				a.PlainSHA256, a.PlainSize, a.VendorSignature = hex.EncodeToString(sum[:]), int64(len(w.oldImage)), w.oldVendorSig
@@ -571,7 +573,7 @@ func tamperClasses() []tamperClass {
 		})},
 		{"answer-rollback-of-install", []string{RefuseMalformed}, func(rng *mrand.Rand, w *tamperWorld) *offer {
 			o := w.legit()
-			o.action = ActionRollback
+			o.action = protov1.ActionRollback
 			return o
 		}},
 		{"answer-other-rollout", []string{RefuseRolloutMismatch}, func(rng *mrand.Rand, w *tamperWorld) *offer {
@@ -629,12 +631,12 @@ func TestTamperMatrix(t *testing.T) {
 			if len(out.refusals) != 1 || out.refusals[0].Code != r.Code || out.refusals[0].Reason == "" {
 				t.Fatalf("%s: refusal events %+v", where, out.refusals)
 			}
-			var failed []statusReport
+			var failed []protov1.StatusReport
 			for _, rep := range out.reports {
 				switch rep.State {
-				case StateFailed:
+				case protov1.StateFailed:
 					failed = append(failed, rep)
-				case StateInstalled, StateSucceeded, StateInstalling:
+				case protov1.StateInstalled, protov1.StateSucceeded, protov1.StateInstalling:
 					t.Fatalf("%s: reported %s", where, rep.State)
 				}
 			}
@@ -701,7 +703,7 @@ func TestReplayedAssignmentRefused(t *testing.T) {
 		if want := map[bool]string{true: RefuseNonce, false: RefuseExpired}[at.Equal(now)]; r.Code != want {
 			t.Fatalf("%s: %s, want %s", name, r.Code, want)
 		}
-		if len(out.reports) != 1 || out.reports[0].State != StateFailed {
+		if len(out.reports) != 1 || out.reports[0].State != protov1.StateFailed {
 			t.Fatalf("%s: reports %+v", name, out.reports)
 		}
 	}
@@ -788,7 +790,7 @@ func TestTruncatedTransferNeverInstalls(t *testing.T) {
 		t.Fatal("installed a truncated image")
 	}
 	for _, r := range srv.reports {
-		if r.State == StateFailed || r.State == StateInstalled {
+		if r.State == protov1.StateFailed || r.State == protov1.StateInstalled {
 			t.Fatalf("report %+v", r)
 		}
 	}

@@ -8,30 +8,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/keywrap"
 	"github.com/otaflow/otaflow/otaserver/catalog"
-)
-
-// UpdateResponse is the 200 answer of GET /v1/update.
-type UpdateResponse struct {
-	// Action is "install", "rollback", "cancel" or "commit".
-	Action string `json:"action"`
-	// Rollout is "namespace/name"; reports name it.
-	Rollout string `json:"rollout"`
-	// Assignment is set for install, rollback and commit.
-	Assignment *assignment.Signed `json:"assignment,omitempty"`
-	// Reason explains a cancel.
-	Reason string `json:"reason,omitempty"`
-}
-
-// Answer actions.
-const (
-	actionInstall  = "install"
-	actionRollback = "rollback"
-	actionCancel   = "cancel"
-	actionCommit   = "commit"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // assignKind says what a signed assignment asks of the device.
@@ -119,5 +101,5 @@ func (s *Server) blobURL(r *http.Request, digest string) string {
 		}
 		base = scheme + "://" + r.Host
 	}
-	return base + "/v1/blobs/" + digest
+	return base + protov1.PathBlobs + digest
 }

@@ -3,16 +3,18 @@ package otaserver_test
 import (
 	"encoding/hex"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"encoding/json"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"net/http"
 	"strings"
 	"testing"
 
-	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+
 	"github.com/otaflow/otaflow/internal/rollout"
-	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // Authorization: every request is authenticated and scoped to its own
@@ -101,9 +103,9 @@ func TestCrossDeviceAccess(t *testing.T) {
 	r, _ = thief.Get(ctx, blob, map[string]string{"Range": "bytes=0-57"})
 	wantErr(t, r, 403, "not_assigned")
 	// Reports naming the victim, or on the victim's rollout.
-	r, _ = thief.Report(ctx, otaserver.StatusReport{ReportID: "x1", Rollout: u.Rollout, DeviceID: victim.ID, State: "failed", Reason: "sabotage"})
+	r, _ = thief.Report(ctx, protov1.StatusReport{ReportID: "x1", Rollout: u.Rollout, DeviceID: victim.ID, State: "failed", Reason: "sabotage"})
 	wantErr(t, r, 403, "forbidden")
-	r, _ = thief.Report(ctx, otaserver.StatusReport{ReportID: "x2", Rollout: u.Rollout, State: "failed", Reason: "sabotage"})
+	r, _ = thief.Report(ctx, protov1.StatusReport{ReportID: "x2", Rollout: u.Rollout, State: "failed", Reason: "sabotage"})
 	wantErr(t, r, 404, "not_assigned")
 	rec, _ := h.store.Record(ctx, string(h.rollout.UID), victim.ID)
 	if rec.State != rollout.StateOffered {
@@ -115,7 +117,7 @@ func TestCrossDeviceAccess(t *testing.T) {
 
 	// Report IDs are per device: the thief reusing the victim's report ID
 	// is not taken for the victim's (nor the other way round).
-	if r, _ := victim.Report(ctx, otaserver.StatusReport{ReportID: "same-id", Rollout: u.Rollout, State: "downloading"}); r.Status != 200 {
+	if r, _ := victim.Report(ctx, protov1.StatusReport{ReportID: "same-id", Rollout: u.Rollout, State: "downloading"}); r.Status != 200 {
 		t.Fatalf("victim report: %d %s", r.Status, r.Body)
 	}
 	h.rollout.Status.CurrentWave = 1
@@ -127,7 +129,7 @@ func TestCrossDeviceAccess(t *testing.T) {
 	} else if unwraps(victim, ta) || !unwraps(thief, ta) {
 		t.Fatal("the victim's key opens the thief's wrapped key")
 	}
-	r, _ = thief.Report(ctx, otaserver.StatusReport{ReportID: "same-id", Rollout: u.Rollout, State: "installing"})
+	r, _ = thief.Report(ctx, protov1.StatusReport{ReportID: "same-id", Rollout: u.Rollout, State: "installing"})
 	if r.Status != 200 || strings.Contains(string(r.Body), `"duplicate":true`) {
 		t.Fatalf("thief's report taken as a duplicate of the victim's: %d %s", r.Status, r.Body)
 	}
@@ -159,13 +161,13 @@ func TestTokenReplayAfterReEnrollment(t *testing.T) {
 	wantErr(t, r, 401, "unauthenticated")
 	r, _ = stale.Get(ctx, "/v1/blobs/"+a.EncryptedSHA256, nil)
 	wantErr(t, r, 401, "unauthenticated")
-	r, _ = stale.Report(ctx, otaserver.StatusReport{ReportID: "late", Rollout: u.Rollout, State: "downloading"})
+	r, _ = stale.Report(ctx, protov1.StatusReport{ReportID: "late", Rollout: u.Rollout, State: "downloading"})
 	wantErr(t, r, 401, "unauthenticated")
 	// The new token does all of it.
 	if r, _ := d.Get(ctx, "/v1/blobs/"+a.EncryptedSHA256, map[string]string{"Range": "bytes=0-9"}); r.Status != 206 {
 		t.Fatalf("new token blob: %d", r.Status)
 	}
-	if r, _ := d.Report(ctx, otaserver.StatusReport{ReportID: "late", Rollout: u.Rollout, State: "downloading"}); r.Status != 200 {
+	if r, _ := d.Report(ctx, protov1.StatusReport{ReportID: "late", Rollout: u.Rollout, State: "downloading"}); r.Status != 200 {
 		t.Fatalf("new token report: %d", r.Status)
 	}
 	// And rotating again kills the second token too.
@@ -212,7 +214,7 @@ func TestEnrollmentIDHijack(t *testing.T) {
 	if rr.Status != 200 {
 		t.Fatalf("replayed key enrollment: %d %s", rr.Status, rr.Body)
 	}
-	var er otaserver.EnrollResponse
+	var er protov1.EnrollResponse
 	_ = json.Unmarshal(rr.Body, &er)
 	replay.Token = er.Token
 	_, ru, _ := replay.Check(ctx, "")

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
 )
@@ -18,14 +20,14 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	d := deviceFrom(ctx)
 	digest := r.PathValue("digest")
 	if !blobstore.ValidDigest(digest) {
-		writeError(w, http.StatusBadRequest, codeBadRequest, "blob name must be 64 lowercase hex characters")
+		writeError(w, http.StatusBadRequest, protov1.CodeBadRequest, "blob name must be 64 lowercase hex characters")
 		return
 	}
 	// A wrapped key exists exactly when the device was assigned the blob.
 	if !s.grants.has(d.ID, digest) {
 		if _, err := s.store.WrappedKey(ctx, d.ID, digest); err != nil {
 			if errors.Is(err, devicestore.ErrNotFound) {
-				writeError(w, http.StatusForbidden, codeNotAssigned, "this device holds no assignment to the blob")
+				writeError(w, http.StatusForbidden, protov1.CodeNotAssigned, "this device holds no assignment to the blob")
 				return
 			}
 			s.internal(w, r, "check assignment", err)
@@ -35,7 +37,7 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	}
 	b, err := s.cfg.Blobs.Open(ctx, digest)
 	if errors.Is(err, blobstore.ErrNotFound) {
-		writeError(w, http.StatusNotFound, codeNotFound, "blob not found")
+		writeError(w, http.StatusNotFound, protov1.CodeNotFound, "blob not found")
 		return
 	}
 	if err != nil {

@@ -8,6 +8,8 @@ import (
 	"io"
 	"mime"
 	"net/http"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // decodeJSON reads a JSON object strictly (no unknown fields, nothing after
@@ -15,21 +17,21 @@ import (
 func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/json" {
-		writeError(w, http.StatusUnsupportedMediaType, codeContentType, "Content-Type must be application/json")
+		writeError(w, http.StatusUnsupportedMediaType, protov1.CodeContentType, "Content-Type must be application/json")
 		return false
 	}
 	body, err := io.ReadAll(r.Body)
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
-			writeError(w, http.StatusRequestEntityTooLarge, codeTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
+			writeError(w, http.StatusRequestEntityTooLarge, protov1.CodeTooLarge, fmt.Sprintf("request body is larger than %d bytes", tooBig.Limit))
 			return false
 		}
-		writeError(w, http.StatusBadRequest, codeBadRequest, "cannot read request body")
+		writeError(w, http.StatusBadRequest, protov1.CodeBadRequest, "cannot read request body")
 		return false
 	}
 	if err := unmarshalStrict(body, v); err != nil {
-		writeError(w, http.StatusBadRequest, codeMalformedJSON, err.Error())
+		writeError(w, http.StatusBadRequest, protov1.CodeMalformedJSON, err.Error())
 		return false
 	}
 	return true

@@ -7,65 +7,10 @@ import (
 	"fmt"
 	"net/http"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/devicestore"
-	"github.com/otaflow/otaflow/internal/keywrap"
 )
-
-// EnrollRequest is the body of POST /v1/enroll.
-type EnrollRequest struct {
-	DeviceID       string            `json:"deviceID"`
-	BootstrapToken string            `json:"bootstrapToken"`
-	KEM            string            `json:"kem"`
-	PublicKey      string            `json:"publicKey"` // standard base64
-	DeviceType     string            `json:"deviceType"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	Version        string            `json:"version"`
-	SecurityFloor  int64             `json:"securityFloor"`
-}
-
-// EnrollResponse answers an enrollment.
-type EnrollResponse struct {
-	DeviceID string `json:"deviceID"`
-	// Token is the device's bearer token; only its hash is stored, so it
-	// cannot be shown again.
-	Token string `json:"token"`
-	// AssignmentKeyID identifies the key assignments are signed with.
-	AssignmentKeyID string `json:"assignmentKeyID"`
-}
-
-// Validate checks the request; the public key is returned decoded.
-func (e *EnrollRequest) Validate() ([]byte, error) {
-	if err := validID(e.DeviceID, maxIDLen); err != nil {
-		return nil, fmt.Errorf("deviceID: %w", err)
-	}
-	if e.BootstrapToken == "" || len(e.BootstrapToken) > 512 {
-		return nil, errors.New("bootstrapToken: must be 1 to 512 characters")
-	}
-	kem, err := keywrap.ParseKEM(e.KEM)
-	if err != nil {
-		return nil, fmt.Errorf("kem: want %q or %q", keywrap.X25519, keywrap.P256)
-	}
-	pub, err := base64.StdEncoding.Strict().DecodeString(e.PublicKey)
-	if err != nil {
-		return nil, errors.New("publicKey: not standard base64")
-	}
-	if _, err := keywrap.ParsePublicKey(kem, pub); err != nil {
-		return nil, fmt.Errorf("publicKey: %w", err)
-	}
-	if err := validDeviceType(e.DeviceType); err != nil {
-		return nil, fmt.Errorf("deviceType: %w", err)
-	}
-	if err := validLabels(e.Labels); err != nil {
-		return nil, fmt.Errorf("labels: %w", err)
-	}
-	if err := validVersion(e.Version); err != nil {
-		return nil, fmt.Errorf("version: %w", err)
-	}
-	if e.SecurityFloor < 0 || e.SecurityFloor > 1<<32-1 {
-		return nil, errors.New("securityFloor: must be 0 to 4294967295")
-	}
-	return pub, nil
-}
 
 func newToken() (string, error) {
 	var b [tokenSize]byte
@@ -76,22 +21,22 @@ func newToken() (string, error) {
 }
 
 func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
-	var req EnrollRequest
+	var req protov1.EnrollRequest
 	if !decodeJSON(w, r, &req) {
 		return
 	}
 	pub, err := req.Validate()
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, protov1.CodeBadRequest, err.Error())
 		return
 	}
 	if wait, ok := s.limits.allow("enroll:" + req.DeviceID); !ok {
-		writeRetry(w, wait, codeRateLimited, "too many enrollments for this device")
+		writeRetry(w, wait, protov1.CodeRateLimited, "too many enrollments for this device")
 		return
 	}
 	if !s.cfg.Tokens.Valid(req.BootstrapToken) {
 		s.cfg.Metrics.Enrollments.WithLabelValues("refused").Inc()
-		writeError(w, http.StatusUnauthorized, codeBadBootstrap, "bootstrap token not valid")
+		writeError(w, http.StatusUnauthorized, protov1.CodeBadBootstrap, "bootstrap token not valid")
 		return
 	}
 	tok, err := newToken()
@@ -107,7 +52,7 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	})
 	if errors.Is(err, devicestore.ErrKeyMismatch) {
 		s.cfg.Metrics.Enrollments.WithLabelValues("refused").Inc()
-		writeError(w, http.StatusConflict, codeKeyMismatch, "this device ID is enrolled with another public key")
+		writeError(w, http.StatusConflict, protov1.CodeKeyMismatch, "this device ID is enrolled with another public key")
 		return
 	}
 	if err != nil {
@@ -120,5 +65,5 @@ func (s *Server) enroll(w http.ResponseWriter, r *http.Request) {
 	}
 	s.cfg.Metrics.Enrollments.WithLabelValues(result).Inc()
 	s.cfg.Log.V(1).Info("device enrolled", "device", d.ID, "type", d.Type, "result", result)
-	writeJSON(w, status, EnrollResponse{DeviceID: d.ID, Token: tok, AssignmentKeyID: s.cfg.Signer.KeyID()})
+	writeJSON(w, status, protov1.EnrollResponse{DeviceID: d.ID, Token: tok, AssignmentKeyID: s.cfg.Signer.KeyID()})
 }

@@ -5,35 +5,9 @@ import (
 	"net/http"
 	"strconv"
 	"time"
-)
 
-// Error codes, stable across versions; devices may switch on them.
-const (
-	codeBadRequest      = "bad_request"
-	codeMalformedJSON   = "malformed_json"
-	codeUnauthenticated = "unauthenticated"
-	codeBadBootstrap    = "bad_bootstrap_token"
-	codeForbidden       = "forbidden"
-	codeNotAssigned     = "not_assigned"
-	codeNotFound        = "not_found"
-	codeUnknownRollout  = "unknown_rollout"
-	codeKeyMismatch     = "key_mismatch"
-	codeInvalidState    = "invalid_transition"
-	codeFinal           = "final"
-	codeCanceled        = "canceled"
-	codeTooLarge        = "too_large"
-	codeContentType     = "unsupported_media_type"
-	codeRateLimited     = "rate_limited"
-	codeMethod          = "method_not_allowed"
-	codeInternal        = "internal"
-	codeUnavailable     = "unavailable"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
-
-// apiError is the body of every error response.
-type apiError struct {
-	Code    string `json:"code"`
-	Message string `json:"message"`
-}
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
@@ -43,7 +17,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func writeError(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, apiError{Code: code, Message: msg})
+	writeJSON(w, status, protov1.Error{Code: code, Message: msg})
 }
 
 // retrySeconds formats a Retry-After value, rounded up, at least 1.

@@ -5,10 +5,11 @@ import (
 	"sync"
 	"testing"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/rollout"
-	"github.com/otaflow/otaflow/otaserver"
 )
 
 // racingStore runs before once, just before the first UpdateRecords after
@@ -41,8 +42,8 @@ func TestDelayedCheckInNeverOverwrites(t *testing.T) {
 	if r, _, _ := d.Check(ctx, ""); r.Status != 200 {
 		t.Fatalf("offer: %d %s", r.Status, r.Body)
 	}
-	for i, st := range []rollout.State{rollout.StateDownloading, rollout.StateDownloaded} {
-		if r, _ := d.Report(ctx, otaserver.StatusReport{ReportID: "r" + string(rune('0'+i)), Rollout: "ns/ro", State: st}); r.Status != 200 {
+	for i, st := range []protov1.State{protov1.StateDownloading, protov1.StateDownloaded} {
+		if r, _ := d.Report(ctx, protov1.StatusReport{ReportID: "r" + string(rune('0'+i)), Rollout: "ns/ro", State: st}); r.Status != 200 {
 			t.Fatalf("report %s: %d %s", st, r.Status, r.Body)
 		}
 	}
@@ -78,7 +79,7 @@ func TestCommitAfterSuccess(t *testing.T) {
 	if r, _, _ := d.Check(ctx, ""); r.Status != 200 {
 		t.Fatalf("offer: %d", r.Status)
 	}
-	if r, _ := d.Report(ctx, otaserver.StatusReport{ReportID: "s", Rollout: "ns/ro", State: rollout.StateSucceeded}); r.Status != 200 {
+	if r, _ := d.Report(ctx, protov1.StatusReport{ReportID: "s", Rollout: "ns/ro", State: protov1.StateSucceeded}); r.Status != 200 {
 		t.Fatalf("report: %d %s", r.Status, r.Body)
 	}
 	d.Version, d.Boot = "2.0.0", "after-reboot"

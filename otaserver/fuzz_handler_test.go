@@ -14,7 +14,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/otaflow/otaflow/otaserver"
+	"github.com/otaflow/otaflow/internal/rollout"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/otaserver/devicetest"
 )
 
@@ -88,11 +90,11 @@ func FuzzEnrollHandler(f *testing.F) {
 		if rec.Code >= 300 {
 			return
 		}
-		var er otaserver.EnrollResponse
+		var er protov1.EnrollResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || len(er.Token) != 43 || er.AssignmentKeyID != h.signer.KeyID() {
 			t.Fatalf("enroll answer %s", rec.Body.Bytes())
 		}
-		var req otaserver.EnrollRequest
+		var req protov1.EnrollRequest
 		_ = json.Unmarshal(body, &req)
 		dev, err := h.store.DeviceByToken(ctx, func() []byte { s := sha256.Sum256([]byte(er.Token)); return s[:] }())
 		if err != nil || dev.ID != er.DeviceID || dev.ID != req.DeviceID {
@@ -102,7 +104,7 @@ func FuzzEnrollHandler(f *testing.F) {
 }
 
 // fuzzDevice returns an enrolled device holding an offer.
-func fuzzDevice(h *harness, id string) (*devicetest.Device, *otaserver.UpdateResponse) {
+func fuzzDevice(h *harness, id string) (*devicetest.Device, *protov1.UpdateResponse) {
 	d := h.device(id, true)
 	_, u, err := d.Check(ctx, "")
 	if err != nil || u == nil {
@@ -135,8 +137,8 @@ func FuzzStatusHandler(f *testing.F) {
 		wantStatus(t, rec, 200, 400, 403, 404, 409, 413, 415)
 		checkErrorBody(t, rec, http.MethodPost)
 		if rec.Code == 200 {
-			var sr otaserver.StatusResponse
-			if err := json.Unmarshal(rec.Body.Bytes(), &sr); err != nil || (!sr.Duplicate && !sr.State.Valid()) {
+			var sr protov1.StatusResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &sr); err != nil || (!sr.Duplicate && !rollout.State(sr.State).Valid()) {
 				t.Fatalf("status answer %s", rec.Body.Bytes())
 			}
 		}
@@ -174,7 +176,7 @@ func FuzzUpdateHandler(f *testing.F) {
 		if rec.Code != 200 {
 			return
 		}
-		var u otaserver.UpdateResponse
+		var u protov1.UpdateResponse
 		if err := json.Unmarshal(rec.Body.Bytes(), &u); err != nil {
 			t.Fatal(err)
 		}

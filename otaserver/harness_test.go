@@ -24,7 +24,6 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/devicestore"
@@ -34,6 +33,7 @@ import (
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 const bootstrap = "bootstrap-token-1"

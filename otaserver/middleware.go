@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/devicestore"
 )
 
@@ -52,13 +54,13 @@ func (s *Server) authenticated(limited bool, next http.HandlerFunc) http.Handler
 		tok, ok := bearerToken(r)
 		if !ok {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="otaflow"`)
-			writeError(w, http.StatusUnauthorized, codeUnauthenticated, "missing or malformed bearer token")
+			writeError(w, http.StatusUnauthorized, protov1.CodeUnauthenticated, "missing or malformed bearer token")
 			return
 		}
 		d, err := s.store.DeviceByToken(r.Context(), hashToken(tok))
 		if errors.Is(err, devicestore.ErrNotFound) {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="otaflow", error="invalid_token"`)
-			writeError(w, http.StatusUnauthorized, codeUnauthenticated, "unknown or revoked token; enroll again")
+			writeError(w, http.StatusUnauthorized, protov1.CodeUnauthenticated, "unknown or revoked token; enroll again")
 			return
 		}
 		if err != nil {
@@ -67,7 +69,7 @@ func (s *Server) authenticated(limited bool, next http.HandlerFunc) http.Handler
 		}
 		if limited {
 			if wait, ok := s.limits.allow(d.ID); !ok {
-				writeRetry(w, wait, codeRateLimited, "too many requests from this device")
+				writeRetry(w, wait, protov1.CodeRateLimited, "too many requests from this device")
 				return
 			}
 		}
@@ -80,7 +82,7 @@ func allow(next http.Handler, methods ...string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !slices.Contains(methods, r.Method) {
 			w.Header().Set("Allow", strings.Join(methods, ", "))
-			writeError(w, http.StatusMethodNotAllowed, codeMethod, r.Method+" is not allowed here")
+			writeError(w, http.StatusMethodNotAllowed, protov1.CodeMethod, r.Method+" is not allowed here")
 			return
 		}
 		next.ServeHTTP(w, r)
@@ -153,9 +155,9 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 // internal logs err (never tokens or keys) and answers 500.
 func (s *Server) internal(w http.ResponseWriter, r *http.Request, what string, err error) {
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
-		writeError(w, http.StatusServiceUnavailable, codeUnavailable, "request timed out; retry later")
+		writeError(w, http.StatusServiceUnavailable, protov1.CodeUnavailable, "request timed out; retry later")
 		return
 	}
 	s.cfg.Log.Error(err, "device API failure", "op", what, "path", r.URL.Path, "device", deviceFrom(r.Context()).ID)
-	writeError(w, http.StatusInternalServerError, codeInternal, "internal error; retry later")
+	writeError(w, http.StatusInternalServerError, protov1.CodeInternal, "internal error; retry later")
 }

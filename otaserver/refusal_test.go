@@ -16,7 +16,7 @@ import (
 	"testing"
 
 	"github.com/otaflow/otaflow/agent"
-	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 type nopInstaller struct{ installs int }

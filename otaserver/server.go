@@ -14,13 +14,15 @@ import (
 	"net/http"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/go-logr/logr"
 	"golang.org/x/time/rate"
 
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/otaserver/catalog"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // Catalog provides the current rollouts and releases.
@@ -164,12 +166,13 @@ func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Methods are checked by allow, not by mux patterns, so a wrong method
 	// gets a JSON error like every other failure.
-	mux.Handle("/v1/enroll", s.instrument("enroll", allow(http.HandlerFunc(s.enroll), http.MethodPost)))
-	mux.Handle("/v1/update", s.instrument("update", allow(s.authenticated(true, s.update), http.MethodGet)))
-	mux.Handle("/v1/blobs/{digest}", s.instrument("blob", allow(s.authenticated(false, s.blob), http.MethodGet, http.MethodHead)))
-	mux.Handle("/v1/status", s.instrument("status", allow(s.authenticated(true, s.status), http.MethodPost)))
+	mux.Handle(protov1.PathInfo, s.instrument("info", allow(http.HandlerFunc(s.info), http.MethodGet)))
+	mux.Handle(protov1.PathEnroll, s.instrument("enroll", allow(http.HandlerFunc(s.enroll), http.MethodPost)))
+	mux.Handle(protov1.PathUpdate, s.instrument("update", allow(s.authenticated(true, s.update), http.MethodGet)))
+	mux.Handle(protov1.PathBlobs+"{digest}", s.instrument("blob", allow(s.authenticated(false, s.blob), http.MethodGet, http.MethodHead)))
+	mux.Handle(protov1.PathStatus, s.instrument("status", allow(s.authenticated(true, s.status), http.MethodPost)))
 	mux.Handle("/", s.instrument("other", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, codeNotFound, "no such endpoint")
+		writeError(w, http.StatusNotFound, protov1.CodeNotFound, "no such endpoint")
 	})))
 	return mux
 }

@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver"
@@ -233,8 +235,8 @@ func TestFullUpdate(t *testing.T) {
 	if !bytes.Equal(a2.WrappedKey, a.WrappedKey) || a2.Nonce == nonce {
 		t.Fatal("resend: wrapped key not cached or nonce reused")
 	}
-	for i, st := range []rollout.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
-		r, err := d.Report(ctx, otaserver.StatusReport{ReportID: "r" + string(rune('0'+i)), Rollout: u.Rollout, State: st})
+	for i, st := range []protov1.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
+		r, err := d.Report(ctx, protov1.StatusReport{ReportID: "r" + string(rune('0'+i)), Rollout: u.Rollout, State: st})
 		if err != nil || r.Status != 200 {
 			t.Fatalf("report %s: %v %d %s", st, err, r.Status, r.Body)
 		}
@@ -262,7 +264,7 @@ func TestRevertedByDevice(t *testing.T) {
 	h := newHarness(t, 100)
 	d := h.device("revert", true)
 	_, u, _ := d.Check(ctx, "")
-	if r, _ := d.Report(ctx, otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "installed"}); r.Status != 200 {
+	if r, _ := d.Report(ctx, protov1.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "installed"}); r.Status != 200 {
 		t.Fatalf("report: %d", r.Status)
 	}
 	if r, _, _ := d.Check(ctx, ""); r.Status != 204 { // still 1.0.0
@@ -289,7 +291,7 @@ func TestDelayedCheckInIsNotARevert(t *testing.T) {
 	if u == nil {
 		t.Fatal("no offer")
 	}
-	if r, _ := d.Report(ctx, otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "installed"}); r.Status != 200 {
+	if r, _ := d.Report(ctx, protov1.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "installed"}); r.Status != 200 {
 		t.Fatalf("report: %d", r.Status)
 	}
 	d.Check(ctx, "") // the delayed check-in: old version, same boot
@@ -350,7 +352,7 @@ func TestStatusErrors(t *testing.T) {
 	out := h.device("st-out", false)
 	_, u, _ := d.Check(ctx, "")
 	url := h.srv.URL + "/v1/status"
-	rep := func(r otaserver.StatusReport) devicetest.Response {
+	rep := func(r protov1.StatusReport) devicetest.Response {
 		resp, err := d.Report(ctx, r)
 		if err != nil {
 			t.Fatal(err)
@@ -361,28 +363,28 @@ func TestStatusErrors(t *testing.T) {
 	wantErr(t, raw(t, "POST", url, "application/json", d.Token, []byte(`{"reportID":`)), 400, "malformed_json")
 	wantErr(t, raw(t, "POST", url, "application/json", d.Token, bytes.Repeat([]byte("x"), otaserver.MaxBodyBytes+10)), 413, "too_large")
 	wantErr(t, raw(t, "POST", url, "application/xml", d.Token, []byte(`{}`)), 415, "unsupported_media_type")
-	wantErr(t, rep(otaserver.StatusReport{ReportID: "1", Rollout: "ns/nope", State: "downloading"}), 404, "unknown_rollout")
-	wantErr(t, rep(otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "downloading", DeviceID: out.ID}), 403, "forbidden")
-	wantErr(t, rep(otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "exploded"}), 400, "bad_request")
-	wantErr(t, rep(otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "failed"}), 400, "bad_request")
+	wantErr(t, rep(protov1.StatusReport{ReportID: "1", Rollout: "ns/nope", State: "downloading"}), 404, "unknown_rollout")
+	wantErr(t, rep(protov1.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "downloading", DeviceID: out.ID}), 403, "forbidden")
+	wantErr(t, rep(protov1.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "exploded"}), 400, "bad_request")
+	wantErr(t, rep(protov1.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "failed"}), 400, "bad_request")
 	// The other device holds no offer in the rollout.
-	r, _ := out.Report(ctx, otaserver.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "downloading"})
+	r, _ := out.Report(ctx, protov1.StatusReport{ReportID: "1", Rollout: u.Rollout, State: "downloading"})
 	wantErr(t, r, 404, "not_assigned")
 
-	ok := rep(otaserver.StatusReport{ReportID: "rep-1", Rollout: u.Rollout, State: "installed"})
+	ok := rep(protov1.StatusReport{ReportID: "rep-1", Rollout: u.Rollout, State: "installed"})
 	if ok.Status != 200 || !strings.Contains(string(ok.Body), `"installed"`) {
 		t.Fatalf("report: %d %s", ok.Status, ok.Body)
 	}
 	// Replay: acknowledged, nothing applied again.
-	again := rep(otaserver.StatusReport{ReportID: "rep-1", Rollout: u.Rollout, State: "failed", Reason: "x"})
+	again := rep(protov1.StatusReport{ReportID: "rep-1", Rollout: u.Rollout, State: "failed", Reason: "x"})
 	if again.Status != 200 || !strings.Contains(string(again.Body), `"duplicate":true`) {
 		t.Fatalf("replay: %d %s", again.Status, again.Body)
 	}
-	wantErr(t, rep(otaserver.StatusReport{ReportID: "rep-2", Rollout: u.Rollout, State: "downloading"}), 409, "invalid_transition")
-	if r := rep(otaserver.StatusReport{ReportID: "rep-3", Rollout: u.Rollout, State: "failed", Reason: "boot loop"}); r.Status != 200 {
+	wantErr(t, rep(protov1.StatusReport{ReportID: "rep-2", Rollout: u.Rollout, State: "downloading"}), 409, "invalid_transition")
+	if r := rep(protov1.StatusReport{ReportID: "rep-3", Rollout: u.Rollout, State: "failed", Reason: "boot loop"}); r.Status != 200 {
 		t.Fatalf("failed report: %d", r.Status)
 	}
-	wantErr(t, rep(otaserver.StatusReport{ReportID: "rep-4", Rollout: u.Rollout, State: "installed"}), 409, "final")
+	wantErr(t, rep(protov1.StatusReport{ReportID: "rep-4", Rollout: u.Rollout, State: "installed"}), 409, "final")
 }
 
 func TestAbortCancelsAndRollsBack(t *testing.T) {
@@ -391,8 +393,8 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 	done := h.device("done", true)
 	_, u, _ := early.Check(ctx, "")
 	_, _, _ = done.Check(ctx, "")
-	for i, st := range []rollout.State{"installed", "succeeded"} {
-		_, _ = done.Report(ctx, otaserver.StatusReport{ReportID: string(rune('a' + i)), Rollout: u.Rollout, State: st})
+	for i, st := range []protov1.State{"installed", "succeeded"} {
+		_, _ = done.Report(ctx, protov1.StatusReport{ReportID: string(rune('a' + i)), Rollout: u.Rollout, State: st})
 	}
 	done.Version = "2.0.0"
 	_, _, _ = done.Check(ctx, "")
@@ -404,7 +406,7 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 	if r.Status != 200 || cu.Action != "cancel" {
 		t.Fatalf("cancel: %d %s", r.Status, r.Body)
 	}
-	rr, _ := early.Report(ctx, otaserver.StatusReport{ReportID: "x", Rollout: u.Rollout, State: "downloaded"})
+	rr, _ := early.Report(ctx, protov1.StatusReport{ReportID: "x", Rollout: u.Rollout, State: "downloaded"})
 	wantErr(t, rr, 409, "canceled")
 	if r, _, _ := done.Check(ctx, ""); r.Status != 204 {
 		t.Fatalf("no rollback requested yet: %d", r.Status)
@@ -437,8 +439,8 @@ func TestAbortCancelsAndRollsBack(t *testing.T) {
 	h2 := newHarness(t, 100)
 	hi := h2.device("hi", true)
 	_, u2, _ := hi.Check(ctx, "")
-	for i, st := range []rollout.State{"installed", "succeeded"} {
-		_, _ = hi.Report(ctx, otaserver.StatusReport{ReportID: string(rune('a' + i)), Rollout: u2.Rollout, State: st})
+	for i, st := range []protov1.State{"installed", "succeeded"} {
+		_, _ = hi.Report(ctx, protov1.StatusReport{ReportID: string(rune('a' + i)), Rollout: u2.Rollout, State: st})
 	}
 	hi.Version, hi.SecurityFloor = "2.0.0", 5
 	_, _, _ = hi.Check(ctx, "")

@@ -5,10 +5,12 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver/catalog"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // candidate is a rollout that may act on the device, with its record; the
@@ -37,9 +39,9 @@ func pureRecord(r *devicestore.Record) *rollout.Record {
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d := deviceFrom(ctx)
-	ci, err := ParseCheckIn(r.URL.Query())
+	ci, err := protov1.ParseCheckIn(r.URL.Query())
 	if err != nil {
-		writeError(w, http.StatusBadRequest, codeBadRequest, err.Error())
+		writeError(w, http.StatusBadRequest, protov1.CodeBadRequest, err.Error())
 		return
 	}
 	now := s.cfg.Now()
@@ -192,7 +194,7 @@ func (s *Server) nothing(w http.ResponseWriter, answer string) {
 }
 
 // answer sends the decision's answer.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.Device, ci CheckIn, cands []candidate, out rollout.Outcome, retry time.Duration) {
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.Device, ci protov1.CheckIn, cands []candidate, out rollout.Outcome, retry time.Duration) {
 	ctx := r.Context()
 	a := out.Answer
 	if a.Action == rollout.Nothing {
@@ -215,7 +217,7 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.De
 			s.cfg.Metrics.Offers.WithLabelValues("release").Inc()
 			s.cfg.Log.V(1).Info("offered", "device", d.ID, "rollout", ro.Key())
 		}
-		s.send(w, actionInstall, ro, signed)
+		s.send(w, protov1.ActionInstall, ro, signed)
 	case rollout.Rollback:
 		signed, err := s.sign(ctx, r, d, ro, c.prev, ci.Nonce, assignRollback)
 		if err != nil {
@@ -225,21 +227,21 @@ func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.De
 		if c.rec == nil || c.rec.RollbackRelease == "" {
 			s.cfg.Metrics.Offers.WithLabelValues("rollback").Inc()
 		}
-		s.send(w, actionRollback, ro, signed)
+		s.send(w, protov1.ActionRollback, ro, signed)
 	case rollout.Commit:
 		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, assignCommit)
 		if err != nil {
 			s.internal(w, r, "sign commit", err)
 			return
 		}
-		s.send(w, actionCommit, ro, signed)
+		s.send(w, protov1.ActionCommit, ro, signed)
 	case rollout.Cancel:
-		s.cfg.Metrics.CheckIns.WithLabelValues(actionCancel).Inc()
-		writeJSON(w, http.StatusOK, UpdateResponse{Action: actionCancel, Rollout: ro.Key(), Reason: rollout.ReasonAborted})
+		s.cfg.Metrics.CheckIns.WithLabelValues(protov1.ActionCancel).Inc()
+		writeJSON(w, http.StatusOK, protov1.UpdateResponse{Action: protov1.ActionCancel, Rollout: ro.Key(), Reason: rollout.ReasonAborted})
 	}
 }
 
 func (s *Server) send(w http.ResponseWriter, action string, ro *catalog.Rollout, signed *assignment.Signed) {
 	s.cfg.Metrics.CheckIns.WithLabelValues(action).Inc()
-	writeJSON(w, http.StatusOK, UpdateResponse{Action: action, Rollout: ro.Key(), Assignment: signed})
+	writeJSON(w, http.StatusOK, protov1.UpdateResponse{Action: action, Rollout: ro.Key(), Assignment: signed})
 }

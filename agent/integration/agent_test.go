@@ -18,11 +18,13 @@ import (
 	"testing"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/agent"
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/testenv/releasetest"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // device is an agent's configuration plus a simulated boot counter.
@@ -238,7 +240,7 @@ func TestRefusals(t *testing.T) {
 			if st.Work != nil || len(st.Pending) != 0 || st.SecurityFloor != d.cfg.SecurityFloor {
 				t.Fatalf("state after refusal: work %+v, pending %+v, floor %d", st.Work, st.Pending, st.SecurityFloor)
 			}
-			if rep := d.ev.reported(); !slices.Contains(rep, agent.StateFailed) {
+			if rep := d.ev.reported(); !slices.Contains(rep, string(protov1.StateFailed)) {
 				t.Fatalf("reported %v, want failed", rep)
 			}
 		})

@@ -15,12 +15,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/reporter"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // The suite runs a real control plane (envtest), the FirmwareRelease

@@ -10,8 +10,9 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/otaflow/otaflow/agent"
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 type roundTripFunc func(*http.Request) (*http.Response, error)
@@ -104,7 +105,7 @@ func resign(next http.RoundTripper, mutate func(*assignment.Assignment)) http.Ro
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		var u agent.UpdateResponse
+		var u protov1.UpdateResponse
 		if err := json.Unmarshal(body, &u); err != nil || u.Assignment == nil {
 			return nil, errors.New("test: cannot rewrite update answer")
 		}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/go-logr/logr"
 
 	"github.com/otaflow/otaflow/agent"
@@ -96,7 +98,7 @@ func (d *simDevice) onEvent(e agent.Event) {
 			return
 		}
 		d.lastState = e.State
-		if e.Reason != "" || e.State != agent.StateFailed {
+		if e.Reason != "" || e.State != string(protov1.StateFailed) {
 			d.lastReason = e.Reason
 		}
 	case agent.EventRefusal:

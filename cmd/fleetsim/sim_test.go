@@ -25,13 +25,13 @@ import (
 	"github.com/otaflow/otaflow/agent"
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 type staticCatalog struct{ s *catalog.Snapshot }

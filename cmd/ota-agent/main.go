@@ -41,7 +41,7 @@ import (
 	"github.com/go-logr/logr/funcr"
 
 	"github.com/otaflow/otaflow/agent"
-	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Getenv, os.Stderr)) }

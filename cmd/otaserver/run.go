@@ -27,7 +27,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/devindex"
@@ -36,6 +35,7 @@ import (
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/reporter"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 func run(ctx context.Context, o options) error {

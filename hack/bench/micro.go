@@ -22,12 +22,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/internal/envelope"
-	"github.com/otaflow/otaflow/internal/keywrap"
 	"github.com/otaflow/otaflow/otaserver"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // bench runs fn as a Go benchmark c.Runs times after one discarded warm-up

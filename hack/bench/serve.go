@@ -21,10 +21,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/time/rate"
 
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/otaserver"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 const bootstrapToken = "bench-bootstrap-token"

@@ -21,9 +21,11 @@ import (
 	"testing"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/agent"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 const (
@@ -41,13 +43,13 @@ var assignmentClasses = []class{
 	{agent.RefuseNotYetValid, "issuedAt > now + skew (ErrNotYetValid)"},
 	{agent.RefuseNonce, "the device sent a nonce and the payload's nonce is another"},
 	{agent.RefuseBelowFloor, "install or rollback with securityVersion below the device's committed floor"},
-	{agent.RefuseSuite, "suite is not otaflow-enc/v1 (internal/assignment refuses it as malformed; the agent names it)"},
+	{agent.RefuseSuite, "suite is not otaflow-enc/v1 (protocol/v1/assignment refuses it as malformed; the agent names it)"},
 	{agent.RefuseKEM, "the key is wrapped for another KEM than the device's"},
 	{agent.RefuseRolloutMismatch, "the signed rollout is not the answer's rollout"},
 	{agent.RefuseCommit, "a commit answer whose payload is not commit: true, or is for another version than the running one"},
 }
 
-// verifierClasses are what internal/assignment's Verifier.Verify decides
+// verifierClasses are what protocol/v1/assignment's Verifier.Verify decides
 // (docs/envelope.md section 3, steps 1 to 5).
 var verifierClasses = []struct {
 	name string
@@ -94,20 +96,13 @@ type assignmentVector struct {
 	Name        string `json:"name"`
 	Description string `json:"description"`
 	Expect      string `json:"expect"`
-	// VerifierExpect is internal/assignment's verdict (Verifier.Verify)
+	// VerifierExpect is protocol/v1/assignment's verdict (Verifier.Verify)
 	// on response.assignment; the device's policy comes after it.
-	VerifierExpect     string      `json:"verifierExpect,omitempty"`
-	SecurityFloorAfter *int64      `json:"securityFloorAfter,omitempty"`
-	TrustedKey         string      `json:"trustedKey"`
-	Device             deviceState `json:"device"`
-	Response           answer      `json:"response"`
-}
-
-// answer is the 200 body of GET /v1/update.
-type answer struct {
-	Action     string             `json:"action"`
-	Rollout    string             `json:"rollout"`
-	Assignment *assignment.Signed `json:"assignment,omitempty"`
+	VerifierExpect     string                 `json:"verifierExpect,omitempty"`
+	SecurityFloorAfter *int64                 `json:"securityFloorAfter,omitempty"`
+	TrustedKey         string                 `json:"trustedKey"`
+	Device             deviceState            `json:"device"`
+	Response           protov1.UpdateResponse `json:"response"`
 }
 
 // serverKey is a fixed signing key.
@@ -330,11 +325,11 @@ func genAssignments(t *testing.T) any {
 			mod: func(a *assignment.Assignment, d *deviceState) { setNow(d, t0.Add(-300*time.Second)) }},
 		{name: "expires-at-skew-edge", desc: "now − skew is one second before expiresAt: still valid", expect: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) { setNow(d, t0.Add(time.Hour+299*time.Second)) }},
-		{name: "rollback", desc: "rollback answer: the previous release (2.0.3, securityVersion 4 = the floor) with rollback: true", expect: Accept, action: agent.ActionRollback, mod: asRollback},
-		{name: "commit", desc: "commit answer for the running release 2.1.0: the floor rises from 4 to its securityVersion 5", expect: Accept, action: agent.ActionCommit, mod: asCommit},
-		{name: "commit-at-floor", desc: "commit whose securityVersion equals the floor: accepted, changes nothing", expect: Accept, action: agent.ActionCommit,
+		{name: "rollback", desc: "rollback answer: the previous release (2.0.3, securityVersion 4 = the floor) with rollback: true", expect: Accept, action: protov1.ActionRollback, mod: asRollback},
+		{name: "commit", desc: "commit answer for the running release 2.1.0: the floor rises from 4 to its securityVersion 5", expect: Accept, action: protov1.ActionCommit, mod: asCommit},
+		{name: "commit-at-floor", desc: "commit whose securityVersion equals the floor: accepted, changes nothing", expect: Accept, action: protov1.ActionCommit,
 			mod: func(a *assignment.Assignment, d *deviceState) { asCommit(a, d); d.SecurityFloor = 5 }},
-		{name: "commit-below-floor", desc: "commit whose securityVersion is below the floor: the floor is not checked for a commit; accepted, changes nothing", expect: Accept, action: agent.ActionCommit,
+		{name: "commit-below-floor", desc: "commit whose securityVersion is below the floor: the floor is not checked for a commit; accepted, changes nothing", expect: Accept, action: protov1.ActionCommit,
 			mod: func(a *assignment.Assignment, d *deviceState) { asCommit(a, d); d.SecurityFloor = 6 }},
 
 		// Signature and key.
@@ -384,7 +379,7 @@ func genAssignments(t *testing.T) any {
 			mod: func(a *assignment.Assignment, d *deviceState) { d.Nonce = "0123456789abcdef0123456789abcdef" }},
 		{name: "below-floor", desc: "install with securityVersion 5 on a device whose floor is 6", expect: agent.RefuseBelowFloor, verifier: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) { d.SecurityFloor = 6 }},
-		{name: "rollback-below-floor", desc: "rollback to securityVersion 4 on a device whose floor is 5", expect: agent.RefuseBelowFloor, verifier: Accept, action: agent.ActionRollback,
+		{name: "rollback-below-floor", desc: "rollback to securityVersion 4 on a device whose floor is 5", expect: agent.RefuseBelowFloor, verifier: Accept, action: protov1.ActionRollback,
 			mod: func(a *assignment.Assignment, d *deviceState) { asRollback(a, d); d.SecurityFloor = 5 }},
 		{name: "kem-mismatch", desc: "key wrapped for P-256 (kem p256), the device's key is X25519", expect: agent.RefuseKEM, verifier: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) {
@@ -392,22 +387,22 @@ func genAssignments(t *testing.T) any {
 			}},
 		{name: "rollout-mismatch", desc: "the answer names rollout fleet/other, the payload fleet/sensor-2.1.0-eu", expect: agent.RefuseRolloutMismatch, verifier: Accept,
 			rollout: "fleet/other"},
-		{name: "commit-other-version", desc: "commit signed for 2.1.0, the device runs 2.0.3", expect: agent.RefuseCommit, verifier: Accept, action: agent.ActionCommit,
+		{name: "commit-other-version", desc: "commit signed for 2.1.0, the device runs 2.0.3", expect: agent.RefuseCommit, verifier: Accept, action: protov1.ActionCommit,
 			mod: func(a *assignment.Assignment, d *deviceState) { asCommit(a, d); d.RunningVersion = "2.0.3" }},
-		{name: "commit-without-commit-flag", desc: "commit answer carrying an install payload (no commit: true)", expect: agent.RefuseCommit, verifier: Accept, action: agent.ActionCommit,
+		{name: "commit-without-commit-flag", desc: "commit answer carrying an install payload (no commit: true)", expect: agent.RefuseCommit, verifier: Accept, action: protov1.ActionCommit,
 			mod: func(a *assignment.Assignment, d *deviceState) { d.RunningVersion = "2.1.0" }},
-		{name: "commit-with-rollback-flag", desc: "commit answer carrying a rollback payload (rollback: true, no commit)", expect: agent.RefuseCommit, verifier: Accept, action: agent.ActionCommit,
+		{name: "commit-with-rollback-flag", desc: "commit answer carrying a rollback payload (rollback: true, no commit)", expect: agent.RefuseCommit, verifier: Accept, action: protov1.ActionCommit,
 			mod: func(a *assignment.Assignment, d *deviceState) { asRollback(a, d); a.Version = "2.1.0" }},
 		{name: "install-with-commit-flag", desc: "install answer whose payload has commit: true", expect: agent.RefuseMalformed, verifier: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) { a.Commit = true }},
 		{name: "install-with-rollback-flag", desc: "install answer whose payload has rollback: true", expect: agent.RefuseMalformed, verifier: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) { asRollback(a, d) }},
-		{name: "rollback-without-rollback-flag", desc: "rollback answer whose payload has no rollback: true", expect: agent.RefuseMalformed, verifier: Accept, action: agent.ActionRollback},
+		{name: "rollback-without-rollback-flag", desc: "rollback answer whose payload has no rollback: true", expect: agent.RefuseMalformed, verifier: Accept, action: protov1.ActionRollback},
 		{name: "answer-without-assignment", desc: "install answer without an assignment", expect: agent.RefuseMalformed, noAssignment: true},
 		{name: "answer-rollout-not-namespaced", desc: "the answer's rollout is not namespace/name", expect: agent.RefuseMalformed, verifier: Accept, rollout: "sensor-2.1.0-eu"},
 
 		// Payload parsing (signed correctly; refused after the signature).
-		{name: "commit-and-rollback", desc: "payload with both commit: true and rollback: true", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed, action: agent.ActionCommit,
+		{name: "commit-and-rollback", desc: "payload with both commit: true and rollback: true", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed, action: protov1.ActionCommit,
 			mod: asCommit, raw: func(p []byte) []byte { return append(p[:len(p)-1], []byte(`,"rollback":true}`)...) }},
 		{name: "unsupported-suite", desc: "suite otaflow-enc/v2", expect: agent.RefuseSuite, verifier: agent.RefuseMalformed,
 			raw: setRaw("suite", `"otaflow-enc/v2"`)},
@@ -488,17 +483,17 @@ func genAssignments(t *testing.T) any {
 		k := keys[signWith]
 		action := c.action
 		if action == "" {
-			action = agent.ActionInstall
+			action = protov1.ActionInstall
 		}
 		v := assignmentVector{Name: c.name, Description: c.desc, Expect: c.expect, VerifierExpect: c.verifier, TrustedKey: trusted, Device: d,
-			Response: answer{Action: action, Rollout: a.Rollout}}
+			Response: protov1.UpdateResponse{Action: action, Rollout: a.Rollout}}
 		if c.rollout != "" {
 			v.Response.Rollout = c.rollout
 		}
 		if c.expect == Accept {
 			v.VerifierExpect = Accept
 			floor := d.SecurityFloor
-			if action == agent.ActionCommit {
+			if action == protov1.ActionCommit {
 				floor = max(floor, a.SecurityVersion)
 			}
 			v.SecurityFloorAfter = &floor
@@ -605,12 +600,12 @@ func verifierClass(t *testing.T, err error) string {
 
 // TestAssignments checks every vector of 3-assignments.json twice: with
 // the agent's ParseUpdateResponse and VerifyAssignment (the verdict, expect)
-// and with internal/assignment's Verifier.Verify (verifierExpect).
+// and with protocol/v1/assignment's Verifier.Verify (verifierExpect).
 func TestAssignments(t *testing.T) {
 	var f assignmentDoc
 	load(t, assignmentsFile, &f)
 	if f.Domain != hex.EncodeToString([]byte(domain)) || f.MaxPayloadSize != assignment.MaxPayloadSize {
-		t.Fatal("domain or maxPayloadSize differ from internal/assignment")
+		t.Fatal("domain or maxPayloadSize differ from protocol/v1/assignment")
 	}
 	verifiers := map[string]*assignment.Verifier{}
 	for name, k := range f.Keys {
@@ -650,7 +645,7 @@ func TestAssignments(t *testing.T) {
 					DeviceID: v.Device.DeviceID, KEM: v.Device.KEM, Nonce: v.Device.Nonce, Version: v.Device.RunningVersion,
 					SecurityFloor: v.Device.SecurityFloor, Now: now, Skew: skew,
 				})
-				if err == nil && u.Action == agent.ActionCommit {
+				if err == nil && u.Action == protov1.ActionCommit {
 					floor = max(floor, a.SecurityVersion)
 				}
 			}
@@ -668,7 +663,7 @@ func TestAssignments(t *testing.T) {
 				t.Errorf("security floor after the answer is %d, vector says %v", floor, v.SecurityFloorAfter)
 			}
 
-			// internal/assignment's Verifier on the signed assignment alone.
+			// protocol/v1/assignment's Verifier on the signed assignment alone.
 			if v.Response.Assignment == nil {
 				if v.VerifierExpect != "" {
 					t.Error("verifierExpect without an assignment")
@@ -682,7 +677,7 @@ func TestAssignments(t *testing.T) {
 			}
 			// What the verifier refuses, the device refuses too.
 			if vgot != Accept && got == Accept {
-				t.Errorf("the agent accepts what internal/assignment refuses (%v)", verr)
+				t.Errorf("the agent accepts what protocol/v1/assignment refuses (%v)", verr)
 			}
 		})
 	}

@@ -2,7 +2,7 @@
 // vectors in testdata/conformance (docs/conformance.md): every vector file is
 // generated here from fixed keys and inputs, and every vector is checked
 // against the Go implementation it describes (internal/envelope,
-// internal/keywrap, internal/assignment, the agent's VerifyAssignment and
+// protocol/v1/keywrap, protocol/v1/assignment, the agent's VerifyAssignment and
 // the server's enrollment), so the files cannot drift from the code.
 //
 // Regenerate the files with

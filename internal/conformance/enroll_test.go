@@ -16,14 +16,16 @@ import (
 	"strings"
 	"testing"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 const (
@@ -58,28 +60,9 @@ type enrollVector struct {
 	Before []json.RawMessage `json:"before,omitempty"`
 	// Request is the body as a JSON object; RawBody is the exact body
 	// when it is not one JSON object.
-	Request  json.RawMessage `json:"request,omitempty"`
-	RawBody  *string         `json:"rawBody,omitempty"`
-	Response *enrollAnswer   `json:"response,omitempty"`
-}
-
-// enrollAnswer is an example answer: the token is random on a real server.
-type enrollAnswer struct {
-	DeviceID        string `json:"deviceID"`
-	Token           string `json:"token"`
-	AssignmentKeyID string `json:"assignmentKeyID"`
-}
-
-// enrollReq has the fields of otaserver.EnrollRequest in protocol order.
-type enrollReq struct {
-	DeviceID       string            `json:"deviceID"`
-	BootstrapToken string            `json:"bootstrapToken"`
-	KEM            string            `json:"kem"`
-	PublicKey      string            `json:"publicKey"`
-	DeviceType     string            `json:"deviceType"`
-	Labels         map[string]string `json:"labels,omitempty"`
-	Version        string            `json:"version"`
-	SecurityFloor  int64             `json:"securityFloor"`
+	Request  json.RawMessage         `json:"request,omitempty"`
+	RawBody  *string                 `json:"rawBody,omitempty"`
+	Response *protov1.EnrollResponse `json:"response,omitempty"`
 }
 
 func b64(b []byte) string { return base64.StdEncoding.EncodeToString(b) }
@@ -104,24 +87,24 @@ func genEnroll(t *testing.T) any {
 		AssignmentKeyID: keys["ed25519"].info.KeyID,
 		TokenPattern:    tokenPattern,
 	}
-	base := func() enrollReq {
-		return enrollReq{DeviceID: kw["x25519"].DeviceID, BootstrapToken: bootstrapToken, KEM: "x25519", PublicKey: b64(xPub),
+	base := func() protov1.EnrollRequest {
+		return protov1.EnrollRequest{DeviceID: kw["x25519"].DeviceID, BootstrapToken: bootstrapToken, KEM: "x25519", PublicKey: b64(xPub),
 			DeviceType: "sensor-v1", Labels: map[string]string{"region": "eu", "site": "plant-7"}, Version: "2.0.3", SecurityFloor: 4}
 	}
-	marshal := func(r enrollReq) []byte {
+	marshal := func(r protov1.EnrollRequest) []byte {
 		b, err := json.Marshal(r)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return b
 	}
-	asP256 := func(r *enrollReq) { r.KEM, r.PublicKey = "p256", b64(pPub) }
+	asP256 := func(r *protov1.EnrollRequest) { r.KEM, r.PublicKey = "p256", b64(pPub) }
 	type ecase struct {
 		name, desc, expect, field string
-		mod                       func(r *enrollReq)
+		mod                       func(r *protov1.EnrollRequest)
 		raw                       func(b []byte) []byte // edits the serialized request
 		rawBody                   bool                  // the edited body is not one JSON object
-		before                    []enrollReq
+		before                    []protov1.EnrollRequest
 	}
 	status := map[string]int{"bad_request": 400, "malformed_json": 400, "bad_bootstrap_token": 401, "key_mismatch": 409}
 	// A device key whose standard base64 has '+' or '/', for the base64url case.
@@ -143,45 +126,45 @@ func genEnroll(t *testing.T) any {
 		}
 		return m
 	}
-	set := func(f func(r *enrollReq)) func(r *enrollReq) { return f }
-	key := func(kem string, k []byte) func(r *enrollReq) {
-		return func(r *enrollReq) { r.KEM, r.PublicKey = kem, b64(k) }
+	set := func(f func(r *protov1.EnrollRequest)) func(r *protov1.EnrollRequest) { return f }
+	key := func(kem string, k []byte) func(r *protov1.EnrollRequest) {
+		return func(r *protov1.EnrollRequest) { r.KEM, r.PublicKey = kem, b64(k) }
 	}
 	offCurve := flip(pPub, 64, 0x01)
 	cases := []ecase{
 		// Accepted.
 		{name: "x25519", desc: "new device with an X25519 key (32 bytes, standard base64)", expect: Accept},
 		{name: "p256", desc: "new device with a P-256 key (65-byte uncompressed point 0x04 ‖ X ‖ Y)", expect: Accept, mod: asP256},
-		{name: "minimal", desc: "no labels, securityFloor 0", expect: Accept, mod: set(func(r *enrollReq) { r.Labels, r.SecurityFloor = nil, 0 })},
-		{name: "re-enroll", desc: "the same device ID and key again: 200, the token is rotated", expect: Accept, before: []enrollReq{base()}},
+		{name: "minimal", desc: "no labels, securityFloor 0", expect: Accept, mod: set(func(r *protov1.EnrollRequest) { r.Labels, r.SecurityFloor = nil, 0 })},
+		{name: "re-enroll", desc: "the same device ID and key again: 200, the token is rotated", expect: Accept, before: []protov1.EnrollRequest{base()}},
 		{name: "device-id-max", desc: "a 128-character device ID using every allowed punctuation character", expect: Accept,
-			mod: set(func(r *enrollReq) { r.DeviceID = "Sensor_0042.eu:plant-7" + strings.Repeat("x", 128-22) })},
-		{name: "security-floor-max", desc: "securityFloor 4294967295", expect: Accept, mod: set(func(r *enrollReq) { r.SecurityFloor = 1<<32 - 1 })},
+			mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "Sensor_0042.eu:plant-7" + strings.Repeat("x", 128-22) })},
+		{name: "security-floor-max", desc: "securityFloor 4294967295", expect: Accept, mod: set(func(r *protov1.EnrollRequest) { r.SecurityFloor = 1<<32 - 1 })},
 		{name: "version-not-semver", desc: "version build-2026.03: accepted (such a device is never offered an update)", expect: Accept,
-			mod: set(func(r *enrollReq) { r.Version = "build-2026.03" })},
-		{name: "labels-max", desc: "32 labels, one with a prefixed key", expect: Accept, mod: set(func(r *enrollReq) { r.Labels = manyLabels(32) })},
+			mod: set(func(r *protov1.EnrollRequest) { r.Version = "build-2026.03" })},
+		{name: "labels-max", desc: "32 labels, one with a prefixed key", expect: Accept, mod: set(func(r *protov1.EnrollRequest) { r.Labels = manyLabels(32) })},
 
 		// deviceID.
-		{name: "device-id-empty", desc: "deviceID empty", expect: "bad_request", field: "deviceID", mod: set(func(r *enrollReq) { r.DeviceID = "" })},
-		{name: "device-id-too-long", desc: "deviceID of 129 characters", expect: "bad_request", field: "deviceID", mod: set(func(r *enrollReq) { r.DeviceID = strings.Repeat("d", 129) })},
-		{name: "device-id-space", desc: "deviceID with a space", expect: "bad_request", field: "deviceID", mod: set(func(r *enrollReq) { r.DeviceID = "sensor 42" })},
-		{name: "device-id-slash", desc: "deviceID with a slash", expect: "bad_request", field: "deviceID", mod: set(func(r *enrollReq) { r.DeviceID = "fleet/sensor-42" })},
-		{name: "device-id-non-ascii", desc: "deviceID with a non-ASCII letter", expect: "bad_request", field: "deviceID", mod: set(func(r *enrollReq) { r.DeviceID = "sensör-42" })},
+		{name: "device-id-empty", desc: "deviceID empty", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "" })},
+		{name: "device-id-too-long", desc: "deviceID of 129 characters", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = strings.Repeat("d", 129) })},
+		{name: "device-id-space", desc: "deviceID with a space", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "sensor 42" })},
+		{name: "device-id-slash", desc: "deviceID with a slash", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "fleet/sensor-42" })},
+		{name: "device-id-non-ascii", desc: "deviceID with a non-ASCII letter", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "sensör-42" })},
 		// bootstrapToken.
-		{name: "bootstrap-token-empty", desc: "bootstrapToken empty", expect: "bad_request", field: "bootstrapToken", mod: set(func(r *enrollReq) { r.BootstrapToken = "" })},
-		{name: "bootstrap-token-too-long", desc: "bootstrapToken of 513 characters", expect: "bad_request", field: "bootstrapToken", mod: set(func(r *enrollReq) { r.BootstrapToken = strings.Repeat("t", 513) })},
-		{name: "bootstrap-token-wrong", desc: "a bootstrap token the server does not hold", expect: "bad_bootstrap_token", mod: set(func(r *enrollReq) { r.BootstrapToken = "factory-token-2025" })},
+		{name: "bootstrap-token-empty", desc: "bootstrapToken empty", expect: "bad_request", field: "bootstrapToken", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = "" })},
+		{name: "bootstrap-token-too-long", desc: "bootstrapToken of 513 characters", expect: "bad_request", field: "bootstrapToken", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = strings.Repeat("t", 513) })},
+		{name: "bootstrap-token-wrong", desc: "a bootstrap token the server does not hold", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = "factory-token-2025" })},
 		// kem.
-		{name: "kem-uppercase", desc: "kem X25519: names are lowercase", expect: "bad_request", field: "kem", mod: set(func(r *enrollReq) { r.KEM = "X25519" })},
-		{name: "kem-unknown", desc: "kem ed25519", expect: "bad_request", field: "kem", mod: set(func(r *enrollReq) { r.KEM = "ed25519" })},
+		{name: "kem-uppercase", desc: "kem X25519: names are lowercase", expect: "bad_request", field: "kem", mod: set(func(r *protov1.EnrollRequest) { r.KEM = "X25519" })},
+		{name: "kem-unknown", desc: "kem ed25519", expect: "bad_request", field: "kem", mod: set(func(r *protov1.EnrollRequest) { r.KEM = "ed25519" })},
 		{name: "kem-missing", desc: "no kem field", expect: "bad_request", field: "kem", raw: func(b []byte) []byte { return edit(t, b, "kem", "", true) }},
 		// publicKey encoding.
 		{name: "public-key-base64url", desc: "publicKey in the URL-safe base64 alphabet (- and _)", expect: "bad_request", field: "publicKey",
-			mod: set(func(r *enrollReq) { r.PublicKey = base64.URLEncoding.EncodeToString(urlKey) })},
+			mod: set(func(r *protov1.EnrollRequest) { r.PublicKey = base64.URLEncoding.EncodeToString(urlKey) })},
 		{name: "public-key-unpadded", desc: "publicKey without its = padding", expect: "bad_request", field: "publicKey",
-			mod: set(func(r *enrollReq) { r.PublicKey = base64.RawStdEncoding.EncodeToString(xPub) })},
+			mod: set(func(r *protov1.EnrollRequest) { r.PublicKey = base64.RawStdEncoding.EncodeToString(xPub) })},
 		{name: "public-key-hex", desc: "publicKey in hex: decodes as base64 to 48 bytes", expect: "bad_request", field: "publicKey",
-			mod: set(func(r *enrollReq) { r.PublicKey = hex.EncodeToString(xPub) })},
+			mod: set(func(r *protov1.EnrollRequest) { r.PublicKey = hex.EncodeToString(xPub) })},
 		{name: "public-key-missing", desc: "no publicKey field", expect: "bad_request", field: "publicKey", raw: func(b []byte) []byte { return edit(t, b, "publicKey", "", true) }},
 		// X25519 keys.
 		{name: "x25519-31-bytes", desc: "X25519 key of 31 bytes", expect: "bad_request", field: "publicKey", mod: key("x25519", xPub[:31])},
@@ -207,25 +190,25 @@ func genEnroll(t *testing.T) any {
 		{name: "x25519-key-as-p256", desc: "kem p256 with a 32-byte X25519 key", expect: "bad_request", field: "publicKey", mod: key("p256", xPub)},
 		{name: "p256-key-as-x25519", desc: "kem x25519 with a 65-byte P-256 key", expect: "bad_request", field: "publicKey", mod: key("x25519", pPub)},
 		// deviceType.
-		{name: "device-type-empty", desc: "deviceType empty", expect: "bad_request", field: "deviceType", mod: set(func(r *enrollReq) { r.DeviceType = "" })},
-		{name: "device-type-too-long", desc: "deviceType of 64 characters", expect: "bad_request", field: "deviceType", mod: set(func(r *enrollReq) { r.DeviceType = strings.Repeat("t", 64) })},
-		{name: "device-type-space", desc: "deviceType with a space", expect: "bad_request", field: "deviceType", mod: set(func(r *enrollReq) { r.DeviceType = "sensor v1" })},
+		{name: "device-type-empty", desc: "deviceType empty", expect: "bad_request", field: "deviceType", mod: set(func(r *protov1.EnrollRequest) { r.DeviceType = "" })},
+		{name: "device-type-too-long", desc: "deviceType of 64 characters", expect: "bad_request", field: "deviceType", mod: set(func(r *protov1.EnrollRequest) { r.DeviceType = strings.Repeat("t", 64) })},
+		{name: "device-type-space", desc: "deviceType with a space", expect: "bad_request", field: "deviceType", mod: set(func(r *protov1.EnrollRequest) { r.DeviceType = "sensor v1" })},
 		// labels.
-		{name: "labels-too-many", desc: "33 labels", expect: "bad_request", field: "labels", mod: set(func(r *enrollReq) { r.Labels = manyLabels(33) })},
+		{name: "labels-too-many", desc: "33 labels", expect: "bad_request", field: "labels", mod: set(func(r *protov1.EnrollRequest) { r.Labels = manyLabels(33) })},
 		{name: "label-key-invalid", desc: "label key -region (must start with an alphanumeric character)", expect: "bad_request", field: "labels",
-			mod: set(func(r *enrollReq) { r.Labels = map[string]string{"-region": "eu"} })},
+			mod: set(func(r *protov1.EnrollRequest) { r.Labels = map[string]string{"-region": "eu"} })},
 		{name: "label-value-too-long", desc: "label value of 64 characters", expect: "bad_request", field: "labels",
-			mod: set(func(r *enrollReq) { r.Labels = map[string]string{"region": strings.Repeat("v", 64)} })},
+			mod: set(func(r *protov1.EnrollRequest) { r.Labels = map[string]string{"region": strings.Repeat("v", 64)} })},
 		{name: "label-value-space", desc: "label value with a space", expect: "bad_request", field: "labels",
-			mod: set(func(r *enrollReq) { r.Labels = map[string]string{"region": "eu west"} })},
+			mod: set(func(r *protov1.EnrollRequest) { r.Labels = map[string]string{"region": "eu west"} })},
 		// version.
-		{name: "version-empty", desc: "version empty", expect: "bad_request", field: "version", mod: set(func(r *enrollReq) { r.Version = "" })},
-		{name: "version-space", desc: "version with a space", expect: "bad_request", field: "version", mod: set(func(r *enrollReq) { r.Version = "2.0.3 beta" })},
-		{name: "version-too-long", desc: "version of 129 characters", expect: "bad_request", field: "version", mod: set(func(r *enrollReq) { r.Version = "2." + strings.Repeat("0", 127) })},
-		{name: "version-non-ascii", desc: "version with a non-ASCII character", expect: "bad_request", field: "version", mod: set(func(r *enrollReq) { r.Version = "2.0.3-é" })},
+		{name: "version-empty", desc: "version empty", expect: "bad_request", field: "version", mod: set(func(r *protov1.EnrollRequest) { r.Version = "" })},
+		{name: "version-space", desc: "version with a space", expect: "bad_request", field: "version", mod: set(func(r *protov1.EnrollRequest) { r.Version = "2.0.3 beta" })},
+		{name: "version-too-long", desc: "version of 129 characters", expect: "bad_request", field: "version", mod: set(func(r *protov1.EnrollRequest) { r.Version = "2." + strings.Repeat("0", 127) })},
+		{name: "version-non-ascii", desc: "version with a non-ASCII character", expect: "bad_request", field: "version", mod: set(func(r *protov1.EnrollRequest) { r.Version = "2.0.3-é" })},
 		// securityFloor.
-		{name: "security-floor-negative", desc: "securityFloor -1", expect: "bad_request", field: "securityFloor", mod: set(func(r *enrollReq) { r.SecurityFloor = -1 })},
-		{name: "security-floor-too-large", desc: "securityFloor 4294967296", expect: "bad_request", field: "securityFloor", mod: set(func(r *enrollReq) { r.SecurityFloor = 1 << 32 })},
+		{name: "security-floor-negative", desc: "securityFloor -1", expect: "bad_request", field: "securityFloor", mod: set(func(r *protov1.EnrollRequest) { r.SecurityFloor = -1 })},
+		{name: "security-floor-too-large", desc: "securityFloor 4294967296", expect: "bad_request", field: "securityFloor", mod: set(func(r *protov1.EnrollRequest) { r.SecurityFloor = 1 << 32 })},
 		// JSON.
 		{name: "unknown-field", desc: "an extra field firmware", expect: "malformed_json",
 			raw: func(b []byte) []byte { return append(b[:len(b)-1], []byte(`,"firmware":"sensor.bin"}`)...) }},
@@ -236,9 +219,9 @@ func genEnroll(t *testing.T) any {
 		{name: "not-an-object", desc: "the request inside a JSON array", expect: "malformed_json", rawBody: true, raw: func(b []byte) []byte { return append(append([]byte("["), b...), ']') }},
 		// Known device.
 		{name: "key-mismatch", desc: "the device ID is enrolled with another X25519 key", expect: "key_mismatch",
-			before: []enrollReq{func() enrollReq { r := base(); r.PublicKey = b64(otherKey); return r }()}},
+			before: []protov1.EnrollRequest{func() protov1.EnrollRequest { r := base(); r.PublicKey = b64(otherKey); return r }()}},
 		{name: "kem-changed", desc: "the device ID is enrolled with a P-256 key; this request has an X25519 key", expect: "key_mismatch",
-			before: []enrollReq{func() enrollReq { r := base(); asP256(&r); return r }()}},
+			before: []protov1.EnrollRequest{func() protov1.EnrollRequest { r := base(); asP256(&r); return r }()}},
 	}
 	for _, c := range cases {
 		r := base()
@@ -265,7 +248,7 @@ func genEnroll(t *testing.T) any {
 				v.Status = http.StatusOK
 			}
 			tok := base64.RawURLEncoding.EncodeToString(label("example token " + c.name))
-			v.Response = &enrollAnswer{DeviceID: r.DeviceID, Token: tok, AssignmentKeyID: doc.AssignmentKeyID}
+			v.Response = &protov1.EnrollResponse{DeviceID: r.DeviceID, Token: tok, AssignmentKeyID: doc.AssignmentKeyID}
 		}
 		doc.Vectors = append(doc.Vectors, v)
 	}
@@ -349,7 +332,7 @@ func TestEnroll(t *testing.T) {
 			}
 
 			// The server's validation function on the decoded request.
-			var req otaserver.EnrollRequest
+			var req protov1.EnrollRequest
 			dec := json.NewDecoder(bytes.NewReader(body))
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&req); err == nil && !dec.More() && v.RawBody == nil {
@@ -396,7 +379,7 @@ func TestEnroll(t *testing.T) {
 				}
 				return
 			}
-			var got otaserver.EnrollResponse
+			var got protov1.EnrollResponse
 			dec = json.NewDecoder(rec.Body)
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&got); err != nil {

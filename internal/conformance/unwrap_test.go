@@ -10,22 +10,22 @@ import (
 	"os"
 	"testing"
 
-	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 const (
 	unwrapFile = "2-unwrap.json"
-	// keywrapVectors are internal/keywrap's pinned wrapped keys (HPKE
+	// keywrapVectors are protocol/v1/keywrap's pinned wrapped keys (HPKE
 	// sealing is randomized); every one is copied into unwrapFile, and the
 	// refusals are derived from them.
-	keywrapVectors = "../keywrap/testdata/vectors.json"
-	keywrapSource  = "internal/keywrap/testdata/vectors.json"
+	keywrapVectors = "../../protocol/v1/keywrap/testdata/vectors.json"
+	keywrapSource  = "protocol/v1/keywrap/testdata/vectors.json"
 	// unwrapFailed is the refusal class: keywrap.ErrUnwrap, the agent's
 	// RefuseUnwrap code.
 	unwrapFailed = "unwrap-failed"
 )
 
-// keywrapVector is internal/keywrap's vector format.
+// keywrapVector is protocol/v1/keywrap's vector format.
 type keywrapVector struct {
 	KEM        string `json:"kem"`
 	PrivateKey string `json:"privateKey"`
@@ -162,7 +162,7 @@ func genUnwrap(t *testing.T) any {
 	return f
 }
 
-// TestUnwrap opens every vector of 2-unwrap.json with internal/keywrap.
+// TestUnwrap opens every vector of 2-unwrap.json with protocol/v1/keywrap.
 func TestUnwrap(t *testing.T) {
 	var f unwrapDoc
 	load(t, unwrapFile, &f)
@@ -211,7 +211,7 @@ func TestUnwrap(t *testing.T) {
 	t.Logf("%s: %d vectors %v", unwrapFile, len(f.Vectors), count(expects))
 }
 
-// TestUnwrapKeepsKeywrapVectors: every vector of internal/keywrap is in
+// TestUnwrapKeepsKeywrapVectors: every vector of protocol/v1/keywrap is in
 // 2-unwrap.json with the same values.
 func TestUnwrapKeepsKeywrapVectors(t *testing.T) {
 	var f unwrapDoc

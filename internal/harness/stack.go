@@ -13,7 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // StackOptions configure a Stack.

@@ -3,6 +3,8 @@ package rollout
 import (
 	"errors"
 	"testing"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 func TestApplyReport(t *testing.T) {
@@ -131,4 +133,17 @@ func FuzzVersionOrder(f *testing.F) {
 			t.Fatalf("%q and %q share the key %q but differ", a, b, va.Canonical())
 		}
 	})
+}
+
+// TestWireStates: the states the protocol carries are the rules' states,
+// spelled alike, and a device may report exactly the reportable ones.
+func TestWireStates(t *testing.T) {
+	if len(protov1.Reportable) != len(Reportable) {
+		t.Fatalf("protocol reportable %v, rules reportable %v", protov1.Reportable, Reportable)
+	}
+	for i, s := range protov1.Reportable {
+		if string(s) != string(Reportable[i]) || !State(s).Valid() {
+			t.Errorf("protocol state %q, rules state %q", s, Reportable[i])
+		}
+	}
 }

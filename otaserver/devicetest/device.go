@@ -24,11 +24,12 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/otaflow/otaflow/internal/assignment"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/otaflow/otaflow/internal/contract"
 	"github.com/otaflow/otaflow/internal/envelope"
-	"github.com/otaflow/otaflow/internal/keywrap"
-	"github.com/otaflow/otaflow/otaserver"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // Device is a simulated device.
@@ -104,8 +105,8 @@ func (d *Device) do(ctx context.Context, method, path string, body any, hdr map[
 }
 
 // EnrollRequest builds the device's enrollment body.
-func (d *Device) EnrollRequest(bootstrap string) otaserver.EnrollRequest {
-	return otaserver.EnrollRequest{
+func (d *Device) EnrollRequest(bootstrap string) protov1.EnrollRequest {
+	return protov1.EnrollRequest{
 		DeviceID: d.ID, BootstrapToken: bootstrap, KEM: string(d.KEM),
 		PublicKey:  base64.StdEncoding.EncodeToString(d.Key.PublicKey().Bytes()),
 		DeviceType: d.Type, Labels: d.Labels, Version: d.Version, SecurityFloor: d.SecurityFloor,
@@ -116,7 +117,7 @@ func (d *Device) EnrollRequest(bootstrap string) otaserver.EnrollRequest {
 func (d *Device) Enroll(ctx context.Context, bootstrap string) (Response, error) {
 	r, err := d.do(ctx, http.MethodPost, "/v1/enroll", d.EnrollRequest(bootstrap), nil)
 	if err == nil && (r.Status == http.StatusOK || r.Status == http.StatusCreated) {
-		var er otaserver.EnrollResponse
+		var er protov1.EnrollResponse
 		if err := json.Unmarshal(r.Body, &er); err != nil {
 			return r, err
 		}
@@ -126,7 +127,7 @@ func (d *Device) Enroll(ctx context.Context, bootstrap string) (Response, error)
 }
 
 // Check polls GET /v1/update with the device's version and floor.
-func (d *Device) Check(ctx context.Context, nonce string) (Response, *otaserver.UpdateResponse, error) {
+func (d *Device) Check(ctx context.Context, nonce string) (Response, *protov1.UpdateResponse, error) {
 	q := url.Values{"version": {d.Version}, "securityFloor": {strconv.FormatInt(d.SecurityFloor, 10)}}
 	if nonce != "" {
 		q.Set("nonce", nonce)
@@ -138,7 +139,7 @@ func (d *Device) Check(ctx context.Context, nonce string) (Response, *otaserver.
 	if err != nil || r.Status != http.StatusOK {
 		return r, nil, err
 	}
-	var u otaserver.UpdateResponse
+	var u protov1.UpdateResponse
 	if err := json.Unmarshal(r.Body, &u); err != nil {
 		return r, nil, err
 	}
@@ -201,6 +202,6 @@ func (d *Device) Decrypt(a assignment.Assignment, blob []byte) ([]byte, error) {
 }
 
 // Report posts a status report.
-func (d *Device) Report(ctx context.Context, rep otaserver.StatusReport) (Response, error) {
+func (d *Device) Report(ctx context.Context, rep protov1.StatusReport) (Response, error) {
 	return d.do(ctx, http.MethodPost, "/v1/status", rep, nil)
 }

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
+
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
@@ -23,7 +25,6 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/assignment"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
 	"github.com/otaflow/otaflow/internal/rollout"
 	"github.com/otaflow/otaflow/internal/testenv/releasetest"
@@ -31,6 +32,7 @@ import (
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/devicetest"
 	"github.com/otaflow/otaflow/otaserver/reporter"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 func must(t *testing.T, err error) {
@@ -172,8 +174,8 @@ func TestRolloutEndToEnd(t *testing.T) {
 		if sum := sha256.Sum256(plain); hex.EncodeToString(sum[:]) != a.PlainSHA256 || len(plain) != len(img) {
 			t.Fatal("decrypted image differs")
 		}
-		for i, st := range []rollout.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
-			r, err := d.Report(ctx, otaserver.StatusReport{ReportID: fmt.Sprint(i), Rollout: u.Rollout, State: st})
+		for i, st := range []protov1.State{"downloading", "downloaded", "installing", "installed", "succeeded"} {
+			r, err := d.Report(ctx, protov1.StatusReport{ReportID: fmt.Sprint(i), Rollout: u.Rollout, State: st})
 			if err != nil || r.Status != 200 {
 				t.Fatalf("report %s: %v %d %s", st, err, r.Status, r.Body)
 			}
@@ -221,7 +223,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		}
 		return nil
 	})
-	if r, _ := eu[2].Report(ctx, otaserver.StatusReport{ReportID: "f", Rollout: ns + "/eu", State: "failed", Reason: "flash write error"}); r.Status != 200 {
+	if r, _ := eu[2].Report(ctx, protov1.StatusReport{ReportID: "f", Rollout: ns + "/eu", State: "failed", Reason: "flash write error"}); r.Status != 200 {
 		t.Fatalf("failure report: %d", r.Status)
 	}
 	for _, d := range eu[3:] {

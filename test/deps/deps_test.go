@@ -4,7 +4,9 @@
 package deps
 
 import (
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -64,5 +66,59 @@ func TestRulesCanFail(t *testing.T) {
 	}
 	if !found {
 		t.Fatal("the manager does not seem to link its controllers: the dependency listing is broken")
+	}
+}
+
+// allow: for libraries devices import, every package outside the standard
+// library they may link (import-path prefixes). Anything new must be added
+// here on purpose.
+var allow = []struct {
+	pkg     string
+	allowed []string
+	why     string
+}{
+	{"./protocol/...", []string{module + "protocol/", module + "internal/envelope"}, "the protocol package is the wire format only: standard library"},
+	{"./agent", []string{module + "agent", module + "protocol/", module + "internal/envelope", module + "internal/vendorsig", "filippo.io/edwards25519", "github.com/go-logr/logr"}, "the device library: standard library crypto, streaming Ed25519 (filippo.io/edwards25519, the code crypto/ed25519 is built on) and logr"},
+}
+
+// standard reports whether p is a standard library package (no dot in its
+// first path element).
+func standard(p string) bool {
+	first, _, _ := strings.Cut(p, "/")
+	return !strings.Contains(first, ".")
+}
+
+func TestAllowedDependencies(t *testing.T) {
+	for _, a := range allow {
+		t.Run(strings.TrimPrefix(a.pkg, "./"), func(t *testing.T) {
+			for _, p := range deps(t, a.pkg) {
+				if standard(p) {
+					continue
+				}
+				ok := false
+				for _, prefix := range a.allowed {
+					ok = ok || strings.HasPrefix(p, prefix)
+				}
+				if !ok {
+					t.Errorf("%s links %s: %s", a.pkg, p, a.why)
+				}
+			}
+		})
+	}
+}
+
+// TestAgentStandsAlone builds and tests test/agentmodule, a device program
+// in its own module that imports the device library and the protocol
+// packages. Go refuses imports of this module's internal packages from
+// another module, so this passes only while the agent's public API names
+// no internal type.
+func TestAgentStandsAlone(t *testing.T) {
+	for _, args := range [][]string{{"vet", "./..."}, {"test", "-count=1", "./..."}} {
+		cmd := exec.Command("go", args...)
+		cmd.Dir = filepath.Join(testenv.Root(), "test", "agentmodule")
+		cmd.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("go %s in test/agentmodule: %v\n%s", strings.Join(args, " "), err, out)
+		}
 	}
 }

@@ -1,11 +1,11 @@
-package otaserver_test
+package v1_test
 
 import (
 	"net/url"
 	"strings"
 	"testing"
 
-	"github.com/otaflow/otaflow/otaserver"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 func TestParseCheckInBoot(t *testing.T) {
@@ -22,7 +22,7 @@ func TestParseCheckInBoot(t *testing.T) {
 	}
 	for _, tc := range tests {
 		q, _ := url.ParseQuery(tc.query)
-		c, err := otaserver.ParseCheckIn(q)
+		c, err := protov1.ParseCheckIn(q)
 		if tc.err != "" {
 			if err == nil || !strings.Contains(err.Error(), tc.err) {
 				t.Errorf("%s: error %v, want %q", tc.query, err, tc.err)

@@ -26,7 +26,7 @@ import (
 	"time"
 
 	"github.com/otaflow/otaflow/internal/envelope"
-	"github.com/otaflow/otaflow/internal/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
 // domain separates assignment signatures from anything else the key signs.
@@ -34,6 +34,10 @@ const domain = "otaflow-assignment/v1\n"
 
 // MaxPayloadSize bounds a payload; devices parse it in small RAM.
 const MaxPayloadSize = 64 << 10
+
+// Suite is the only image envelope format of v1 (docs/envelope.md); an
+// assignment names it in its suite field.
+const Suite = envelope.Suite
 
 var (
 	// ErrBadSignature reports a signature that does not verify with the

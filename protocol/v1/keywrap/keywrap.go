@@ -33,7 +33,10 @@ const infoPrefix = "otaflow-enc/v1 key"
 
 // contentKeySize is the size of an otaflow-enc/v1 content key
 // (envelope.KeySize).
-const contentKeySize = 32
+// ContentKeySize is the size of an image content key (AES-256).
+const ContentKeySize = 32
+
+const contentKeySize = ContentKeySize
 
 // aeadOverhead is the AES-256-GCM tag size.
 const aeadOverhead = 16

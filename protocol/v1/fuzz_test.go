@@ -1,7 +1,12 @@
-package otaserver
+package v1
 
 import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
 	"net/url"
+	"slices"
 	"testing"
 )
 
@@ -18,7 +23,7 @@ func FuzzEnrollRequest(f *testing.F) {
 		if _, err := req.Validate(); err != nil {
 			return
 		}
-		if validID(req.DeviceID, maxIDLen) != nil || validVersion(req.Version) != nil || validLabels(req.Labels) != nil {
+		if validID(req.DeviceID, MaxIDLen) != nil || validVersion(req.Version) != nil || validLabels(req.Labels) != nil {
 			t.Fatalf("accepted invalid request %+v", req)
 		}
 	})
@@ -34,7 +39,7 @@ func FuzzStatusReport(f *testing.F) {
 		if err := rep.Validate(); err != nil {
 			return
 		}
-		if !rep.State.Valid() || (rep.Progress != nil && (*rep.Progress < 0 || *rep.Progress > 100)) || !printable(rep.Reason) {
+		if !slices.Contains(Reportable, rep.State) || (rep.Progress != nil && (*rep.Progress < 0 || *rep.Progress > 100)) || !printable(rep.Reason) {
 			t.Fatalf("accepted invalid report %+v", rep)
 		}
 	})
@@ -56,4 +61,18 @@ func FuzzUpdateQuery(f *testing.F) {
 			t.Fatalf("accepted invalid check-in %+v", c)
 		}
 	})
+}
+
+// unmarshalStrict decodes as the OTA server does: one object, no unknown
+// fields, nothing after it.
+func unmarshalStrict(body []byte, v any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return err
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return errors.New("data after the object")
+	}
+	return nil
 }

@@ -1,4 +1,4 @@
-package otaserver
+package v1
 
 import (
 	"fmt"
@@ -25,7 +25,7 @@ func ParseCheckIn(q url.Values) (CheckIn, error) {
 	var c CheckIn
 	for k, v := range q {
 		switch k {
-		case "version", "securityFloor", "nonce", "boot":
+		case ParamVersion, ParamSecurityFloor, ParamNonce, ParamBoot:
 			if len(v) != 1 {
 				return c, fmt.Errorf("%s: give it once", k)
 			}
@@ -33,22 +33,22 @@ func ParseCheckIn(q url.Values) (CheckIn, error) {
 			return c, fmt.Errorf("unknown parameter %q", k)
 		}
 	}
-	c.Version = q.Get("version")
+	c.Version = q.Get(ParamVersion)
 	if err := validVersion(c.Version); err != nil {
 		return c, fmt.Errorf("version: %w", err)
 	}
-	f, err := strconv.ParseInt(q.Get("securityFloor"), 10, 64)
-	if err != nil || f < 0 || f > 1<<32-1 {
+	f, err := strconv.ParseInt(q.Get(ParamSecurityFloor), 10, 64)
+	if err != nil || f < 0 || f > MaxSecurityFloor {
 		return c, fmt.Errorf("securityFloor: must be an integer from 0 to 4294967295")
 	}
 	c.SecurityFloor = f
-	if n := q.Get("nonce"); n != "" {
+	if n := q.Get(ParamNonce); n != "" {
 		if err := validNonce(n); err != nil {
 			return c, fmt.Errorf("nonce: %w", err)
 		}
 		c.Nonce = n
 	}
-	if b, ok := q["boot"]; ok {
+	if b, ok := q[ParamBoot]; ok {
 		if err := validBoot(b[0]); err != nil {
 			return c, fmt.Errorf("boot: %w", err)
 		}
