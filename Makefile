@@ -8,6 +8,7 @@ SHELL := /usr/bin/env bash -o pipefail
 ROOT          := $(shell pwd)
 BIN           := $(ROOT)/bin
 ENVTEST_BIN   := $(BIN)/k8s
+S3_BIN        := $(BIN)/s3
 CONTROLLER_GEN := go tool controller-gen
 IMG           ?= ghcr.io/otaflow/otaflow:dev
 GOTEST_FLAGS  ?= -race -count=1
@@ -50,8 +51,16 @@ check-fmt:
 envtest: ## Build kube-apiserver and etcd for envtest into bin/k8s (once).
 	hack/build-envtest.sh $(ENVTEST_BIN)
 
+.PHONY: s3server
+s3server: ## Build versitygw, the S3 server of the object-storage tests, into bin/s3 (once).
+	hack/build-s3.sh $(S3_BIN)
+
+.PHONY: postgres
+postgres: ## Install PostgreSQL 15 (apt) for the PostgreSQL store tests, when missing.
+	hack/ensure-postgres.sh
+
 .PHONY: test
-test: envtest check-fmt verify-generated vet ## Run every test.
+test: envtest s3server postgres check-fmt verify-generated vet ## Run every test.
 	hack/openapi-lint.sh
 	go test $(GOTEST_FLAGS) ./...
 

@@ -11,6 +11,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"io"
+	"net/url"
 	"time"
 )
 
@@ -81,6 +82,16 @@ type Blob interface {
 	io.ReadSeekCloser
 	io.ReaderAt
 	Info() Info
+}
+
+// Presigner is implemented by stores whose blobs clients can download
+// directly, without credentials, for a limited time: the OTA server can then
+// redirect devices to the object store instead of proxying every byte.
+type Presigner interface {
+	// PresignGet returns a URL that answers GET (including Range requests)
+	// with the blob's content until ttl has passed. It does not check that
+	// the blob exists.
+	PresignGet(ctx context.Context, digest string, ttl time.Duration) (*url.URL, error)
 }
 
 // ValidDigest reports whether s is a lowercase hex SHA-256 digest.

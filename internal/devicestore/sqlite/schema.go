@@ -1,104 +1,113 @@
 package sqlite
 
-// migrations are applied in order, each once, in its own transaction; the
-// applied count is kept in PRAGMA user_version. Never edit a released
-// migration: append a new one.
-var migrations = []string{
-	// 1: initial schema. WITHOUT ROWID tables are clustered on their primary
-	// key, so the hot lookups (by token hash, by (rollout, device)) are one
-	// B-tree descent.
-	`
-CREATE TABLE devices (
-	id             TEXT PRIMARY KEY,
-	type           TEXT NOT NULL,
-	labels         TEXT NOT NULL,
-	kem            TEXT NOT NULL,
-	public_key     BLOB NOT NULL,
-	token_hash     BLOB NOT NULL,
-	version        TEXT NOT NULL,
-	security_floor INTEGER NOT NULL,
-	enrolled_at    INTEGER NOT NULL,
-	last_seen      INTEGER NOT NULL,
-	seq            INTEGER NOT NULL
-) WITHOUT ROWID;
-CREATE UNIQUE INDEX devices_token ON devices(token_hash);
-CREATE UNIQUE INDEX devices_seq ON devices(seq);
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
 
-CREATE TABLE records (
-	rollout_uid      TEXT NOT NULL,
-	device_id        TEXT NOT NULL,
-	wave             INTEGER NOT NULL,
-	state            TEXT NOT NULL,
-	release          TEXT NOT NULL,
-	version          TEXT NOT NULL,
-	blob             TEXT NOT NULL,
-	previous_version TEXT NOT NULL,
-	offered_at       INTEGER NOT NULL,
-	updated_at       INTEGER NOT NULL,
-	reason           TEXT NOT NULL,
-	rollback_release TEXT NOT NULL,
-	rollback_blob    TEXT NOT NULL,
-	PRIMARY KEY (rollout_uid, device_id)
-) WITHOUT ROWID;
-CREATE INDEX records_device ON records(device_id);
-CREATE INDEX records_counts ON records(rollout_uid, wave, state);
-CREATE INDEX records_timeout ON records(rollout_uid, state, offered_at);
+	"github.com/pressly/goose/v3"
+	"github.com/pressly/goose/v3/database"
+)
 
-CREATE TABLE fleet (
-	rollout_uid TEXT NOT NULL,
-	device_id   TEXT NOT NULL,
-	rank        INTEGER NOT NULL,
-	wave        INTEGER NOT NULL,
-	pinned      INTEGER NOT NULL,
-	PRIMARY KEY (rollout_uid, device_id)
-) WITHOUT ROWID;
-CREATE INDEX fleet_rank ON fleet(rollout_uid, rank);
-CREATE INDEX fleet_wave ON fleet(rollout_uid, wave);
+// Migrations are goose SQL files (migrations/NNNNN_name.sql), each applied
+// once in its own transaction. Never edit a released migration: add a
+// file.
+//
+//go:embed migrations/*.sql
+var migrationFS embed.FS
 
-CREATE TABLE conflicts (
-	rollout_uid TEXT NOT NULL,
-	device_id   TEXT NOT NULL,
-	PRIMARY KEY (rollout_uid, device_id)
-) WITHOUT ROWID;
+// versionTable records applied migrations (goose's layout); the same name
+// as in the PostgreSQL store.
+const versionTable = "otaflow_schema_version"
 
-CREATE TABLE failures (
-	id          INTEGER PRIMARY KEY,
-	rollout_uid TEXT NOT NULL,
-	device_id   TEXT NOT NULL,
-	wave        INTEGER NOT NULL,
-	reason      TEXT NOT NULL,
-	at          INTEGER NOT NULL
-);
-CREATE INDEX failures_recent ON failures(rollout_uid, at);
+func migrate(ctx context.Context, db *sql.DB) error {
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	return migrateFS(ctx, db, sub)
+}
 
-CREATE TABLE reports (
-	device_id TEXT NOT NULL,
-	report_id TEXT NOT NULL,
-	at        INTEGER NOT NULL,
-	PRIMARY KEY (device_id, report_id)
-) WITHOUT ROWID;
-CREATE INDEX reports_at ON reports(at);
+// migrateFS applies the migrations in fsys. No lock is needed: Open holds
+// the database's file lock, and db is the single writer connection.
+//
+// Servers before goose counted applied migrations in PRAGMA user_version
+// (migrations 1..4 are their SQL, unchanged); such a database is adopted
+// by recording versions 1..user_version as applied. user_version keeps
+// following the schema version, so an older server still refuses a
+// database migrated past what it knows.
+func migrateFS(ctx context.Context, db *sql.DB, fsys fs.FS) error {
+	store, err := database.NewStore(database.DialectSQLite3, versionTable)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectCustom, db, fsys, goose.WithStore(store), goose.WithDisableGlobalRegistry(true))
+	if err != nil {
+		return fmt.Errorf("sqlite: migrations: %w", err)
+	}
+	srcs := p.ListSources()
+	if len(srcs) == 0 {
+		return errors.New("sqlite: no migrations")
+	}
+	latest := srcs[len(srcs)-1].Version
+	if err := adopt(ctx, db, store, latest); err != nil {
+		return err
+	}
+	current, err := p.GetDBVersion(ctx) // creates the version table
+	if err != nil {
+		return fmt.Errorf("sqlite: schema version: %w", err)
+	}
+	if current > latest {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this server (%d)", current, latest)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	if current, err = p.GetDBVersion(ctx); err != nil {
+		return fmt.Errorf("sqlite: schema version: %w", err)
+	}
+	if _, err := db.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", current)); err != nil {
+		return fmt.Errorf("sqlite: set user_version: %w", err)
+	}
+	return nil
+}
 
-CREATE TABLE wrapped_keys (
-	device_id  TEXT NOT NULL,
-	blob       TEXT NOT NULL,
-	wrapped    BLOB NOT NULL,
-	PRIMARY KEY (device_id, blob)
-) WITHOUT ROWID;
-`,
-	// 2: the boot a device was offered in, so a delayed check-in from
-	// before its install is not taken for a revert.
-	`ALTER TABLE records ADD COLUMN offer_boot TEXT NOT NULL DEFAULT '';`,
-	// 3: last-seen times written by check-ins go to a narrow table of their
-	// own: a flush of thousands of devices then dirties a few pages of
-	// short rows instead of one page of the wide devices table per device.
-	// A device's last-seen is the later of devices.last_seen (enrollment,
-	// running version) and device_seen.at.
-	`CREATE TABLE device_seen (
-	id TEXT PRIMARY KEY,
-	at INTEGER NOT NULL
-) WITHOUT ROWID;`,
-	// 4: skipped devices counted by reason for status.fleet.skipped; a
-	// partial index, so only skipped records pay for it.
-	`CREATE INDEX records_skip_reason ON records(rollout_uid, reason) WHERE state = 'skipped';`,
+// adopt records the migrations a pre-goose server applied (PRAGMA
+// user_version, no version table), in one transaction.
+func adopt(ctx context.Context, db *sql.DB, store database.Store, latest int64) error {
+	var tables int
+	if err := db.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, versionTable).Scan(&tables); err != nil {
+		return fmt.Errorf("sqlite: find version table: %w", err)
+	}
+	var applied int64
+	if err := db.QueryRowContext(ctx, "PRAGMA user_version").Scan(&applied); err != nil {
+		return fmt.Errorf("sqlite: read user_version: %w", err)
+	}
+	if tables > 0 || applied == 0 {
+		return nil
+	}
+	if applied > latest {
+		return fmt.Errorf("sqlite: database schema version %d is newer than this server (%d)", applied, latest)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("sqlite: adopt schema version %d: %w", applied, err)
+	}
+	defer func() { _ = tx.Rollback() }()
+	if err := store.CreateVersionTable(ctx, tx); err != nil {
+		return fmt.Errorf("sqlite: adopt schema version %d: %w", applied, err)
+	}
+	// Version 0 is goose's marker of an initialized table.
+	for v := int64(0); v <= applied; v++ {
+		if err := store.Insert(ctx, tx, database.InsertRequest{Version: v}); err != nil {
+			return fmt.Errorf("sqlite: adopt schema version %d: %w", applied, err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("sqlite: adopt schema version %d: commit: %w", applied, err)
+	}
+	return nil
 }

@@ -1,0 +1,273 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/devicestore/storetest"
+	"github.com/otaflow/otaflow/internal/pgtest"
+	"github.com/otaflow/otaflow/internal/rollout"
+)
+
+// replicas opens n stores on one fresh database at once, each with its
+// own pool, as n OTA server replicas starting together would: the first
+// migrates, the others wait for it.
+func replicas(t *testing.T, n int) []*Store {
+	t.Helper()
+	dsn := pgtest.Start(t)
+	out := make([]*Store, n)
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	for i := range out {
+		wg.Go(func() {
+			out[i], errs[i] = Open(context.Background(), dsn, Options{MaxConns: 4})
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Fatalf("replica %d: %v", i, err)
+		}
+		t.Cleanup(func() { _ = out[i].Close() })
+	}
+	// Each migration applied once.
+	var rows, distinct int
+	err := out[0].pool.QueryRow(context.Background(), "SELECT count(*), count(DISTINCT version_id) FROM "+versionTable).Scan(&rows, &distinct)
+	if err != nil || rows != distinct {
+		t.Fatalf("version table: %d rows, %d versions (%v)", rows, distinct, err)
+	}
+	return out
+}
+
+func baseRecord(uid, dev string) devicestore.Record {
+	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	return devicestore.Record{RolloutUID: uid, DeviceID: dev, State: rollout.StateOffered, Release: "ns/rel", Version: "2.0.0",
+		Blob: "0", Reason: "0", PreviousVersion: "1.0.0", OfferedAt: t0, UpdatedAt: t0}
+}
+
+func incr(s string) string {
+	n, err := strconv.Atoi(s)
+	if err != nil {
+		panic(err)
+	}
+	return strconv.Itoa(n + 1)
+}
+
+// TestReplicasNoLostUpdates drives check-ins (UpdateRecords) and reports
+// (ApplyReport) for the same few devices from several replicas at once.
+// Each check-in increments a counter in the record's Reason and creates
+// or increments a second rollout's record; each report increments another
+// in its Blob; every report ID is sent by three replicas. Any lost update,
+// phantom insert or double-applied report shows in the final counters.
+func TestReplicasNoLostUpdates(t *testing.T) {
+	ctx := context.Background()
+	const (
+		nReplicas = 4
+		nDevices  = 5
+		checkIns  = 30 // per device
+		reports   = 15 // per device, each sent thrice
+	)
+	rs := replicas(t, nReplicas)
+	for d := range nDevices {
+		if err := rs[0].PutRecord(ctx, baseRecord("r1", fmt.Sprint("d", d)), nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var applied, dups, checked atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, nDevices*(checkIns+3*reports))
+	for d := range nDevices {
+		dev := fmt.Sprint("d", d)
+		for i := range checkIns {
+			s := rs[(d+i)%nReplicas]
+			wg.Go(func() {
+				err := s.UpdateRecords(ctx, dev, func(recs []devicestore.Record) ([]devicestore.RecordWrite, error) {
+					var w []devicestore.RecordWrite
+					var r2 *devicestore.Record
+					for _, r := range recs {
+						switch r.RolloutUID {
+						case "r1":
+							r.Reason = incr(r.Reason)
+							w = append(w, devicestore.RecordWrite{Record: r})
+						case "r2":
+							r2 = &r
+						}
+					}
+					if r2 == nil {
+						// The first check-in creates it; a phantom would
+						// make two "first" check-ins.
+						n := baseRecord("r2", dev)
+						n.Reason = "1"
+						w = append(w, devicestore.RecordWrite{Record: n, Failure: &devicestore.Failure{DeviceID: dev, Reason: "created"}})
+					} else {
+						r2.Reason = incr(r2.Reason)
+						w = append(w, devicestore.RecordWrite{Record: *r2})
+					}
+					return w, nil
+				})
+				if err == nil {
+					checked.Add(1)
+				}
+				errs <- err
+			})
+		}
+		for i := range reports {
+			for k := range 3 {
+				s := rs[(d+i+k)%nReplicas]
+				wg.Go(func() {
+					rep := devicestore.Report{DeviceID: dev, ReportID: fmt.Sprint("rep-", i), RolloutUID: "r1", At: time.Unix(100, 0)}
+					_, err := s.ApplyReport(ctx, rep, func(r devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+						r.Blob = incr(r.Blob)
+						return r, nil, nil
+					})
+					switch {
+					case err == nil:
+						applied.Add(1)
+					case errors.Is(err, devicestore.ErrDuplicateReport):
+						dups.Add(1)
+						err = nil
+					}
+					errs <- err
+				})
+			}
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Error(err)
+		}
+	}
+	if applied.Load() != nDevices*reports || dups.Load() != 2*nDevices*reports {
+		t.Errorf("applied %d reports and refused %d duplicates, want %d and %d", applied.Load(), dups.Load(), nDevices*reports, 2*nDevices*reports)
+	}
+	if checked.Load() != nDevices*checkIns {
+		t.Errorf("%d check-ins stored, want %d", checked.Load(), nDevices*checkIns)
+	}
+	for d := range nDevices {
+		dev := fmt.Sprint("d", d)
+		r1, err := rs[1].Record(ctx, "r1", dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r2, err := rs[2].Record(ctx, "r2", dev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r1.Reason != strconv.Itoa(checkIns) || r1.Blob != strconv.Itoa(reports) || r2.Reason != strconv.Itoa(checkIns) {
+			t.Errorf("%s: r1 check-ins %s reports %s, r2 check-ins %s; want %d, %d, %d", dev, r1.Reason, r1.Blob, r2.Reason, checkIns, reports, checkIns)
+		}
+	}
+	if f, err := rs[3].RecentFailures(ctx, "r2", 100); err != nil || len(f) != nDevices {
+		t.Errorf("r2 failure log has %d entries (%v), want one per device", len(f), err)
+	}
+	// Every report ID was stored exactly once.
+	if n, err := rs[0].PruneReports(ctx, time.Unix(101, 0)); err != nil || n != nDevices*reports {
+		t.Errorf("pruned %d report IDs (%v), want %d", n, err, nDevices*reports)
+	}
+}
+
+// TestReplicasExpireOnce: replicas expiring the same rollout at once time
+// out each record once and log one failure for it.
+func TestReplicasExpireOnce(t *testing.T) {
+	ctx := context.Background()
+	rs := replicas(t, 4)
+	const n = 200
+	for i := range n {
+		r := baseRecord("r1", fmt.Sprintf("d%03d", i))
+		r.State = rollout.InProgressStates[i%len(rollout.InProgressStates)]
+		if err := rs[0].PutRecord(ctx, r, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var total atomic.Int64
+	var wg sync.WaitGroup
+	for _, s := range rs {
+		for range 2 {
+			wg.Go(func() {
+				k, err := s.ExpireOffers(ctx, "r1", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC))
+				if err != nil {
+					t.Error(err)
+				}
+				total.Add(k)
+			})
+		}
+	}
+	wg.Wait()
+	if total.Load() != n {
+		t.Fatalf("expired %d records in all, want %d", total.Load(), n)
+	}
+	c, err := rs[0].Counts(ctx, "r1", time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Waves[0].States[rollout.StateTimedOut] != n {
+		t.Fatalf("timed out %d, want %d: %+v", c.Waves[0].States[rollout.StateTimedOut], n, c.Waves[0].States)
+	}
+	// One failure per record (all at the same time, so the trim to
+	// keepFailures, strictly older ones, keeps them all).
+	f, err := rs[0].RecentFailures(ctx, "r1", -1)
+	if err != nil || len(f) != n {
+		t.Fatalf("failure log has %d entries (%v), want %d", len(f), err, n)
+	}
+}
+
+// TestReplicasSeqOrder: while replicas enroll devices concurrently, a
+// fleet sync paging DevicesSince from its last Seq sees every device: a
+// sequence number is never visible before a smaller one that will still
+// commit.
+func TestReplicasSeqOrder(t *testing.T) {
+	ctx := context.Background()
+	rs := replicas(t, 4)
+	const perReplica = 40
+	var wg sync.WaitGroup
+	for i, s := range rs {
+		wg.Go(func() {
+			for k := range perReplica {
+				if _, _, err := s.Enroll(ctx, storetest.NewDevice(fmt.Sprintf("r%d-d%d", i, k), nil)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	seen := map[string]bool{}
+	var after int64
+	page := func() {
+		refs, err := rs[0].DevicesSince(ctx, after, 7)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range refs {
+			if r.Seq <= after {
+				t.Fatalf("seq %d after cursor %d", r.Seq, after)
+			}
+			seen[r.ID] = true
+			after = r.Seq
+		}
+	}
+	for {
+		select {
+		case <-done:
+			for range 4 * perReplica {
+				page()
+			}
+			if len(seen) != len(rs)*perReplica {
+				t.Fatalf("fleet sync saw %d devices, want %d", len(seen), len(rs)*perReplica)
+			}
+			return
+		default:
+			page()
+		}
+	}
+}

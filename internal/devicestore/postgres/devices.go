@@ -1,0 +1,178 @@
+package postgres
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/devicestore/devindex"
+)
+
+func scanDevice(row pgx.Row) (devicestore.Device, error) {
+	var d devicestore.Device
+	var labels []byte
+	var enrolled, seen int64
+	if err := row.Scan(&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq); err != nil {
+		if errors.Is(err, pgx.ErrNoRows) {
+			return d, devicestore.ErrNotFound
+		}
+		return d, fmt.Errorf("postgres: read device: %w", err)
+	}
+	l, err := decLabels(labels)
+	if err != nil {
+		return d, err
+	}
+	d.Labels, d.EnrolledAt, d.LastSeen = l, fromNanos(enrolled), fromNanos(seen)
+	return d, nil
+}
+
+func encLabels(l map[string]string) (string, error) {
+	if l == nil {
+		l = map[string]string{}
+	}
+	b, err := json.Marshal(l)
+	if err != nil {
+		return "", fmt.Errorf("postgres: encode labels: %w", err)
+	}
+	return string(b), nil
+}
+
+func decLabels(b []byte) (map[string]string, error) {
+	var l map[string]string
+	if err := json.Unmarshal(b, &l); err != nil {
+		return nil, fmt.Errorf("postgres: decode labels: %w", err)
+	}
+	if l == nil {
+		l = map[string]string{}
+	}
+	return l, nil
+}
+
+// Enroll implements devicestore.Store. Enrollments serialize on one
+// advisory lock so that Seq order is commit order (see the package
+// comment).
+func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.Device, bool, error) {
+	// The same limits as the SQLite store, so a device one store accepts
+	// the other does too.
+	if err := devindex.Check(d); err != nil {
+		return d, false, fmt.Errorf("postgres: enroll: %w", err)
+	}
+	labels, err := encLabels(d.Labels)
+	if err != nil {
+		return d, false, err
+	}
+	var known bool
+	var out devicestore.Device
+	err = s.tx(ctx, "enroll", writeTx, func(tx pgx.Tx) error {
+		var kem string
+		var pub []byte
+		b := &pgx.Batch{}
+		b.Queue(qLock, enrollLock)
+		b.Queue(qEnrollKey, d.ID)
+		br := tx.SendBatch(ctx, b)
+		_, err := br.Exec()
+		if err == nil {
+			err = br.QueryRow().Scan(&kem, &pub)
+		}
+		_ = br.Close()
+		known = err == nil
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("postgres: enroll %s: %w", d.ID, err)
+		}
+		if known && (kem != d.KEM || !bytes.Equal(pub, d.PublicKey)) {
+			return devicestore.ErrKeyMismatch
+		}
+		b = &pgx.Batch{}
+		if known {
+			b.Queue(qReenroll, d.ID, d.Type, labels, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.LastSeen))
+		} else {
+			b.Queue(qInsertDevice, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen))
+		}
+		// Read back in the transaction, so the caller sees its own write.
+		b.Queue(qDeviceByID, d.ID)
+		br = tx.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: enroll %s: %w", d.ID, err)
+		}
+		out, err = scanDevice(br.QueryRow())
+		return err
+	})
+	if err != nil {
+		return d, false, err
+	}
+	return out, !known, nil
+}
+
+// DeviceByToken implements devicestore.Store.
+func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestore.Device, error) {
+	return scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
+}
+
+// Device implements devicestore.Store.
+func (s *Store) Device(ctx context.Context, id string) (devicestore.Device, error) {
+	return scanDevice(s.pool.QueryRow(ctx, qDeviceByID, id))
+}
+
+// SetRunning implements devicestore.Store.
+func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error {
+	tag, err := s.exec(ctx, "set running version of "+id, qSetRunning, id, version, floor, nanos(at))
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() == 0 {
+		return devicestore.ErrNotFound
+	}
+	return nil
+}
+
+// Touch implements devicestore.Store: one statement for the whole batch;
+// last-seen times only move forward.
+func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
+	if len(seen) == 0 {
+		return nil
+	}
+	ids := make([]string, 0, len(seen))
+	for id := range seen {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	ats := make([]int64, len(ids))
+	for i, id := range ids {
+		ats[i] = nanos(seen[id])
+	}
+	_, err := s.exec(ctx, fmt.Sprintf("touch %d devices", len(ids)), qTouch, ids, ats)
+	return err
+}
+
+// DevicesSince implements devicestore.Store.
+func (s *Store) DevicesSince(ctx context.Context, after int64, n int) ([]devicestore.DeviceRef, error) {
+	rows, err := s.pool.Query(ctx, qDevicesSince, after, limit(n))
+	if err != nil {
+		return nil, fmt.Errorf("postgres: devices since %d: %w", after, err)
+	}
+	defer rows.Close()
+	var out []devicestore.DeviceRef
+	for rows.Next() {
+		var d devicestore.DeviceRef
+		var labels []byte
+		if err := rows.Scan(&d.ID, &d.Type, &labels, &d.Seq); err != nil {
+			return nil, fmt.Errorf("postgres: devices since %d: %w", after, err)
+		}
+		if d.Labels, err = decLabels(labels); err != nil {
+			return nil, err
+		}
+		out = append(out, d)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("postgres: devices since %d: %w", after, err)
+	}
+	return out, nil
+}

@@ -1,0 +1,149 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+	"hash/fnv"
+
+	"github.com/jackc/pgx/v5"
+)
+
+const recordCols = `rollout_uid, device_id, wave, state, release, version, blob, previous_version, offered_at, updated_at, reason, rollback_release, rollback_blob, offer_boot`
+
+// deviceRead reads a device, its last-seen merged with device_seen.
+const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
+	greatest(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq FROM devices d`
+
+const (
+	qLock = `SELECT pg_advisory_xact_lock($1)`
+
+	qDeviceByToken = deviceRead + ` WHERE d.token_hash = $1`
+	qDeviceByID    = deviceRead + ` WHERE d.id = $1`
+	qDevicesSince  = `SELECT id, type, labels, seq FROM devices WHERE seq > $1 ORDER BY seq LIMIT $2`
+	qEnrollKey     = `SELECT kem, public_key FROM devices WHERE id = $1 FOR UPDATE`
+	qInsertDevice  = `INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nextval('device_seq'))`
+	qReenroll   = `UPDATE devices SET type = $2, labels = $3, token_hash = $4, version = $5, security_floor = $6, last_seen = $7, seq = nextval('device_seq') WHERE id = $1`
+	qSetRunning = `UPDATE devices SET version = $2, security_floor = $3, last_seen = greatest(last_seen, $4) WHERE id = $1`
+	// Sorted, so concurrent batches lock rows in one order; unknown
+	// devices are skipped.
+	qTouch = `INSERT INTO device_seen (id, at)
+	SELECT t.id, t.at FROM unnest($1::text[], $2::bigint[]) AS t(id, at)
+	WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = t.id) ORDER BY t.id
+	ON CONFLICT (id) DO UPDATE SET at = greatest(device_seen.at, excluded.at)`
+
+	qRecord          = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = $1 AND device_id = $2`
+	qRecordForUpdate = qRecord + ` FOR UPDATE`
+	qRecordsByDev    = `SELECT ` + recordCols + ` FROM records WHERE device_id = $1 ORDER BY rollout_uid`
+	qLockRecords     = qRecordsByDev + ` FOR UPDATE`
+	qUpsertRecord    = `INSERT INTO records (` + recordCols + `) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release,
+	version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at,
+	updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release,
+	rollback_blob = excluded.rollback_blob, offer_boot = excluded.offer_boot`
+	qPinFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES ($1, $2, $3, $4, true)
+	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = true`
+	qAddConflict = `INSERT INTO conflicts (rollout_uid, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
+	qDelConflict = `DELETE FROM conflicts WHERE rollout_uid = $1 AND device_id = $2`
+	qAddFailure  = `INSERT INTO failures (rollout_uid, device_id, wave, reason, at) VALUES ($1, $2, $3, $4, $5)`
+	// The report ID goes in first: a concurrent insert of the same ID
+	// waits on the primary key and then inserts nothing.
+	qAddReport    = `INSERT INTO reports (device_id, report_id, at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING`
+	qPruneReports = `DELETE FROM reports WHERE at < $1`
+	// Expired records are locked in device order (concurrent expiries of
+	// one rollout then cannot deadlock), re-checked once locked (READ
+	// COMMITTED re-evaluates the WHERE on the newest row version), timed
+	// out and logged, in one statement. Records offered the rollback
+	// release keep their state: the rollback is not timed.
+	qExpire = `WITH hit AS (
+		SELECT rollout_uid, device_id FROM records
+		WHERE rollout_uid = $1 AND state = ANY($2) AND offered_at < $3 AND rollback_release = ''
+		ORDER BY device_id FOR UPDATE
+	), upd AS (
+		UPDATE records r SET state = 'timedOut', reason = $4, updated_at = $5
+		FROM hit WHERE r.rollout_uid = hit.rollout_uid AND r.device_id = hit.device_id
+		RETURNING r.device_id, r.wave
+	), logged AS (
+		INSERT INTO failures (rollout_uid, device_id, wave, reason, at)
+		SELECT $1, device_id, wave, $4, $5 FROM upd ORDER BY device_id
+	)
+	SELECT count(*) FROM upd`
+	qTrimFailures   = `DELETE FROM failures WHERE rollout_uid = $1 AND at < (SELECT at FROM failures WHERE rollout_uid = $1 ORDER BY at DESC LIMIT 1 OFFSET $2)`
+	qRecentFailures = `SELECT device_id, wave, reason, at FROM failures WHERE rollout_uid = $1 ORDER BY at DESC, id DESC LIMIT $2`
+	qWrappedKey     = `SELECT wrapped FROM wrapped_keys WHERE device_id = $1 AND blob = $2`
+	qPutWrapped     = `INSERT INTO wrapped_keys (device_id, blob, wrapped) VALUES ($1, $2, $3)
+	ON CONFLICT (device_id, blob) DO UPDATE SET wrapped = excluded.wrapped`
+
+	qUpsertFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned)
+	SELECT $1, t.id, t.rank, t.wave, false FROM unnest($2::text[], $3::bigint[], $4::integer[]) AS t(id, rank, wave) ORDER BY t.id
+	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank,
+	wave = CASE WHEN fleet.pinned THEN fleet.wave ELSE excluded.wave END`
+	qDeleteFleet = `DELETE FROM fleet WHERE rollout_uid = $1 AND device_id = ANY($2)`
+	qNthRank     = `SELECT rank FROM fleet WHERE rollout_uid = $1 ORDER BY rank LIMIT 1 OFFSET $2`
+	qAssignWave  = `UPDATE fleet SET wave = $1 WHERE rollout_uid = $2 AND rank BETWEEN $3 AND $4 AND NOT pinned AND wave <> $1`
+
+	qFleetSize   = `SELECT count(*) FROM fleet WHERE rollout_uid = $1`
+	qConflicts   = `SELECT count(*) FROM conflicts WHERE rollout_uid = $1`
+	qTargeted    = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = $1 GROUP BY wave`
+	qStateCounts = `SELECT wave, state, count(*) FROM records WHERE rollout_uid = $1 GROUP BY wave, state`
+	qSkipReasons = `SELECT reason, count(*) FROM records WHERE rollout_uid = $1 AND state = 'skipped' GROUP BY reason`
+	// Fleet members with no record last seen before $2 (the later of
+	// devices.last_seen and device_seen.at), by wave.
+	qOffline = `SELECT f.wave, count(*) FROM fleet f JOIN devices d ON d.id = f.device_id
+	WHERE f.rollout_uid = $1 AND d.last_seen < $2
+	AND NOT EXISTS (SELECT 1 FROM device_seen s WHERE s.id = f.device_id AND s.at >= $2)
+	AND NOT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = f.rollout_uid AND r.device_id = f.device_id)
+	GROUP BY f.wave`
+)
+
+// Advisory lock keys (one bigint space per database): enrollments share
+// one; each device has its own, hashed from its ID (a collision only makes
+// two devices wait for each other).
+var enrollLock = lockKey("otaflow/enroll")
+
+func deviceLock(id string) int64 { return lockKey("otaflow/device\x00" + id) }
+
+func lockKey(s string) int64 {
+	h := fnv.New64a()
+	h.Write([]byte(s))
+	return int64(h.Sum64())
+}
+
+// limit maps a Go limit to SQL: negative is no limit (as in SQLite), which
+// PostgreSQL spells NULL.
+func limit(n int) any {
+	if n < 0 {
+		return nil
+	}
+	return n
+}
+
+// batch is a pipelined list of statements (one round trip), each named
+// for errors.
+type batch struct {
+	b    pgx.Batch
+	what []string
+}
+
+func (b *batch) queue(what, sql string, args ...any) {
+	b.b.Queue(sql, args...)
+	b.what = append(b.what, what)
+}
+
+// exec runs the batch in tx, discarding results.
+func (b *batch) exec(ctx context.Context, tx pgx.Tx) error {
+	if len(b.what) == 0 {
+		return nil
+	}
+	br := tx.SendBatch(ctx, &b.b)
+	for _, what := range b.what {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return fmt.Errorf("postgres: %s: %w", what, err)
+		}
+	}
+	if err := br.Close(); err != nil {
+		return fmt.Errorf("postgres: %s: %w", b.what[len(b.what)-1], err)
+	}
+	return nil
+}
