@@ -294,7 +294,7 @@ func (a *Agent) getBlob(ctx context.Context, w *Work, offset int64) (io.Reader, 
 		}
 		req.Header.Set("If-Range", etag)
 	}
-	resp, err := a.cfg.HTTPClient.Do(req)
+	resp, err := a.blobClient().Do(req)
 	if err != nil {
 		return nil, nil, fmt.Errorf("%w: %v", errShortBody, err)
 	}
@@ -316,6 +316,26 @@ func (a *Agent) getBlob(ctx context.Context, w *Work, offset int64) (io.Reader, 
 		return nil, nil, fmt.Errorf("blob: %w", e)
 	}
 	return resp.Body, resp, nil
+}
+
+// blobClient is the configured client, except that a redirect (the OTA
+// server sending the device to a presigned object-store URL) never carries
+// the bearer token: net/http would forward it to another port or a
+// subdomain of the server, and a presigned URL must not see it.
+func (a *Agent) blobClient() *http.Client {
+	c := *a.cfg.HTTPClient
+	next := c.CheckRedirect
+	c.CheckRedirect = func(req *http.Request, via []*http.Request) error {
+		req.Header.Del("Authorization")
+		if next != nil {
+			return next(req, via)
+		}
+		if len(via) >= 10 {
+			return errors.New("stopped after 10 redirects")
+		}
+		return nil
+	}
+	return &c
 }
 
 func sameOrigin(u *url.URL, base string) bool {

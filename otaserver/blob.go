@@ -14,7 +14,8 @@ import (
 // blob serves GET/HEAD /v1/blobs/{digest} to devices holding an assignment
 // to it. Range, If-Range and If-None-Match are handled by
 // http.ServeContent against the strong ETag "<digest>"; the content never
-// changes, so resumed downloads are always consistent.
+// changes, so resumed downloads are always consistent. With
+// BlobRedirectTTL set, a GET is redirected to the object store instead.
 func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d := deviceFrom(ctx)
@@ -35,6 +36,10 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 		}
 		s.grants.add(d.ID, digest)
 	}
+	if s.presign != nil && r.Method == http.MethodGet {
+		s.redirectBlob(w, r, digest)
+		return
+	}
 	b, err := s.cfg.Blobs.Open(ctx, digest)
 	if errors.Is(err, blobstore.ErrNotFound) {
 		writeError(w, http.StatusNotFound, protov1.CodeNotFound, "blob not found")
@@ -52,4 +57,23 @@ func (s *Server) blob(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/octet-stream")
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	http.ServeContent(w, r, "", b.Info().ModTime, b)
+}
+
+// redirectBlob sends an authorized device to a short-lived presigned URL of
+// the object store (a CDN may sit in front of it), so the bytes do not pass
+// through the OTA server. The device repeats the request, Range and If-Range
+// included, at the object store; a resumed download asks the OTA server
+// again and gets a fresh URL, so the TTL only needs to cover one request.
+// The blob is not looked up first: it exists whenever a device holds an
+// assignment to it. HEAD is answered here, as the URL is signed for GET.
+func (s *Server) redirectBlob(w http.ResponseWriter, r *http.Request, digest string) {
+	u, err := s.presign.PresignGet(r.Context(), digest, s.cfg.BlobRedirectTTL)
+	if err != nil {
+		s.internal(w, r, "presign blob", err)
+		return
+	}
+	h := w.Header()
+	h.Set("Cache-Control", "no-store")
+	h.Set("Location", u.String())
+	w.WriteHeader(http.StatusTemporaryRedirect)
 }

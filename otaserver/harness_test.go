@@ -84,16 +84,34 @@ func newHarness(t testing.TB, rate float64) *harness {
 // test can interleave writes with a request's.
 func newHarnessWrapped(t testing.TB, rate float64, wrap func(devicestore.Store) devicestore.Store) *harness {
 	t.Helper()
+	return newHarnessWith(t, rate, harnessOptions{wrap: wrap})
+}
+
+// harnessOptions vary the server a harness runs.
+type harnessOptions struct {
+	// wrap wraps the server's store.
+	wrap func(devicestore.Store) devicestore.Store
+	// blobs replaces the filesystem blob store.
+	blobs blobstore.Store
+	// redirectTTL sets Config.BlobRedirectTTL.
+	redirectTTL time.Duration
+}
+
+func newHarnessWith(t testing.TB, rate float64, o harnessOptions) *harness {
+	t.Helper()
 	ctx := context.Background()
 	dir := t.TempDir()
+	wrap := o.wrap
 	store, err := sqlite.Open(ctx, filepath.Join(dir, "devices.db"), sqlite.Options{Synchronous: "NORMAL"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = store.Close() })
-	blobs, err := blobstore.NewFS(filepath.Join(dir, "blobs"))
-	if err != nil {
-		t.Fatal(err)
+	blobs := o.blobs
+	if blobs == nil {
+		if blobs, err = blobstore.NewFS(filepath.Join(dir, "blobs")); err != nil {
+			t.Fatal(err)
+		}
 	}
 	_, priv, _ := ed25519.GenerateKey(rand.Reader)
 	signer, err := assignment.NewSigner(priv)
@@ -128,7 +146,7 @@ func newHarnessWrapped(t testing.TB, rate float64, wrap func(devicestore.Store) 
 	s, err := otaserver.New(otaserver.Config{
 		Store: served, Catalog: h.cat, Cutoffs: h.cutoffs, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
-		DeviceRate: 1000, DeviceBurst: int(rate), Now: h.clock,
+		DeviceRate: 1000, DeviceBurst: int(rate), Now: h.clock, BlobRedirectTTL: o.redirectTTL,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -181,7 +199,7 @@ func (h *harness) rebuild() {
 	h.cat.set(catalog.Build([]otav1.Rollout{h.rollout}, []otav1.FirmwareRelease{h.release, h.previous}, h.keys))
 }
 
-func (h *harness) makeRelease(blobs *blobstore.FS, name, version string, secVer int64, img []byte) otav1.FirmwareRelease {
+func (h *harness) makeRelease(blobs blobstore.Store, name, version string, secVer int64, img []byte) otav1.FirmwareRelease {
 	t := h.t
 	key, _ := envelope.NewKey()
 	var enc bytes.Buffer

@@ -64,6 +64,10 @@ type Config struct {
 	// BlobWriteTimeout replaces the server's write timeout for blob
 	// downloads, which may be large and slow.
 	BlobWriteTimeout time.Duration
+	// BlobRedirectTTL, when set, answers authorized blob GETs with a 307
+	// to a presigned URL of the object store valid this long, instead of
+	// proxying the bytes (Blobs must implement blobstore.Presigner).
+	BlobRedirectTTL time.Duration
 	// SeenFlushInterval batches last-seen writes.
 	SeenFlushInterval time.Duration
 	// Now is the clock; time.Now when nil.
@@ -78,6 +82,7 @@ type Server struct {
 	offers  *offerLimiter
 	seen    *seenBatch
 	grants  *grantCache
+	presign blobstore.Presigner // nil: blobs are proxied
 	marks   *conflictMarks
 	vers    *versionCache
 	handler http.Handler
@@ -110,18 +115,27 @@ func New(cfg Config) (*Server, error) {
 	if cfg.SeenFlushInterval <= 0 {
 		cfg.SeenFlushInterval = time.Second
 	}
+	var presign blobstore.Presigner
+	if cfg.BlobRedirectTTL > 0 {
+		p, ok := cfg.Blobs.(blobstore.Presigner)
+		if !ok {
+			return nil, errors.New("otaserver: BlobRedirectTTL needs a blob store that presigns URLs (object storage)")
+		}
+		presign = p
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	s := &Server{
-		cfg:    cfg,
-		store:  timedStore{Store: cfg.Store, h: cfg.Metrics.StoreTime},
-		limits: newDeviceLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.Now),
-		offers: newOfferLimiter(cfg.Now),
-		seen:   newSeenBatch(),
-		grants: newGrantCache(1 << 20),
-		marks:  newConflictMarks(100_000),
-		vers:   newVersionCache(4096),
+		cfg:     cfg,
+		store:   timedStore{Store: cfg.Store, h: cfg.Metrics.StoreTime},
+		limits:  newDeviceLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.Now),
+		offers:  newOfferLimiter(cfg.Now),
+		seen:    newSeenBatch(),
+		grants:  newGrantCache(1 << 20),
+		presign: presign,
+		marks:   newConflictMarks(100_000),
+		vers:    newVersionCache(4096),
 	}
 	s.handler = s.routes()
 	return s, nil

@@ -17,6 +17,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -56,6 +57,14 @@ func New(base, id, typ, version string, labels map[string]string) (*Device, erro
 		Timeout: 30 * time.Second,
 		// The default transport, carrying the marks of contract.Exempt.
 		Transport: contract.Forward(http.DefaultTransport),
+		// A redirect to a presigned blob URL must not carry the token.
+		CheckRedirect: func(req *http.Request, via []*http.Request) error {
+			req.Header.Del("Authorization")
+			if len(via) >= 10 {
+				return errors.New("stopped after 10 redirects")
+			}
+			return nil
+		},
 	}}, nil
 }
 
@@ -152,6 +161,11 @@ func (d *Device) Verify(v *assignment.Verifier, s *assignment.Signed) (assignmen
 		return assignment.Assignment{}, fmt.Errorf("no assignment")
 	}
 	return v.Verify(*s, d.ID, time.Now(), time.Minute)
+}
+
+// Head sends an authenticated HEAD.
+func (d *Device) Head(ctx context.Context, path string, hdr map[string]string) (Response, error) {
+	return d.do(ctx, http.MethodHead, path, nil, hdr)
 }
 
 // Get fetches a path (such as a blob) with extra headers.
