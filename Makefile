@@ -22,7 +22,7 @@ all: build
 
 .PHONY: manifests
 manifests: ## Generate CRDs and RBAC (manager and OTA server roles) from markers.
-	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." \
+	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./api/..." paths="./controllers/..." paths="./cmd/manager/..." \
 		output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac
 	$(CONTROLLER_GEN) rbac:roleName=otaserver-role paths="./otaserver/..." output:rbac:artifacts:config=config/rbac/otaserver
 

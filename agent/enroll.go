@@ -52,8 +52,14 @@ func (a *Agent) enroll(ctx context.Context) error {
 		return fmt.Errorf("enroll: %w", err)
 	}
 	var er protov1.EnrollResponse
-	if err := json.Unmarshal(r.Body, &er); err != nil || er.Token == "" {
-		return fmt.Errorf("enroll: malformed answer")
+	if err := json.Unmarshal(r.Body, &er); err != nil {
+		return fmt.Errorf("enroll: malformed answer: %w", err)
+	}
+	if er.DeviceID != a.cfg.DeviceID {
+		return fmt.Errorf("enroll: the answer is for device %q, not %q", er.DeviceID, a.cfg.DeviceID)
+	}
+	if !bearerToken(er.Token) {
+		return fmt.Errorf("enroll: the answer's token is not a bearer token (1 to %d characters of RFC 6750's token68)", protov1.MaxTokenLen)
 	}
 	if er.AssignmentKeyID != "" && er.AssignmentKeyID != a.verifier.KeyID() {
 		// Not fatal (the key ID is not authenticated), but every
@@ -81,4 +87,19 @@ func (a *Agent) authed(ctx context.Context, method, path string, body any) (resp
 		return response{}, err
 	}
 	return a.call(ctx, method, path, body, true)
+}
+
+// bearerToken reports whether t can be sent as "Authorization: Bearer t"
+// (RFC 6750 b64token) within the protocol's length limit.
+func bearerToken(t string) bool {
+	if t == "" || len(t) > protov1.MaxTokenLen {
+		return false
+	}
+	for i := 0; i < len(t); i++ {
+		c := t[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
+			return false
+		}
+	}
+	return true
 }

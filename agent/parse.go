@@ -91,14 +91,14 @@ func VerifyAssignment(v *assignment.Verifier, u protov1.UpdateResponse, e Expect
 		case errors.Is(err, assignment.ErrNotYetValid):
 			code = RefuseNotYetValid
 		}
-		// Validate names an unknown suite as `suite "x", want "otaflow-enc/v1"`;
-		// a missing or duplicate "suite" field stays malformed.
-		if code == RefuseMalformed && strings.Contains(err.Error(), "suite \"") {
+		// A missing or duplicate "suite" field stays malformed.
+		if code == RefuseMalformed && errors.Is(err, assignment.ErrUnsupportedSuite) {
 			code = RefuseSuite
 		}
 		return assignment.Assignment{}, &Refusal{Code: code, Err: fmt.Errorf("assignment refused: %w", err)}
 	}
-	if e.Nonce != "" && !strings.EqualFold(a.Nonce, e.Nonce) {
+	// The server echoes the nonce byte for byte.
+	if e.Nonce != "" && a.Nonce != e.Nonce {
 		return a, refuse(RefuseNonce, "assignment refused: nonce %q is not the nonce this check sent", a.Nonce)
 	}
 	if u.Action != protov1.ActionCommit && a.SecurityVersion < e.SecurityFloor {

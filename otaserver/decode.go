@@ -1,8 +1,6 @@
 package otaserver
 
 import (
-	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +8,7 @@ import (
 	"net/http"
 
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
+	"github.com/otaflow/otaflow/protocol/v1/strictjson"
 )
 
 // decodeJSON reads a JSON object strictly (no unknown fields, nothing after
@@ -37,16 +36,12 @@ func decodeJSON(w http.ResponseWriter, r *http.Request, v any) bool {
 	return true
 }
 
-// unmarshalStrict decodes one JSON object, refusing unknown fields and
-// trailing data.
+// unmarshalStrict decodes one JSON object exactly as the protocol spells
+// it (protocol/v1/strictjson): exact field names, no duplicates, no nulls,
+// nothing after it.
 func unmarshalStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
+	if err := strictjson.Unmarshal(body, v); err != nil {
 		return fmt.Errorf("malformed JSON: %w", err)
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("malformed JSON: data after the object")
 	}
 	return nil
 }

@@ -1,12 +1,40 @@
 package otaserver
 
 import (
+	"crypto/tls"
+	"fmt"
 	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 )
+
+// The metrics endpoint checks its callers with the API server (TokenReview
+// for who, SubjectAccessReview for GET /metrics), as controller-runtime's
+// filters.WithAuthenticationAndAuthorization does for the manager.
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
+// ReloadingTLSConfig is the device API's TLS configuration: it serves the
+// certificate and key in certFile and keyFile, and whatever replaces them,
+// without a restart. cert-manager renews device certificates (every 60 days
+// with config/certmanager) and kubelet rewrites the mounted Secret by
+// swapping a symlink; the watcher sees both that and a plain rewrite
+// (fsnotify, and a re-read every 10 s in case an event is missed). A pair
+// that does not parse, or a certificate written before its key, is ignored
+// and the last good pair keeps being served.
+//
+// Run the returned watcher (Start) for as long as the server serves.
+func ReloadingTLSConfig(certFile, keyFile string) (*tls.Config, *certwatcher.CertWatcher, error) {
+	w, err := certwatcher.New(certFile, keyFile)
+	if err != nil {
+		return nil, nil, fmt.Errorf("device TLS certificate: %w", err)
+	}
+	return &tls.Config{MinVersion: tls.VersionTLS12, GetCertificate: w.GetCertificate}, w, nil
+}
 
 // HTTPLimits bound what one connection may cost the device API's
 // http.Server: a client that is slow to send its headers or body, or that

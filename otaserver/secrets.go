@@ -13,14 +13,31 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
+// The OTA server's RBAC (config/rbac/otaserver/role.yaml is generated from
+// these markers; docs/security.md explains each rule).
+//
+// Releases and rollouts: an informer cache (catalog); status: server-side
+// apply of the counters (reporter).
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=firmwarereleases;rollouts,verbs=get;list;watch
-// +kubebuilder:rbac:groups=ota.otaflow.io,resources=rollouts/status,verbs=get;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch
-// (config/rbac/otaserver_role.yaml holds the same rules, hand-written.)
+// +kubebuilder:rbac:groups=ota.otaflow.io,resources=rollouts/status,verbs=patch
+//
+// Secrets, cluster-wide: GET by name only. Content keys live in the
+// releases' namespaces (catalog/keys.go reads each by name), the signing key
+// in the server's own. No list or watch: those would expose every Secret of
+// the cluster, and RBAC cannot narrow them to the content-key label.
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get
+//
+// The enrollment Secret: a watch narrowed to its name (a metadata.name field
+// selector, which the API server authorizes against resourceNames), in the
+// server's own namespace (kustomize sets it). A different
+// --enrollment-secret needs this Role's resourceNames changed too.
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,resourceNames=otaflow-enrollment-tokens,verbs=get;list;watch
 
 // WatchTokenSecret keeps set equal to the data of one Secret (the
 // enrollment tokens) until ctx ends. It blocks until the first sync; a
-// missing Secret means no device can enroll.
+// missing Secret means no device can enroll. The list and watch carry a
+// metadata.name field selector, so RBAC can grant them for this one Secret
+// (resourceNames) rather than for every Secret of the namespace.
 func WatchTokenSecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string, set *TokenSet, onChange func(n int)) error {
 	c, err := cache.New(cfg, cache.Options{
 		Scheme:            scheme,

@@ -4,6 +4,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
@@ -19,20 +20,30 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
-	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/blobstore/blobopen"
 	"github.com/otaflow/otaflow/internal/fetch"
 )
 
+// Secure metrics: the manager asks the API server who a scraper is and
+// whether it may GET /metrics (controller-runtime's filter).
+// +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
+
 type options struct {
 	metricsAddr, probeAddr string
+	metricsSecure          bool
+	metricsCertDir         string
+	enableHTTP2            bool
 	leaderElect            bool
 	leaderElectionNS       string
 	namespaces             string
 	blobDir                string
+	blobStore              string
 	maxImageSize           int64
 	fetchTimeout           time.Duration
 	retryBase, retryMax    time.Duration
@@ -42,11 +53,15 @@ type options struct {
 func main() {
 	var o options
 	flag.StringVar(&o.metricsAddr, "metrics-bind-address", ":8080", "Address of the Prometheus metrics endpoint; 0 disables it.")
-	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes.")
+	flag.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve metrics over HTTPS to callers the API server authenticates and authorizes for GET /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP (local use only).")
+	flag.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for --metrics-secure, reloaded when they change (empty: a self-signed certificate).")
+	flag.BoolVar(&o.enableHTTP2, "enable-http2", false, "Allow HTTP/2 on the metrics endpoint (off: HTTP/2 rapid reset, CVE-2023-44487).")
+	flag.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address of the /healthz and /readyz probes (plain HTTP, no authentication: kubelet probes carry no token).")
 	flag.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader, so only one replica reconciles.")
 	flag.StringVar(&o.leaderElectionNS, "leader-election-namespace", "", "Namespace of the leader election Lease (default: the pod's).")
 	flag.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces to watch; empty watches all.")
-	flag.StringVar(&o.blobDir, "blob-dir", "/var/lib/otaflow/blobs", "Directory of the encrypted blob store, shared with the OTA server.")
+	flag.StringVar(&o.blobDir, "blob-dir", "/var/lib/otaflow/blobs", "Directory of the encrypted blob store, shared with the OTA server (ignored when --blob-store is set).")
+	flag.StringVar(&o.blobStore, "blob-store", "", "Blob store URL: a directory (file:///path) or object storage (s3://bucket/prefix?endpoint=host:port&region=…; credentials from AWS_* variables or *_file parameters, docs/object-storage.md). Empty: --blob-dir.")
 	flag.Int64Var(&o.maxImageSize, "max-image-size", 2<<30, "Largest firmware image accepted, in bytes.")
 	flag.DurationVar(&o.fetchTimeout, "fetch-timeout", 30*time.Minute, "Time limit for fetching, verifying and encrypting one image.")
 	flag.DurationVar(&o.retryBase, "retry-base-delay", 2*time.Second, "First retry delay after a transient failure (doubles each time).")
@@ -72,9 +87,13 @@ func run(ctx context.Context, o options) error {
 	if o.maxImageSize <= 0 {
 		return fmt.Errorf("--max-image-size must be positive, got %d", o.maxImageSize)
 	}
-	blobs, err := blobstore.NewFS(o.blobDir)
+	blobURL := o.blobStore
+	if blobURL == "" {
+		blobURL = o.blobDir
+	}
+	blobs, err := blobopen.Open(ctx, blobURL)
 	if err != nil {
-		return fmt.Errorf("open blob store %s: %w", o.blobDir, err)
+		return fmt.Errorf("open blob store: %w", err)
 	}
 
 	cacheOpts := cache.Options{}
@@ -86,10 +105,18 @@ func run(ctx context.Context, o options) error {
 			}
 		}
 	}
+	metricsOpts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.metricsSecure}
+	if o.metricsSecure {
+		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+		metricsOpts.CertDir = o.metricsCertDir // empty: controller-runtime's self-signed certificate
+		if !o.enableHTTP2 {
+			metricsOpts.TLSOpts = append(metricsOpts.TLSOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
+		}
+	}
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
 		Cache:                   cacheOpts,
-		Metrics:                 metricsserver.Options{BindAddress: o.metricsAddr},
+		Metrics:                 metricsOpts,
 		HealthProbeBindAddress:  o.probeAddr,
 		LeaderElection:          o.leaderElect,
 		LeaderElectionID:        "otaflow-manager.ota.otaflow.io",
@@ -136,6 +163,6 @@ func run(ctx context.Context, o options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	log.Info("starting manager", "blobDir", o.blobDir, "namespaces", o.namespaces)
+	log.Info("starting manager", "blobStore", blobURL, "namespaces", o.namespaces)
 	return mgr.Start(ctx)
 }

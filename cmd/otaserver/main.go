@@ -23,9 +23,14 @@ import (
 
 type options struct {
 	deviceAddr, metricsAddr  string
+	probeAddr                string
+	metricsSecure            bool
+	metricsCertDir           string
 	tlsCert, tlsKey          string
 	insecureHTTP             bool
 	dataDir, blobDir         string
+	blobStore                string
+	blobRedirectTTL          time.Duration
 	storeDSN                 string
 	namespace, namespaces    string
 	enrollSecret             string
@@ -46,12 +51,17 @@ func main() {
 	var o options
 	fs := flag.CommandLine
 	fs.StringVar(&o.deviceAddr, "device-bind-address", ":8443", "Address of the device API.")
-	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics, /healthz and /readyz.")
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", ":9090", "Address of /metrics (and of /healthz and /readyz unless --health-probe-bind-address is set).")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", "", "Address of /healthz and /readyz over plain HTTP (empty: served on --metrics-bind-address). Probes never need a token.")
+	fs.BoolVar(&o.metricsSecure, "metrics-secure", true, "Serve /metrics over HTTPS to callers the API server authenticates and authorizes for GET /metrics (TokenReview, SubjectAccessReview); false serves plain HTTP (local use only).")
+	fs.StringVar(&o.metricsCertDir, "metrics-cert-dir", "", "Directory with tls.crt and tls.key for --metrics-secure, reloaded when they change (empty: a self-signed certificate).")
 	fs.StringVar(&o.tlsCert, "tls-cert-file", "", "PEM certificate (chain) of the device API.")
 	fs.StringVar(&o.tlsKey, "tls-key-file", "", "PEM private key of the device API.")
 	fs.BoolVar(&o.insecureHTTP, "insecure-http", false, "Serve the device API over plain HTTP (local use only).")
 	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/otaflow", "Data volume shared with the manager.")
-	fs.StringVar(&o.blobDir, "blob-dir", "", "Encrypted blob store (default <data-dir>/blobs, as the manager writes it).")
+	fs.StringVar(&o.blobDir, "blob-dir", "", "Encrypted blob store directory (default <data-dir>/blobs, as the manager writes it; ignored when --blob-store is set).")
+	fs.StringVar(&o.blobStore, "blob-store", "", "Blob store URL, as the manager's: a directory (file:///path) or object storage (s3://bucket/prefix?endpoint=host:port&region=…; docs/object-storage.md). Empty: --blob-dir.")
+	fs.DurationVar(&o.blobRedirectTTL, "blob-redirect-ttl", 0, "With object storage: answer authorized blob downloads with a redirect to a presigned URL valid this long (e.g. 2m) instead of proxying the bytes; 0 proxies.")
 	fs.StringVar(&o.storeDSN, "store-dsn", "", "Device store: sqlite:///path/devices.db (default sqlite://<data-dir>/otaserver/devices.db); ?synchronous=NORMAL trades power-loss durability for speed.")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The server's own namespace (enrollment and signing-key Secrets).")
 	fs.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces of Rollouts and releases to serve; empty serves all.")
@@ -125,8 +135,14 @@ func (o *options) validate() error {
 	case o.deviceRate <= 0 || o.deviceBurst < 1:
 		return errors.New("--device-rate must be positive and --device-burst at least 1")
 	}
+	if o.blobRedirectTTL < 0 || (o.blobRedirectTTL > 0 && o.blobRedirectTTL < time.Second) {
+		return errors.New("--blob-redirect-ttl must be 0 or at least 1s")
+	}
 	if o.blobDir == "" {
 		o.blobDir = o.dataDir + "/blobs"
+	}
+	if o.blobStore == "" {
+		o.blobStore = o.blobDir
 	}
 	if o.storeDSN == "" {
 		o.storeDSN = "sqlite://" + o.dataDir + "/otaserver/devices.db"

@@ -6,11 +6,13 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -23,14 +25,17 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	certutil "k8s.io/client-go/util/cert"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/certwatcher"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
-	"github.com/otaflow/otaflow/internal/blobstore"
-	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/blobstore/blobopen"
 	"github.com/otaflow/otaflow/internal/devicestore/devindex"
-	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
+	"github.com/otaflow/otaflow/internal/devicestore/storeopen"
 	"github.com/otaflow/otaflow/internal/memlimit"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
@@ -61,9 +66,9 @@ func run(ctx context.Context, o options) error {
 	}
 
 	opened := time.Now()
-	store, err := openStore(ctx, o.storeDSN)
+	store, err := storeopen.Open(ctx, o.storeDSN)
 	if err != nil {
-		return err
+		return fmt.Errorf("--store-dsn: %w", err)
 	}
 	if ix, ok := store.(interface{ IndexStats() devindex.Stats }); ok {
 		st := ix.IndexStats()
@@ -74,9 +79,9 @@ func run(ctx context.Context, o options) error {
 			log.Error(err, "close device store")
 		}
 	}()
-	blobs, err := blobstore.NewFS(o.blobDir)
+	blobs, err := blobopen.Open(ctx, o.blobStore)
 	if err != nil {
-		return fmt.Errorf("open blob store %s: %w", o.blobDir, err)
+		return fmt.Errorf("open blob store: %w", err)
 	}
 	key, err := loadSigningKey(ctx, o, k8s)
 	if err != nil {
@@ -124,6 +129,7 @@ func run(ctx context.Context, o options) error {
 		Store: store, Catalog: cat, Cutoffs: rep, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(reg), Log: log.WithName("devices"), PublicURL: o.publicURL,
 		AssignmentTTL: o.assignmentTTL, DeviceRate: rate.Limit(o.deviceRate), DeviceBurst: o.deviceBurst,
+		BlobRedirectTTL: o.blobRedirectTTL,
 	})
 	if err != nil {
 		return err
@@ -132,13 +138,18 @@ func run(ctx context.Context, o options) error {
 	g.Go(func() error { return srv.Run(gctx) })
 
 	devices := otaserver.NewHTTPServer(o.deviceAddr, srv.Handler(), o.httpLimits)
-	devices.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
-	ops := &http.Server{
-		Addr:              o.metricsAddr,
-		Handler:           opsHandler(reg, store),
-		ReadHeaderTimeout: 5 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       60 * time.Second,
+	if !o.insecureHTTP {
+		// Reloaded from the files on rotation, without a restart.
+		tlsCfg, certs, err := otaserver.ReloadingTLSConfig(o.tlsCert, o.tlsKey)
+		if err != nil {
+			return err
+		}
+		devices.TLSConfig = tlsCfg
+		g.Go(func() error { return certs.Start(gctx) })
+	}
+	ops, err := opsServers(gctx, g, o, cfg, reg, readyChecks{"store": store.Ping, "catalog": func(context.Context) error { return cat.Ready() }})
+	if err != nil {
+		return err
 	}
 	serve := func(s *http.Server, tlsOn bool, maxConns int) func() error {
 		return func() error {
@@ -150,7 +161,7 @@ func run(ctx context.Context, o options) error {
 				ln = otaserver.LimitListener(ln, maxConns)
 			}
 			if tlsOn {
-				err = s.ServeTLS(ln, o.tlsCert, o.tlsKey)
+				err = s.ServeTLS(ln, "", "") // certificates from s.TLSConfig
 			} else {
 				err = s.Serve(ln)
 			}
@@ -164,40 +175,21 @@ func run(ctx context.Context, o options) error {
 		log.Info("WARNING: serving the device API over plain HTTP; use TLS outside local testing")
 	}
 	g.Go(serve(devices, !o.insecureHTTP, o.httpLimits.MaxConnections))
-	g.Go(serve(ops, false, 0))
+	for _, s := range ops {
+		g.Go(serve(s, s.TLSConfig != nil, 0))
+	}
 	g.Go(func() error {
 		<-gctx.Done()
 		sctx, scancel := context.WithTimeout(context.Background(), o.shutdownTimeout)
 		defer scancel()
-		return errors.Join(devices.Shutdown(sctx), ops.Shutdown(sctx))
+		errs := []error{devices.Shutdown(sctx)}
+		for _, s := range ops {
+			errs = append(errs, s.Shutdown(sctx))
+		}
+		return errors.Join(errs...)
 	})
-	log.Info("serving devices", "address", o.deviceAddr, "tls", !o.insecureHTTP, "blobDir", o.blobDir, "namespaces", namespaces)
+	log.Info("serving devices", "address", o.deviceAddr, "tls", !o.insecureHTTP, "blobStore", o.blobStore, "namespaces", namespaces)
 	return g.Wait()
-}
-
-// openStore opens the store named by a DSN; only sqlite:// exists so far.
-func openStore(ctx context.Context, dsn string) (devicestore.Store, error) {
-	u, err := url.Parse(dsn)
-	if err != nil {
-		return nil, fmt.Errorf("--store-dsn: %w", err)
-	}
-	switch u.Scheme {
-	case "sqlite":
-		path := u.Host + u.Path
-		if path == "" {
-			return nil, errors.New("--store-dsn: sqlite:///path/to/devices.db needs a path")
-		}
-		if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
-			return nil, fmt.Errorf("device store directory: %w", err)
-		}
-		s, err := sqlite.Open(ctx, path, sqlite.Options{Synchronous: strings.ToUpper(u.Query().Get("synchronous"))})
-		if err != nil {
-			return nil, fmt.Errorf("open device store: %w", err)
-		}
-		return s, nil
-	default:
-		return nil, fmt.Errorf("--store-dsn: unsupported store %q (supported: sqlite)", u.Scheme)
-	}
 }
 
 // loadSigningKey reads the assignment signing key once at start.
@@ -228,18 +220,115 @@ func loadSigningKey(ctx context.Context, o options, c client.Client) (crypto.Sig
 	return k, nil
 }
 
-func opsHandler(reg *prometheus.Registry, store devicestore.Store) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
-	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := store.Ping(ctx); err != nil {
-			http.Error(w, "device store unavailable", http.StatusServiceUnavailable)
-			return
+// readyChecks are what /readyz checks, by name: a replica is ready when
+// its device store answers and its catalog has loaded releases, rollouts
+// and content keys. The API server is not checked: an outage of it must
+// not take every replica out of the Service while the cached state can
+// still be served.
+type readyChecks map[string]func(context.Context) error
+
+// ServeHTTP answers 200 when every check passes, else 503, listing each
+// check as Kubernetes components do ("[+]store ok", "[-]catalog failed").
+// The probe port needs no token, so errors go to the log, not the answer.
+func (rc readyChecks) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	names := slices.Sorted(maps.Keys(rc))
+	var out strings.Builder
+	failed := false
+	for _, name := range names {
+		if err := rc[name](ctx); err != nil {
+			failed = true
+			fmt.Fprintf(&out, "[-]%s failed\n", name)
+			ctrl.Log.WithName("readyz").Info("not ready", "check", name, "error", err.Error())
+		} else {
+			fmt.Fprintf(&out, "[+]%s ok\n", name)
 		}
-		_, _ = w.Write([]byte("ok"))
-	})
-	return mux
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	if failed {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_, _ = io.WriteString(w, out.String())
+}
+
+// opsServers returns the servers of /metrics, /healthz and /readyz. With
+// --metrics-secure, /metrics is HTTPS and only for callers the API server
+// authenticates and authorizes for GET /metrics (controller-runtime's
+// filter, as the manager uses); the probes stay open because kubelet
+// probes carry no token, and they tell nothing but ok or not. Certificate
+// watchers run in g.
+func opsServers(ctx context.Context, g *errgroup.Group, o options, cfg *rest.Config, reg *prometheus.Registry, ready readyChecks) ([]*http.Server, error) {
+	probes := http.NewServeMux()
+	probes.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })
+	probes.Handle("/readyz", ready)
+	newServer := func(addr string, h http.Handler) *http.Server {
+		return &http.Server{
+			Addr: addr, Handler: h,
+			ReadHeaderTimeout: 5 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: 60 * time.Second,
+		}
+	}
+
+	var metrics http.Handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	var tlsCfg *tls.Config
+	if o.metricsSecure {
+		httpClient, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			return nil, fmt.Errorf("metrics authorization client: %w", err)
+		}
+		filter, err := filters.WithAuthenticationAndAuthorization(cfg, httpClient)
+		if err != nil {
+			return nil, fmt.Errorf("metrics authorization: %w", err)
+		}
+		if metrics, err = filter(ctrl.Log.WithName("metrics"), metrics); err != nil {
+			return nil, fmt.Errorf("metrics authorization: %w", err)
+		}
+		if tlsCfg, err = metricsTLS(ctx, g, o.metricsCertDir); err != nil {
+			return nil, err
+		}
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", metrics)
+	if o.probeAddr == "" {
+		mux.Handle("/", probes)
+	}
+	ms := newServer(o.metricsAddr, mux)
+	if tlsCfg != nil {
+		ms.TLSConfig = tlsCfg
+		// HTTP/1.1 only, as controller-runtime's metrics servers in
+		// kubebuilder projects: no HTTP/2 rapid-reset exposure.
+		ms.TLSNextProto = map[string]func(*http.Server, *tls.Conn, http.Handler){}
+	}
+	servers := []*http.Server{ms}
+	if o.probeAddr != "" {
+		servers = append(servers, newServer(o.probeAddr, probes))
+	}
+	return servers, nil
+}
+
+// metricsTLS serves the certificate in certDir (reloaded on change) or, as
+// controller-runtime's metrics server does, a self-signed one: scrapers
+// authenticate with a token, so the certificate only encrypts.
+func metricsTLS(ctx context.Context, g *errgroup.Group, certDir string) (*tls.Config, error) {
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: []string{"http/1.1"}}
+	if certDir != "" {
+		w, err := certwatcher.New(filepath.Join(certDir, "tls.crt"), filepath.Join(certDir, "tls.key"))
+		if err != nil {
+			return nil, fmt.Errorf("metrics certificate: %w", err)
+		}
+		g.Go(func() error { return w.Start(ctx) })
+		cfg.GetCertificate = w.GetCertificate
+		return cfg, nil
+	}
+	crt, key, err := certutil.GenerateSelfSignedCertKey("localhost", []net.IP{net.IPv4(127, 0, 0, 1)}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("metrics certificate: %w", err)
+	}
+	pair, err := tls.X509KeyPair(crt, key)
+	if err != nil {
+		return nil, fmt.Errorf("metrics certificate: %w", err)
+	}
+	cfg.Certificates = []tls.Certificate{pair}
+	return cfg, nil
 }

@@ -377,6 +377,8 @@ func genAssignments(t *testing.T) any {
 		// Device policy after the signature checks.
 		{name: "wrong-nonce", desc: "the payload's nonce is not the one the check sent (a replayed answer)", expect: agent.RefuseNonce, verifier: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) { d.Nonce = "0123456789abcdef0123456789abcdef" }},
+		{name: "nonce-other-case", desc: "the payload's nonce is the check's nonce in uppercase: nonces are echoed byte for byte and compared exactly", expect: agent.RefuseNonce, verifier: Accept,
+			mod: func(a *assignment.Assignment, d *deviceState) { a.Nonce = strings.ToUpper(deviceNonce) }},
 		{name: "below-floor", desc: "install with securityVersion 5 on a device whose floor is 6", expect: agent.RefuseBelowFloor, verifier: Accept,
 			mod: func(a *assignment.Assignment, d *deviceState) { d.SecurityFloor = 6 }},
 		{name: "rollback-below-floor", desc: "rollback to securityVersion 4 on a device whose floor is 5", expect: agent.RefuseBelowFloor, verifier: Accept, action: protov1.ActionRollback,
@@ -430,6 +432,7 @@ func genAssignments(t *testing.T) any {
 		{name: "digest-uppercase", desc: "plainSHA256 in uppercase hex: digests are 64 lowercase hex characters", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed,
 			raw: setRaw("plainSHA256", `"`+strings.ToUpper(hexSum(plain))+`"`)},
 		{name: "security-version-negative", desc: "securityVersion -1", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed, raw: setRaw("securityVersion", "-1")},
+		{name: "security-version-too-large", desc: "securityVersion 4294967296: security versions are 32-bit (0 to 4294967295)", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed, raw: setRaw("securityVersion", "4294967296")},
 		{name: "security-version-not-integer", desc: "securityVersion 5.0: integers only", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed, raw: setRaw("securityVersion", "5.0")},
 		{name: "security-version-string", desc: "securityVersion \"5\": a string, not a number", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed, raw: setRaw("securityVersion", `"5"`)},
 		{name: "expires-not-after-issued", desc: "expiresAt equals issuedAt", expect: agent.RefuseMalformed, verifier: agent.RefuseMalformed,

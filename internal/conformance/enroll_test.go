@@ -26,6 +26,7 @@ import (
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/strictjson"
 )
 
 const (
@@ -215,6 +216,11 @@ func genEnroll(t *testing.T) any {
 		{name: "security-floor-string", desc: "securityFloor as the string \"4\"", expect: "malformed_json", raw: func(b []byte) []byte { return edit(t, b, "securityFloor", `"4"`, false) }},
 		{name: "security-floor-fraction", desc: "securityFloor 4.5", expect: "malformed_json", raw: func(b []byte) []byte { return edit(t, b, "securityFloor", `4.5`, false) }},
 		{name: "labels-not-strings", desc: "a label value that is a number", expect: "malformed_json", raw: func(b []byte) []byte { return edit(t, b, "labels", `{"region":1}`, false) }},
+		{name: "field-name-case", desc: "\"DeviceID\" instead of \"deviceID\": field names match case-sensitively", expect: "malformed_json",
+			raw: func(b []byte) []byte { return bytes.Replace(b, []byte(`"deviceID"`), []byte(`"DeviceID"`), 1) }},
+		{name: "duplicate-field", desc: "deviceID twice", expect: "malformed_json",
+			raw: func(b []byte) []byte { return bytes.Replace(b, []byte(`{`), []byte(`{"deviceID":"sensor-other",`), 1) }},
+		{name: "labels-null", desc: "labels: null (leave the field out instead)", expect: "malformed_json", raw: func(b []byte) []byte { return edit(t, b, "labels", "null", false) }},
 		{name: "trailing-data", desc: "a second JSON object after the request", expect: "malformed_json", rawBody: true, raw: func(b []byte) []byte { return append(b, []byte("{}")...) }},
 		{name: "not-an-object", desc: "the request inside a JSON array", expect: "malformed_json", rawBody: true, raw: func(b []byte) []byte { return append(append([]byte("["), b...), ']') }},
 		// Known device.
@@ -333,9 +339,7 @@ func TestEnroll(t *testing.T) {
 
 			// The server's validation function on the decoded request.
 			var req protov1.EnrollRequest
-			dec := json.NewDecoder(bytes.NewReader(body))
-			dec.DisallowUnknownFields()
-			if err := dec.Decode(&req); err == nil && !dec.More() && v.RawBody == nil {
+			if err := strictjson.Unmarshal(body, &req); err == nil && v.RawBody == nil {
 				_, verr := req.Validate()
 				switch {
 				case v.Expect == "malformed_json":
@@ -380,7 +384,7 @@ func TestEnroll(t *testing.T) {
 				return
 			}
 			var got protov1.EnrollResponse
-			dec = json.NewDecoder(rec.Body)
+			dec := json.NewDecoder(rec.Body)
 			dec.DisallowUnknownFields()
 			if err := dec.Decode(&got); err != nil {
 				t.Fatal(err)

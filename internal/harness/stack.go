@@ -225,6 +225,7 @@ func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error
 			"--insecure-http", // loopback only
 			fmt.Sprintf("--device-bind-address=127.0.0.1:%d", devPort),
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+			"--metrics-secure=false", // loopback only
 			"--public-url=" + s.ServerURL,
 			"--data-dir=" + s.dataDir(),
 			"--namespace=" + s.Opts.Namespace,

@@ -61,3 +61,7 @@ func Start() (*Env, error) {
 
 // Stop shuts the control plane down.
 func (e *Env) Stop() error { return e.env.Stop() }
+
+// Kubeconfig is a kubeconfig file for the control plane's admin user
+// (system:masters), for tools such as kubectl.
+func (e *Env) Kubeconfig() []byte { return e.env.KubeConfig }

@@ -1,31 +1,35 @@
-// Package catalog is the OTA server's informer cache of FirmwareReleases,
-// Rollouts and their content-key Secrets. Requests read an immutable,
+// Package catalog is the OTA server's view of FirmwareReleases, Rollouts
+// and their content keys. Releases and rollouts come from an informer
+// cache; content keys from a GET per key Secret (keys.go), so the server
+// needs no list or watch of Secrets. Requests read an immutable,
 // precompiled Snapshot (rollouts ordered oldest first, selectors compiled,
-// content keys in memory); informer events only mark it stale, and the
-// next reader rebuilds it. No request ever calls the API server.
+// content keys in memory); events only mark it stale, and the next reader
+// rebuilds it. No request ever calls the API server.
 package catalog
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/labels"
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
-	"k8s.io/apimachinery/pkg/selection"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 )
 
-// Catalog serves snapshots built from an informer cache.
+// Catalog serves snapshots built from an informer cache and the key loader.
 type Catalog struct {
 	cache cache.Cache
+	keys  *keyLoader
 	mu    sync.Mutex // serializes rebuilds
 	snap  atomic.Pointer[Snapshot]
 	stale atomic.Bool
@@ -33,19 +37,24 @@ type Catalog struct {
 	gen atomic.Uint64
 }
 
-// New creates a catalog watching namespaces (all when empty). Only
-// content-key Secrets (labelled with their release's UID) are cached.
+// Options tune a Catalog; the zero value is what cmd/otaserver uses.
+type Options struct {
+	// KeyTTL is how long a content key read from its Secret is used before
+	// it is read again (DefaultKeyTTL when zero).
+	KeyTTL time.Duration
+	// Log receives key read errors (default: controller-runtime's logger,
+	// named "catalog").
+	Log logr.Logger
+}
+
+// New creates a catalog watching namespaces (all when empty).
 func New(cfg *rest.Config, scheme *runtime.Scheme, namespaces []string) (*Catalog, error) {
-	hasUID, err := labels.NewRequirement(otav1.LabelReleaseUID, selection.Exists, nil)
-	if err != nil {
-		return nil, fmt.Errorf("catalog: key Secret selector: %w", err)
-	}
-	opts := cache.Options{
-		Scheme: scheme,
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.NewSelector().Add(*hasUID)},
-		},
-	}
+	return NewWithOptions(cfg, scheme, namespaces, Options{})
+}
+
+// NewWithOptions is New with options.
+func NewWithOptions(cfg *rest.Config, scheme *runtime.Scheme, namespaces []string, o Options) (*Catalog, error) {
+	opts := cache.Options{Scheme: scheme}
 	if len(namespaces) > 0 {
 		opts.DefaultNamespaces = map[string]cache.Config{}
 		for _, ns := range namespaces {
@@ -56,33 +65,90 @@ func New(cfg *rest.Config, scheme *runtime.Scheme, namespaces []string) (*Catalo
 	if err != nil {
 		return nil, fmt.Errorf("catalog: create cache: %w", err)
 	}
+	// A plain client: Get goes to the API server, nothing is cached.
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return nil, fmt.Errorf("catalog: create client: %w", err)
+	}
+	if o.KeyTTL <= 0 {
+		o.KeyTTL = DefaultKeyTTL
+	}
 	cat := &Catalog{cache: c}
+	cat.keys = newKeyLoader(direct, o.KeyTTL, func() { cat.stale.Store(true) })
+	cat.keys.log = o.Log
+	if o.Log.GetSink() == nil {
+		cat.keys.log = ctrllog.Log.WithName("catalog")
+	}
 	cat.snap.Store(Build(nil, nil, nil))
 	cat.stale.Store(true)
 	return cat, nil
 }
 
-// Start registers event handlers and runs the informers until ctx ends.
+// Start registers event handlers, runs the informers and, once they have
+// synced, the key loader, until ctx ends.
 func (c *Catalog) Start(ctx context.Context) error {
 	mark := toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    func(any) { c.stale.Store(true) },
 		UpdateFunc: func(any, any) { c.stale.Store(true) },
 		DeleteFunc: func(any) { c.stale.Store(true) },
 	}
-	for _, obj := range []client.Object{&otav1.Rollout{}, &otav1.FirmwareRelease{}, &corev1.Secret{}} {
+	// A release event may name a new key Secret: read it now.
+	markAndLoad := toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { c.stale.Store(true); c.keys.poke() },
+		UpdateFunc: func(any, any) { c.stale.Store(true); c.keys.poke() },
+		DeleteFunc: func(any) { c.stale.Store(true); c.keys.poke() },
+	}
+	for obj, h := range map[client.Object]toolscache.ResourceEventHandlerFuncs{&otav1.Rollout{}: mark, &otav1.FirmwareRelease{}: markAndLoad} {
 		inf, err := c.cache.GetInformer(ctx, obj)
 		if err != nil {
 			return fmt.Errorf("catalog: informer for %T: %w", obj, err)
 		}
-		if _, err := inf.AddEventHandler(mark); err != nil {
+		if _, err := inf.AddEventHandler(h); err != nil {
 			return fmt.Errorf("catalog: handler for %T: %w", obj, err)
 		}
 	}
-	return c.cache.Start(ctx)
+	errc := make(chan error, 1)
+	go func() { errc <- c.cache.Start(ctx) }()
+	if !c.cache.WaitForCacheSync(ctx) {
+		if err := <-errc; err != nil {
+			return err
+		}
+		return ctx.Err()
+	}
+	c.keys.run(ctx, func(ctx context.Context) ([]otav1.FirmwareRelease, error) {
+		var l otav1.FirmwareReleaseList
+		err := c.cache.List(ctx, &l)
+		return l.Items, err
+	})
+	return <-errc
 }
 
-// WaitForSync blocks until the informers have listed everything once.
-func (c *Catalog) WaitForSync(ctx context.Context) bool { return c.cache.WaitForCacheSync(ctx) }
+// WaitForSync blocks until the informers have listed everything once and
+// the content keys of every servable release have been read once: only
+// then does a snapshot tell devices the truth.
+func (c *Catalog) WaitForSync(ctx context.Context) bool {
+	select {
+	case <-c.keys.loaded:
+		return true
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// ErrNotSynced is Ready's answer before WaitForSync would return true.
+var ErrNotSynced = errors.New("catalog: releases, rollouts and content keys not loaded yet")
+
+// Ready reports whether the catalog has synced (for a readiness probe). A
+// later API server outage does not make it unready: the last state read
+// keeps being served.
+func (c *Catalog) Ready() error {
+	select {
+	case <-c.keys.loaded:
+		return nil
+	default:
+		return ErrNotSynced
+	}
+}
 
 // Generation increases with every rebuilt snapshot.
 func (c *Catalog) Generation() uint64 {
@@ -121,15 +187,7 @@ func (c *Catalog) build(ctx context.Context) (*Snapshot, error) {
 	if err := c.cache.List(ctx, &rels); err != nil {
 		return nil, fmt.Errorf("catalog: list releases: %w", err)
 	}
-	var secs corev1.SecretList
-	if err := c.cache.List(ctx, &secs); err != nil {
-		return nil, fmt.Errorf("catalog: list key Secrets: %w", err)
-	}
-	keys := make(map[string]*corev1.Secret, len(secs.Items))
-	for i := range secs.Items {
-		keys[secs.Items[i].Namespace+"/"+secs.Items[i].Name] = &secs.Items[i]
-	}
-	return Build(ros.Items, rels.Items, keys), nil
+	return Build(ros.Items, rels.Items, c.keys.secrets()), nil
 }
 
 // Static serves one fixed snapshot (tests, tools).

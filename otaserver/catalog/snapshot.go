@@ -7,7 +7,6 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -151,12 +150,10 @@ func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *
 	for _, t := range fr.Spec.Compatibility.DeviceTypes {
 		r.DeviceTypes[t] = true
 	}
-	ready := meta.IsStatusConditionTrue(fr.Status.Conditions, otav1.ConditionReady)
 	// Only an artifact built (or verified again) for the current
 	// generation is served: after a spec change the old bytes are not
 	// paired with the new spec while the controller catches up.
-	if a := fr.Status.Artifact; a != nil && ready && fr.DeletionTimestamp == nil && a.Generation == fr.Generation &&
-		a.Version == fr.Spec.Version && a.SecurityVersion == fr.Spec.SecurityVersion {
+	if a := servableArtifact(fr); a != nil {
 		r.Artifact = *a
 		if sec := keys[fr.Namespace+"/"+a.KeySecretName]; sec != nil && sec.Labels[otav1.LabelReleaseUID] == string(fr.UID) {
 			if k := sec.Data[otav1.ContentKeyField]; len(k) == envelope.KeySize {

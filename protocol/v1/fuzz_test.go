@@ -1,13 +1,11 @@
 package v1
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
-	"io"
 	"net/url"
 	"slices"
 	"testing"
+
+	"github.com/otaflow/otaflow/protocol/v1/strictjson"
 )
 
 // The fuzz targets check that no input makes the request parsers panic,
@@ -63,16 +61,5 @@ func FuzzUpdateQuery(f *testing.F) {
 	})
 }
 
-// unmarshalStrict decodes as the OTA server does: one object, no unknown
-// fields, nothing after it.
-func unmarshalStrict(body []byte, v any) error {
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil {
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return errors.New("data after the object")
-	}
-	return nil
-}
+// unmarshalStrict decodes as the OTA server does.
+func unmarshalStrict(body []byte, v any) error { return strictjson.Unmarshal(body, v) }

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 )
 
@@ -22,7 +23,8 @@ const (
 	MaxReportIDLen    = 64
 	MaxRolloutLen     = 317 // namespace (63) + "/" + name (253)
 	MaxBootstrapToken = 512
-	MaxSecurityFloor  = 1<<32 - 1
+	MaxTokenLen       = 512 // bearer tokens the server issues
+	MaxSecurityFloor  = assignment.MaxSecurityVersion
 )
 
 func validID(s string, maxLen int) error {

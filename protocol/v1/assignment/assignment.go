@@ -35,6 +35,10 @@ const domain = "otaflow-assignment/v1\n"
 // MaxPayloadSize bounds a payload; devices parse it in small RAM.
 const MaxPayloadSize = 64 << 10
 
+// MaxSecurityVersion bounds security versions and floors (32 bits, as the
+// CRD and the device's persisted floor allow).
+const MaxSecurityVersion = 1<<32 - 1
+
 // Suite is the only image envelope format of v1 (docs/envelope.md); an
 // assignment names it in its suite field.
 const Suite = envelope.Suite
@@ -55,6 +59,9 @@ var (
 	// ErrUnsupportedKey reports a key that is neither Ed25519 nor ECDSA
 	// P-256.
 	ErrUnsupportedKey = errors.New("assignment: unsupported key type")
+	// ErrUnsupportedSuite reports an envelope suite this version does not
+	// know; it comes wrapped in ErrMalformed.
+	ErrUnsupportedSuite = errors.New("unsupported suite")
 )
 
 // Assignment tells one device which encrypted release to install, or, with
@@ -131,8 +138,8 @@ func (a *Assignment) Validate() error {
 	if a.Version == "" {
 		bad("version is empty")
 	}
-	if a.SecurityVersion < 0 {
-		bad("securityVersion %d is negative", a.SecurityVersion)
+	if a.SecurityVersion < 0 || a.SecurityVersion > MaxSecurityVersion {
+		bad("securityVersion %d is not 0 to %d", a.SecurityVersion, int64(MaxSecurityVersion))
 	}
 	if !isSHA256Hex(a.PlainSHA256) {
 		bad("plainSHA256 is not 64 lowercase hex characters")
@@ -147,7 +154,7 @@ func (a *Assignment) Validate() error {
 		bad("encryptedSize %d cannot hold %d plaintext bytes", a.EncryptedSize, a.PlainSize)
 	}
 	if a.Suite != envelope.Suite {
-		bad("suite %q, want %q", a.Suite, envelope.Suite)
+		errs = append(errs, fmt.Errorf("%w: suite %q, want %q", ErrUnsupportedSuite, a.Suite, envelope.Suite))
 	}
 	if u, err := url.Parse(a.BlobURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 		bad("blobURL %q is not an absolute http(s) URL", a.BlobURL)
