@@ -455,7 +455,9 @@ func TestOverlaysApplyToAPIServer(t *testing.T) {
 			{ota, []string{"update", "rollouts.ota.otaflow.io", "-n", "tenant-a"}, false},
 			{ota, []string{"patch", "rollouts.ota.otaflow.io", "-n", "tenant-a"}, false},
 			{ota, []string{"patch", "firmwarereleases.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, false},
-			{ota, []string{"create", "leases.coordination.k8s.io", "-n", ns}, false},
+			{ota, []string{"create", "leases.coordination.k8s.io", "-n", ns}, true}, // the reporter's leader election
+			{ota, []string{"create", "leases.coordination.k8s.io", "-n", "tenant-a"}, false},
+			{ota, []string{"delete", "leases.coordination.k8s.io", "-n", ns}, false},
 			{ota, []string{"create", "tokenreviews.authentication.k8s.io"}, true}, // metrics authentication
 			{ota, []string{"create", "subjectaccessreviews.authorization.k8s.io"}, true},
 			{ota, []string{"get", "configmaps", "-n", "tenant-a"}, false},

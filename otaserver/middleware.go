@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
 
@@ -158,6 +159,20 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, what string, e
 		writeError(w, http.StatusServiceUnavailable, protov1.CodeUnavailable, "request timed out; retry later")
 		return
 	}
+	if errors.Is(err, devicestore.ErrUnavailable) {
+		// The database is down or restarting: nothing was stored, and the
+		// same request will work later. Every replica sees the same, so
+		// the device is told when to come back rather than retrying now.
+		s.cfg.Log.V(1).Info("device store unavailable", "op", what, "err", err.Error())
+		w.Header().Set("Retry-After", retrySeconds(storeRetryAfter))
+		writeError(w, http.StatusServiceUnavailable, protov1.CodeUnavailable, "the device store is unavailable; retry later")
+		return
+	}
 	s.cfg.Log.Error(err, "device API failure", "op", what, "path", r.URL.Path, "device", deviceFrom(r.Context()).ID)
 	writeError(w, http.StatusInternalServerError, protov1.CodeInternal, "internal error; retry later")
 }
+
+// storeRetryAfter is what devices are told to wait while the device store
+// is unavailable: long enough to let a database restart or fail over, short
+// enough that a rollout barely notices.
+const storeRetryAfter = 15 * time.Second

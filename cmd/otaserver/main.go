@@ -30,6 +30,9 @@ type options struct {
 	insecureHTTP             bool
 	dataDir, blobDir         string
 	blobStore                string
+	leaderElect              bool
+	leaderElectionID         string
+	cutoffsTTL               time.Duration
 	blobRedirectTTL          time.Duration
 	storeDSN                 string
 	namespace, namespaces    string
@@ -61,6 +64,9 @@ func main() {
 	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/otaflow", "Data volume shared with the manager.")
 	fs.StringVar(&o.blobDir, "blob-dir", "", "Encrypted blob store directory (default <data-dir>/blobs, as the manager writes it; ignored when --blob-store is set).")
 	fs.StringVar(&o.blobStore, "blob-store", "", "Blob store URL, as the manager's: a directory (file:///path) or object storage (s3://bucket/prefix?endpoint=host:port&region=…; docs/object-storage.md). Empty: --blob-dir.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Run the reporter (fleet sync, cutoffs, offer expiry, counters, Rollout status) only on the replica holding the Lease otaflow-otaserver-reporter in --namespace; every replica serves devices, with cutoffs read from the shared store. Needed with more than one replica.")
+	fs.StringVar(&o.leaderElectionID, "leader-election-identity", "", "This replica's name in the Lease (default: POD_NAME, else the host name).")
+	fs.DurationVar(&o.cutoffsTTL, "cutoffs-ttl", 2*time.Second, "With --leader-elect: how long wave cutoffs read from the store are served before being read again (the staleness bound of a replica that is not the leader).")
 	fs.DurationVar(&o.blobRedirectTTL, "blob-redirect-ttl", 0, "With object storage: answer authorized blob downloads with a redirect to a presigned URL valid this long (e.g. 2m) instead of proxying the bytes; 0 proxies.")
 	fs.StringVar(&o.storeDSN, "store-dsn", "", "Device store: sqlite:///path/devices.db (default sqlite://<data-dir>/otaserver/devices.db); ?synchronous=NORMAL trades power-loss durability for speed.")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The server's own namespace (enrollment and signing-key Secrets).")
@@ -134,6 +140,19 @@ func (o *options) validate() error {
 		return errors.New("--assignment-ttl must be at least 1m")
 	case o.deviceRate <= 0 || o.deviceBurst < 1:
 		return errors.New("--device-rate must be positive and --device-burst at least 1")
+	}
+	if o.leaderElect && o.leaderElectionID == "" {
+		o.leaderElectionID = os.Getenv("POD_NAME")
+		if o.leaderElectionID == "" {
+			h, err := os.Hostname()
+			if err != nil {
+				return fmt.Errorf("--leader-election-identity: %w", err)
+			}
+			o.leaderElectionID = h
+		}
+	}
+	if o.leaderElect && o.cutoffsTTL < 100*time.Millisecond {
+		return errors.New("--cutoffs-ttl must be at least 100ms")
 	}
 	if o.blobRedirectTTL < 0 || (o.blobRedirectTTL > 0 && o.blobRedirectTTL < time.Second) {
 		return errors.New("--blob-redirect-ttl must be 0 or at least 1s")

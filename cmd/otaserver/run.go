@@ -34,11 +34,14 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/blobstore/blobopen"
+	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 	"github.com/otaflow/otaflow/internal/devicestore/storeopen"
 	"github.com/otaflow/otaflow/internal/memlimit"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
+	"github.com/otaflow/otaflow/otaserver/cutoffs"
+	"github.com/otaflow/otaflow/otaserver/leader"
 	"github.com/otaflow/otaflow/otaserver/reporter"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
@@ -125,8 +128,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	// One replica alone computes cutoffs and serves them from memory; with
+	// several, every replica (the leader too) serves those the leader
+	// stored, so all answer alike.
+	var cuts otaserver.Cutoffs = rep
+	if o.leaderElect {
+		cuts = cutoffs.New(store, cutoffs.Options{TTL: o.cutoffsTTL, Log: log.WithName("cutoffs")})
+	}
 	srv, err := otaserver.New(otaserver.Config{
-		Store: store, Catalog: cat, Cutoffs: rep, Blobs: blobs, Signer: signer, Tokens: tokens,
+		Store: store, Catalog: cat, Cutoffs: cuts, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(reg), Log: log.WithName("devices"), PublicURL: o.publicURL,
 		AssignmentTTL: o.assignmentTTL, DeviceRate: rate.Limit(o.deviceRate), DeviceBurst: o.deviceBurst,
 		BlobRedirectTTL: o.blobRedirectTTL,
@@ -134,7 +144,15 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
-	g.Go(func() error { return rep.Run(gctx) })
+	if o.leaderElect {
+		g.Go(func() error {
+			return leader.Run(gctx, cfg, leader.Config{Namespace: o.namespace, Name: "otaflow-otaserver-reporter",
+				Identity: o.leaderElectionID, Log: log.WithName("leader")},
+				func(ctx context.Context) { _ = rep.Run(ctx) })
+		})
+	} else {
+		g.Go(func() error { return rep.Run(gctx) })
+	}
 	g.Go(func() error { return srv.Run(gctx) })
 
 	devices := otaserver.NewHTTPServer(o.deviceAddr, srv.Handler(), o.httpLimits)
@@ -147,7 +165,7 @@ func run(ctx context.Context, o options) error {
 		devices.TLSConfig = tlsCfg
 		g.Go(func() error { return certs.Start(gctx) })
 	}
-	ops, err := opsServers(gctx, g, o, cfg, reg, readyChecks{"store": store.Ping, "catalog": func(context.Context) error { return cat.Ready() }})
+	ops, err := opsServers(gctx, g, o, cfg, reg, readyChecks{"store": storeReady(store), "catalog": func(context.Context) error { return cat.Ready() }})
 	if err != nil {
 		return err
 	}
@@ -331,4 +349,18 @@ func metricsTLS(ctx context.Context, g *errgroup.Group, certDir string) (*tls.Co
 	}
 	cfg.Certificates = []tls.Certificate{pair}
 	return cfg, nil
+}
+
+// storeReady is the store's readiness check. A shared database that cannot
+// be reached (devicestore.ErrUnavailable) leaves the replica ready: every
+// replica sees the same outage, and a ready replica answers devices 503
+// with Retry-After, while a Service with no ready endpoint refuses their
+// connections. Any other failure (a broken local SQLite file) is not ready.
+func storeReady(s devicestore.Store) func(context.Context) error {
+	return func(ctx context.Context) error {
+		if err := s.Ping(ctx); err != nil && !errors.Is(err, devicestore.ErrUnavailable) {
+			return err
+		}
+		return nil
+	}
 }

@@ -43,6 +43,8 @@ type config struct {
 	P7Timeout  time.Duration
 	BinDir     string
 	P8Devices  int
+	P9Small    int
+	P9Large    int
 	Profile    time.Duration
 	ReportOnly bool
 }
@@ -56,7 +58,7 @@ func main() {
 		return
 	}
 	var c config
-	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8", "comma-separated measures to run")
+	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9", "comma-separated measures to run")
 	flag.StringVar(&c.WorkDir, "work-dir", "bin/bench", "scratch directory (stores, blobs, profiles, logs)")
 	flag.StringVar(&c.Out, "out", "docs/benchmarks.md", "report to write")
 	flag.IntVar(&c.Devices, "devices", 1_000_000, "enrolled devices for P1/P6")
@@ -74,6 +76,8 @@ func main() {
 	flag.DurationVar(&c.P7Timeout, "p7-timeout", 12*time.Minute, "P7 give-up time")
 	flag.StringVar(&c.BinDir, "bin-dir", "bin", "where make build put manager, otaserver and fleetsim (P7)")
 	flag.IntVar(&c.P8Devices, "p8-devices", 4096, "P8 devices with an offer, reporting")
+	flag.IntVar(&c.P9Small, "p9-small", 10_000, "P9 small fleet")
+	flag.IntVar(&c.P9Large, "p9-large", 1_000_000, "P9 large fleet")
 	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1 and P8 (0: none)")
 	flag.BoolVar(&c.ReportOnly, "report-only", false, "only rewrite the report from the saved results")
 	flag.Parse()
@@ -110,7 +114,7 @@ func run(ctx context.Context, c config) error {
 	}{
 		{"p3", runP3}, {"p4", runP4}, {"p2", runP2}, {"p8", runP8},
 		{"p1", runP1}, // also S0 (seeding) and P6 (RSS under the P1 load)
-		{"p5", runP5}, {"p7", runP7},
+		{"p5", runP5}, {"p7", runP7}, {"p9", runP9},
 	}
 	for _, st := range steps {
 		if !want(st.id) && !(st.id == "p1" && (want("s0") || want("p6"))) {

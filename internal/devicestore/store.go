@@ -23,6 +23,11 @@ var (
 	ErrKeyMismatch = errors.New("devicestore: device enrolled with another key")
 	// ErrDuplicateReport reports a report ID the device already sent.
 	ErrDuplicateReport = errors.New("devicestore: report already processed")
+	// ErrUnavailable wraps errors meaning the database cannot be reached
+	// for now (down, restarting, out of connections, connection lost):
+	// the same call may succeed later, so callers answer "retry later"
+	// (HTTP 503 with Retry-After) rather than a server error.
+	ErrUnavailable = errors.New("devicestore: database unavailable")
 )
 
 // Device is one enrolled device.
@@ -111,7 +116,10 @@ type WaveCounts struct {
 	States map[rollout.State]int64
 }
 
-// Counts are a rollout's counters, computed from indexes.
+// Counts are a rollout's counters. Only non-zero counters are present:
+// a wave is in Waves when one of its counters is not zero, a state in
+// States when its count is not zero, and Skipped is nil when nothing was
+// skipped, so two Counts of the same data compare equal (reflect.DeepEqual).
 type Counts struct {
 	FleetSize int64
 	Conflicts int64
@@ -120,9 +128,64 @@ type Counts struct {
 	Skipped map[string]int64
 }
 
+// Wave returns wave i's counters, adding them if missing.
+func (c *Counts) Wave(i int) *WaveCounts {
+	if c.Waves == nil {
+		c.Waves = map[int]*WaveCounts{}
+	}
+	w := c.Waves[i]
+	if w == nil {
+		w = &WaveCounts{States: map[rollout.State]int64{}}
+		c.Waves[i] = w
+	}
+	return w
+}
+
+// Normalize drops zero counters (see Counts).
+func (c *Counts) Normalize() {
+	if c.Waves == nil {
+		c.Waves = map[int]*WaveCounts{}
+	}
+	for i, w := range c.Waves {
+		for st, n := range w.States {
+			if n == 0 {
+				delete(w.States, st)
+			}
+		}
+		if w.Targeted == 0 && w.Offline == 0 && len(w.States) == 0 {
+			delete(c.Waves, i)
+		}
+	}
+	for r, n := range c.Skipped {
+		if n == 0 {
+			delete(c.Skipped, r)
+		}
+	}
+	if len(c.Skipped) == 0 {
+		c.Skipped = nil
+	}
+}
+
+// RolloutState is what the reporter keeps about a rollout between cycles,
+// in the store so that a new leader resumes where the last one stopped and
+// every replica serves the same wave cutoffs.
+type RolloutState struct {
+	// SelectorKey identifies the selector and device types FleetSeq was
+	// synced for: under another key the fleet sync starts over.
+	SelectorKey string
+	// FleetSeq is the highest device Seq synced into the fleet.
+	FleetSeq int64
+	// Cutoffs are the wave cutoffs last computed (inclusive highest rank
+	// per wave); nil until first computed.
+	Cutoffs []uint64
+	// UpdatedAt is when the state was written.
+	UpdatedAt time.Time
+}
+
 // Store is the device store. Implementations must be safe for concurrent
 // use; every method is a bounded number of indexed lookups or writes, never
-// a scan of all devices (fleet sync pages through devices by Seq).
+// a scan of all devices (fleet sync pages through devices by Seq), except
+// Recount (verification) and ForgetRollout (a rollout's own rows).
 type Store interface {
 	// Enroll creates the device, or rotates the token (and updates type,
 	// labels, version and floor) of a device enrolled with the same public
@@ -176,11 +239,25 @@ type Store interface {
 	// before deadline as timed out, and returns how many.
 	ExpireOffers(ctx context.Context, rolloutUID string, deadline, now time.Time) (int64, error)
 	// Counts returns the rollout's counters; fleet members without a
-	// record last seen before offlineBefore count as offline.
+	// record last seen before offlineBefore count as offline. Counters are
+	// maintained by every write, so Counts reads a bounded number of rows
+	// whatever the fleet size; only the offline counters move with
+	// offlineBefore, at a cost proportional to the devices whose last-seen
+	// time lies between the previous call's offlineBefore and this one's.
 	Counts(ctx context.Context, rolloutUID string, offlineBefore time.Time) (Counts, error)
+	// Recount computes what Counts returns by scanning the rollout's
+	// fleet and records (cost linear in the fleet), for verification.
+	Recount(ctx context.Context, rolloutUID string, offlineBefore time.Time) (Counts, error)
+	// RolloutState returns the rollout's reporter state, ErrNotFound when
+	// none was written.
+	RolloutState(ctx context.Context, rolloutUID string) (RolloutState, error)
+	// PutRolloutState writes the rollout's reporter state (UpdatedAt is
+	// set by the caller).
+	PutRolloutState(ctx context.Context, rolloutUID string, st RolloutState) error
 	// RecentFailures returns the newest failures first.
 	RecentFailures(ctx context.Context, rolloutUID string, limit int) ([]Failure, error)
-	// ForgetRollout deletes everything about a rollout that no longer exists.
+	// ForgetRollout deletes everything about a rollout that no longer
+	// exists, its counters and reporter state included.
 	ForgetRollout(ctx context.Context, rolloutUID string) error
 
 	// WrappedKey returns the cached wrapped content key of a device for a blob.

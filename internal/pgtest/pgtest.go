@@ -157,19 +157,28 @@ func (s *Server) start(bin string) error {
 		return fmt.Errorf("pgtest: %w", err)
 	}
 	s.log = log
+	return s.launch(bin)
+}
+
+// launch starts the postmaster on the initialized data directory and
+// waits until it accepts connections.
+func (s *Server) launch(bin string) error {
+	data := filepath.Join(s.dir, "data")
+	s.exit = make(chan struct{})
 	cmd := asServerUser(exec.Command(filepath.Join(bin, "postgres"),
 		"-D", data, "-k", s.dir, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=",
 		"-c", "fsync=off", "-c", "synchronous_commit=off", "-c", "full_page_writes=off",
 		"-c", "max_connections=300", "-c", "shared_buffers=32MB",
 		"-c", "log_min_messages=warning"))
-	cmd.Stdout, cmd.Stderr = log, log
+	cmd.Stdout, cmd.Stderr = s.log, s.log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgtest: start postgres: %w", err)
 	}
 	s.cmd = cmd
-	go func() { _ = cmd.Wait(); close(s.exit) }()
+	exit := s.exit
+	go func() { _ = cmd.Wait(); close(exit) }()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
@@ -229,10 +238,20 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	return s.dsn(name)
 }
 
-// Stop stops the server (fast shutdown) and removes its files.
-func (s *Server) Stop() {
+// Halt stops the postmaster (fast shutdown: sessions are terminated with
+// SQLSTATE 57P01) but keeps its data, so Resume can start it again; tests
+// of how clients live through a database outage use it on a server of
+// their own (NewServer), never on the one Run shares.
+func (s *Server) Halt() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.halt()
+}
+
+func (s *Server) halt() {
 	if s.admin != nil {
 		_ = s.admin.Close(context.Background())
+		s.admin = nil
 	}
 	if s.cmd != nil {
 		_ = s.cmd.Process.Signal(syscall.SIGINT)
@@ -242,7 +261,26 @@ func (s *Server) Stop() {
 			_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
 			<-s.exit
 		}
+		s.cmd = nil
 	}
+}
+
+// Resume starts a halted server again on the same data and socket, and
+// waits until it accepts connections.
+func (s *Server) Resume() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.cmd != nil {
+		return errors.New("pgtest: server is running")
+	}
+	return s.launch(BinDir())
+}
+
+// Stop stops the server (fast shutdown) and removes its files.
+func (s *Server) Stop() {
+	s.mu.Lock()
+	s.halt()
+	s.mu.Unlock()
 	if s.log != nil {
 		_ = s.log.Close()
 	}

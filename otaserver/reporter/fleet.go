@@ -2,6 +2,7 @@ package reporter
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 
@@ -25,13 +26,23 @@ const pageSize = 2000
 // (after a restart), since its stragglers may still be offered the release.
 func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout, frozen bool) error {
 	st := r.fleets[ro.UID]
-	if st == nil || st.selectorKey != ro.SelectorKey {
-		st = &fleetState{key: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, selectorKey: ro.SelectorKey, cutoffs: st.cutoffsOrNil()}
+	if st == nil {
+		// First pass since this replica became the leader: resume from
+		// the state the last leader stored.
+		var err error
+		if st, err = r.loadState(ctx, ro); err != nil {
+			return err
+		}
+		r.fleets[ro.UID] = st
+	}
+	if st.selectorKey != ro.SelectorKey {
+		st = &fleetState{key: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, selectorKey: ro.SelectorKey, cutoffs: st.cutoffs}
 		r.fleets[ro.UID] = st
 	}
 	if frozen && st.cutoffs != nil {
 		return nil
 	}
+	startSeq := st.seq
 	cut := st.cutoffs
 	if cut == nil {
 		cut = rollout.Cutoffs(ro.Waves, nil) // provisional; fixed below
@@ -72,21 +83,53 @@ func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout, frozen bo
 		}
 	}
 	next := rollout.Cutoffs(ro.Waves, nth)
-	if !slices.Equal(next, st.cutoffs) {
+	changed := !slices.Equal(next, st.cutoffs)
+	if changed {
 		if err := r.cfg.Store.AssignWaves(ctx, ro.UID, next); err != nil {
 			return fmt.Errorf("assign waves of %s: %w", ro.Key(), err)
 		}
 		st.cutoffs = next
-		r.mu.Lock()
-		r.cutoffs[ro.UID] = next
-		r.mu.Unlock()
 	}
+	if changed || st.seq != startSeq || !st.stored {
+		// Stored after the waves are assigned: replicas serving these
+		// cutoffs find every member in the wave they say.
+		err := r.cfg.Store.PutRolloutState(ctx, ro.UID, devicestore.RolloutState{
+			SelectorKey: st.selectorKey, FleetSeq: st.seq, Cutoffs: st.cutoffs, UpdatedAt: r.cfg.Now(),
+		})
+		if err != nil {
+			return fmt.Errorf("store state of %s: %w", ro.Key(), err)
+		}
+		st.stored = true
+	}
+	r.publish(ro.UID, st.cutoffs)
 	return nil
 }
 
-func (f *fleetState) cutoffsOrNil() []uint64 {
-	if f == nil {
-		return nil
+// loadState returns the rollout's fleet state as stored, or a fresh one.
+func (r *Reporter) loadState(ctx context.Context, ro *catalog.Rollout) (*fleetState, error) {
+	st := &fleetState{key: types.NamespacedName{Namespace: ro.Namespace, Name: ro.Name}, selectorKey: ro.SelectorKey}
+	saved, err := r.cfg.Store.RolloutState(ctx, ro.UID)
+	switch {
+	case errors.Is(err, devicestore.ErrNotFound):
+		return st, nil
+	case err != nil:
+		return nil, fmt.Errorf("load state of %s: %w", ro.Key(), err)
 	}
-	return f.cutoffs
+	// Under another selector the cursor does not apply (the sync starts
+	// over), but the cutoffs stand until recomputed.
+	st.selectorKey, st.seq, st.cutoffs, st.stored = saved.SelectorKey, saved.FleetSeq, saved.Cutoffs, true
+	r.publish(ro.UID, st.cutoffs)
+	return st, nil
+}
+
+// publish makes cutoffs the ones the request path sees.
+func (r *Reporter) publish(uid string, cutoffs []uint64) {
+	if cutoffs == nil {
+		return
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if !slices.Equal(r.cutoffs[uid], cutoffs) {
+		r.cutoffs[uid] = cutoffs
+	}
 }

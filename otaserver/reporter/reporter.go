@@ -1,10 +1,15 @@
 // Package reporter turns the device store into Rollout status. Every
 // --report-interval it, for each rollout: brings the rollout's fleet up to
 // date with the devices enrolled since the last pass, recomputes the wave
-// cutoffs, times out stale offers, counts devices per wave and state with
-// indexed GROUP BYs, and applies the server's status fields with
+// cutoffs, times out stale offers, reads the counters the store maintains
+// (devicestore.Store.Counts), and applies the server's status fields with
 // server-side apply (field manager otaflow-otaserver) — only when they
 // changed, so API writes do not grow with the fleet.
+//
+// Only the leader replica runs it. Its fleet-sync cursor and the cutoffs
+// it computes are kept in the store (devicestore.RolloutState): a new
+// leader resumes from them instead of rescanning every device, and other
+// replicas serve the same cutoffs (package otaserver/cutoffs).
 package reporter
 
 import (
@@ -77,11 +82,15 @@ type applied struct {
 	at  time.Time
 }
 
+// fleetState is the cycle's view of a rollout's stored state
+// (devicestore.RolloutState): read once when this replica starts leading,
+// written back when it changes.
 type fleetState struct {
 	key         types.NamespacedName
 	seq         int64
 	selectorKey string
 	cutoffs     []uint64
+	stored      bool // the store holds this state (as of the last write)
 }
 
 // New creates a Reporter.
@@ -137,6 +146,11 @@ func (r *Reporter) Cutoffs(rolloutUID string) ([]uint64, bool) {
 // Run runs a cycle every interval until ctx ends. Errors are logged and
 // retried on the next cycle: devices keep being served meanwhile.
 func (r *Reporter) Run(ctx context.Context) error {
+	// Each run is a term as leader: what the last term knew may be stale
+	// (another replica led in between), so start from the store's state
+	// and apply status afresh.
+	r.fleets = map[string]*fleetState{}
+	r.last = map[string]applied{}
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	var pruned time.Time

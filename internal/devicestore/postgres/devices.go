@@ -75,9 +75,13 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		var pub []byte
 		b := &pgx.Batch{}
 		b.Queue(qLock, enrollLock)
+		b.Queue(qLockOfflineShared, offlineLock)
 		b.Queue(qEnrollKey, d.ID)
 		br := tx.SendBatch(ctx, b)
 		_, err := br.Exec()
+		if err == nil {
+			_, err = br.Exec()
+		}
 		if err == nil {
 			err = br.QueryRow().Scan(&kem, &pub)
 		}
@@ -95,12 +99,24 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		} else {
 			b.Queue(qInsertDevice, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen))
 		}
+		// The device's last-seen time may have moved either way: its
+		// offline flags are re-evaluated with its last-seen row locked, so
+		// a concurrent touch lands before (and is read) or after (and
+		// clears what it must).
+		b.Queue(qLockSeen, d.ID)
+		b.Queue(qReflagDevice, d.ID)
 		// Read back in the transaction, so the caller sees its own write.
 		b.Queue(qDeviceByID, d.ID)
 		br = tx.SendBatch(ctx, b)
 		defer br.Close()
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("postgres: enroll %s: %w", d.ID, err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: enroll %s: lock last-seen: %w", d.ID, err)
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: enroll %s: offline flags: %w", d.ID, err)
 		}
 		out, err = scanDevice(br.QueryRow())
 		return err
@@ -113,24 +129,40 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 
 // DeviceByToken implements devicestore.Store.
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestore.Device, error) {
-	return scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
+	d, err := scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
+	return d, unavailable(err)
 }
 
 // Device implements devicestore.Store.
 func (s *Store) Device(ctx context.Context, id string) (devicestore.Device, error) {
-	return scanDevice(s.pool.QueryRow(ctx, qDeviceByID, id))
+	d, err := scanDevice(s.pool.QueryRow(ctx, qDeviceByID, id))
+	return d, unavailable(err)
 }
 
 // SetRunning implements devicestore.Store.
 func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error {
-	tag, err := s.exec(ctx, "set running version of "+id, qSetRunning, id, version, floor, nanos(at))
-	if err != nil {
-		return err
-	}
-	if tag.RowsAffected() == 0 {
-		return devicestore.ErrNotFound
-	}
-	return nil
+	return s.tx(ctx, "set running version of "+id, writeTx, func(tx pgx.Tx) error {
+		b := &pgx.Batch{}
+		b.Queue(qLockOfflineShared, offlineLock)
+		b.Queue(qSetRunning, id, version, floor, nanos(at))
+		b.Queue(qClearSeen, []string{id}, []int64{nanos(at)})
+		br := tx.SendBatch(ctx, b)
+		defer br.Close()
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: set running version of %s: lock offline flags: %w", id, err)
+		}
+		tag, err := br.Exec()
+		if err != nil {
+			return fmt.Errorf("postgres: set running version of %s: %w", id, err)
+		}
+		if tag.RowsAffected() == 0 {
+			return devicestore.ErrNotFound
+		}
+		if _, err := br.Exec(); err != nil {
+			return fmt.Errorf("postgres: set running version of %s: offline flags: %w", id, err)
+		}
+		return nil
+	})
 }
 
 // Touch implements devicestore.Store: one statement for the whole batch;
@@ -148,15 +180,22 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 	for i, id := range ids {
 		ats[i] = nanos(seen[id])
 	}
-	_, err := s.exec(ctx, fmt.Sprintf("touch %d devices", len(ids)), qTouch, ids, ats)
-	return err
+	// Devices seen again are no longer offline: one probe of the small
+	// fleet_offline index per device, almost always empty.
+	return s.tx(ctx, fmt.Sprintf("touch %d devices", len(ids)), writeTx, func(tx pgx.Tx) error {
+		var b batch
+		b.queue("lock offline flags", qLockOfflineShared, offlineLock)
+		b.queue(fmt.Sprintf("touch %d devices", len(ids)), qTouch, ids, ats)
+		b.queue("clear offline flags", qClearSeen, ids, ats)
+		return b.exec(ctx, tx)
+	})
 }
 
 // DevicesSince implements devicestore.Store.
 func (s *Store) DevicesSince(ctx context.Context, after int64, n int) ([]devicestore.DeviceRef, error) {
 	rows, err := s.pool.Query(ctx, qDevicesSince, after, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: devices since %d: %w", after, err)
+		return nil, unavailable(fmt.Errorf("postgres: devices since %d: %w", after, err))
 	}
 	defer rows.Close()
 	var out []devicestore.DeviceRef
@@ -172,7 +211,7 @@ func (s *Store) DevicesSince(ctx context.Context, after int64, n int) ([]devices
 		out = append(out, d)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: devices since %d: %w", after, err)
+		return nil, unavailable(fmt.Errorf("postgres: devices since %d: %w", after, err))
 	}
 	return out, nil
 }

@@ -39,6 +39,9 @@ func (s *Store) SyncFleet(ctx context.Context, rolloutUID string, upsert []devic
 	remove = slices.Sorted(slices.Values(remove))
 	return s.tx(ctx, "sync fleet", writeTx, func(tx pgx.Tx) error {
 		var b batch
+		// New members' offline flags are set from last-seen times: no
+		// touch may commit unseen meanwhile (see offlineLock).
+		b.queue("lock offline flags", qLock, offlineLock)
 		if len(ids) > 0 {
 			b.queue(fmt.Sprintf("add %d devices to fleet of %s", len(ids), rolloutUID), qUpsertFleet, rolloutUID, ids, ranks, waves)
 		}
@@ -60,7 +63,7 @@ func (s *Store) NthRank(ctx context.Context, rolloutUID string, n int64) (uint64
 		return 0, false, nil
 	}
 	if err != nil {
-		return 0, false, fmt.Errorf("postgres: nth rank of %s: %w", rolloutUID, err)
+		return 0, false, unavailable(fmt.Errorf("postgres: nth rank of %s: %w", rolloutUID, err))
 	}
 	return decRank(v), true, nil
 }
@@ -95,20 +98,14 @@ func (s *Store) SetConflict(ctx context.Context, rolloutUID, deviceID string, co
 	return err
 }
 
-// Counts implements devicestore.Store: every counter from one snapshot,
-// in one round trip.
-func (s *Store) Counts(ctx context.Context, rolloutUID string, offlineBefore time.Time) (devicestore.Counts, error) {
+// Recount implements devicestore.Store by counting the rollout's fleet
+// and records (what Counts did before counters): every counter from one
+// snapshot, in one round trip.
+func (s *Store) Recount(ctx context.Context, rolloutUID string, offlineBefore time.Time) (devicestore.Counts, error) {
 	var c devicestore.Counts
 	err := s.tx(ctx, "counts of "+rolloutUID, readTx, func(tx pgx.Tx) error {
 		c = devicestore.Counts{Waves: map[int]*devicestore.WaveCounts{}}
-		wave := func(i int) *devicestore.WaveCounts {
-			w := c.Waves[i]
-			if w == nil {
-				w = &devicestore.WaveCounts{States: map[rollout.State]int64{}}
-				c.Waves[i] = w
-			}
-			return w
-		}
+		wave := c.Wave
 		b := &pgx.Batch{}
 		b.Queue(qFleetSize, rolloutUID).QueryRow(func(row pgx.Row) error { return row.Scan(&c.FleetSize) })
 		b.Queue(qConflicts, rolloutUID).QueryRow(func(row pgx.Row) error { return row.Scan(&c.Conflicts) })
@@ -159,7 +156,11 @@ func (s *Store) Counts(ctx context.Context, rolloutUID string, offlineBefore tim
 		}
 		return nil
 	})
-	return c, err
+	if err != nil {
+		return devicestore.Counts{}, err
+	}
+	c.Normalize()
+	return c, nil
 }
 
 func eachRow(rows pgx.Rows, fn func() error) error {

@@ -22,7 +22,14 @@
 //     DevicesSince never sees seq n+1 committed while n is still in flight
 //     and skips it forever. Enrollments are rare, so serializing them costs
 //     little.
-//   - Counts reads in one REPEATABLE READ, read-only snapshot.
+//   - Counters are maintained by statement-level triggers in the writing
+//     transaction, on rows sharded by backend so replicas do not queue on
+//     one hot row; offline flags are kept under the offline advisory lock
+//     (see queries.go and docs/decisions.md section 22). Counts reads the
+//     counters in one statement; Recount scans in one REPEATABLE READ,
+//     read-only snapshot.
+//   - Errors meaning the database is unreachable for now wrap
+//     devicestore.ErrUnavailable.
 //
 // Every transaction (and single-statement write) is retried on
 // serialization failures and deadlocks (SQLSTATE 40001, 40P01) with bounded,
@@ -44,8 +51,12 @@ import (
 	"embed"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"strconv"
+	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -136,7 +147,7 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 // Ping implements devicestore.Store.
 func (s *Store) Ping(ctx context.Context) error {
 	if err := s.pool.Ping(ctx); err != nil {
-		return fmt.Errorf("postgres: ping: %w", err)
+		return unavailable(fmt.Errorf("postgres: ping: %w", err))
 	}
 	return nil
 }
@@ -145,6 +156,42 @@ func (s *Store) Ping(ctx context.Context) error {
 func (s *Store) Close() error {
 	s.pool.Close()
 	return nil
+}
+
+// unavailable marks errors meaning the database cannot be reached for now
+// as devicestore.ErrUnavailable: no connection could be made, the
+// connection was lost, the server is shutting down or starting up, or it
+// has no connection slot left. The caller's own cancellation is not one.
+func unavailable(err error) error {
+	if err == nil || errors.Is(err, devicestore.ErrUnavailable) ||
+		errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return err
+	}
+	if isUnavailable(err) {
+		return fmt.Errorf("%w: %w", devicestore.ErrUnavailable, err)
+	}
+	return err
+}
+
+func isUnavailable(err error) bool {
+	var pe *pgconn.PgError
+	if errors.As(err, &pe) {
+		switch {
+		case strings.HasPrefix(pe.Code, "08"), // connection exception
+			pe.Code == "57P01", // admin_shutdown
+			pe.Code == "57P02", // crash_shutdown
+			pe.Code == "57P03", // cannot_connect_now (starting up, shutting down)
+			pe.Code == "53300": // too_many_connections
+			return true
+		}
+		return false
+	}
+	var ce *pgconn.ConnectError
+	var ne net.Error
+	return errors.As(err, &ce) || errors.As(err, &ne) ||
+		errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, pgconn.ErrConnClosed) || errors.Is(err, syscall.ECONNRESET) ||
+		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.EPIPE)
 }
 
 // retryable tells errors worth running the transaction again for.
@@ -191,7 +238,7 @@ var (
 // tx runs fn in a transaction, retried as a whole; what names it in
 // errors.
 func (s *Store) tx(ctx context.Context, what string, opts pgx.TxOptions, fn func(pgx.Tx) error) error {
-	return s.retry(ctx, func() error {
+	return unavailable(s.retry(ctx, func() error {
 		tx, err := s.pool.BeginTx(ctx, opts)
 		if err != nil {
 			return fmt.Errorf("postgres: %s: begin: %w", what, err)
@@ -204,7 +251,7 @@ func (s *Store) tx(ctx context.Context, what string, opts pgx.TxOptions, fn func
 			return fmt.Errorf("postgres: %s: commit: %w", what, err)
 		}
 		return nil
-	})
+	}))
 }
 
 // exec runs one statement (its own transaction), retried.
@@ -218,7 +265,7 @@ func (s *Store) exec(ctx context.Context, what, sql string, args ...any) (pgconn
 		}
 		return nil
 	})
-	return tag, err
+	return tag, unavailable(err)
 }
 
 // Times are unix nanoseconds; the zero time is 0.

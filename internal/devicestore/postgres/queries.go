@@ -41,8 +41,8 @@ const (
 	version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at,
 	updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release,
 	rollback_blob = excluded.rollback_blob, offer_boot = excluded.offer_boot`
-	qPinFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES ($1, $2, $3, $4, true)
-	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = true`
+	qPinFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline) VALUES ($1, $2, $3, $4, true, true, false)
+	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = true, has_record = true, offline = false`
 	qAddConflict = `INSERT INTO conflicts (rollout_uid, device_id) VALUES ($1, $2) ON CONFLICT DO NOTHING`
 	qDelConflict = `DELETE FROM conflicts WHERE rollout_uid = $1 AND device_id = $2`
 	qAddFailure  = `INSERT INTO failures (rollout_uid, device_id, wave, reason, at) VALUES ($1, $2, $3, $4, $5)`
@@ -74,14 +74,21 @@ const (
 	qPutWrapped     = `INSERT INTO wrapped_keys (device_id, blob, wrapped) VALUES ($1, $2, $3)
 	ON CONFLICT (device_id, blob) DO UPDATE SET wrapped = excluded.wrapped`
 
-	qUpsertFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned)
-	SELECT $1, t.id, t.rank, t.wave, false FROM unnest($2::text[], $3::bigint[], $4::integer[]) AS t(id, rank, wave) ORDER BY t.id
+	// A new member is flagged offline by the rule of the rollout's cursor
+	// (none: not offline); a known one keeps its flags.
+	qUpsertFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline)
+	SELECT $1, t.id, t.rank, t.wave, false, h.has,
+		NOT h.has AND coalesce((` + seenOfT + `) < (SELECT c.before FROM offline_cursors c WHERE c.rollout_uid = $1), false)
+	FROM unnest($2::text[], $3::bigint[], $4::integer[]) AS t(id, rank, wave),
+	LATERAL (SELECT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = $1 AND r.device_id = t.id) AS has) h
+	ORDER BY t.id
 	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank,
 	wave = CASE WHEN fleet.pinned THEN fleet.wave ELSE excluded.wave END`
 	qDeleteFleet = `DELETE FROM fleet WHERE rollout_uid = $1 AND device_id = ANY($2)`
 	qNthRank     = `SELECT rank FROM fleet WHERE rollout_uid = $1 ORDER BY rank LIMIT 1 OFFSET $2`
 	qAssignWave  = `UPDATE fleet SET wave = $1 WHERE rollout_uid = $2 AND rank BETWEEN $3 AND $4 AND NOT pinned AND wave <> $1`
 
+	// Recount's scans (the counting Counts did before counters).
 	qFleetSize   = `SELECT count(*) FROM fleet WHERE rollout_uid = $1`
 	qConflicts   = `SELECT count(*) FROM conflicts WHERE rollout_uid = $1`
 	qTargeted    = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = $1 GROUP BY wave`
@@ -94,12 +101,77 @@ const (
 	AND NOT EXISTS (SELECT 1 FROM device_seen s WHERE s.id = f.device_id AND s.at >= $2)
 	AND NOT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = f.rollout_uid AND r.device_id = f.device_id)
 	GROUP BY f.wave`
+
+	// Counters (migration 2): the shards summed, in one statement so
+	// every counter comes from one snapshot.
+	qCounters = `SELECT kind, wave, key, sum(n)::bigint FROM counters WHERE rollout_uid = $1
+	GROUP BY kind, wave, key HAVING sum(n) <> 0`
+	qOfflineCursor = `SELECT before FROM offline_cursors WHERE rollout_uid = $1`
+	qPutCursor     = `INSERT INTO offline_cursors (rollout_uid, before) VALUES ($1, $2)
+	ON CONFLICT (rollout_uid) DO UPDATE SET before = excluded.before`
+	// Flags every member of $1 by the offline rule at cursor $2: once per
+	// rollout, when it has no cursor yet.
+	// has_record is read from the updated row itself, so a first record
+	// written concurrently is seen (the row is rechecked once locked).
+	qFlagAll = `UPDATE fleet f SET offline = NOT f.has_record AND x.old
+	FROM (SELECT f2.device_id, coalesce((` + seenOfF2 + `) < $2, false) AS old
+		FROM fleet f2 WHERE f2.rollout_uid = $1) x
+	WHERE f.rollout_uid = $1 AND f.device_id = x.device_id AND f.offline <> (NOT f.has_record AND x.old)`
+	// Sets the flag to $4 on record-less members of $1 whose device was
+	// last seen in [$2, $3): what moving the cursor between $2 and $3
+	// changes. Both branches are index ranges on last-seen times; the
+	// conditions on f's own columns are rechecked on the newest row
+	// version when a concurrent write (a first record) changed it.
+	qFlagWindow = `UPDATE fleet f SET offline = $4
+	FROM (SELECT d.id FROM devices d LEFT JOIN device_seen s ON s.id = d.id
+		WHERE d.last_seen >= $2 AND d.last_seen < $3 AND coalesce(s.at, 0) < $3
+		UNION
+		SELECT s.id FROM device_seen s JOIN devices d ON d.id = s.id
+		WHERE s.at >= $2 AND s.at < $3 AND d.last_seen < $3) w
+	WHERE f.rollout_uid = $1 AND f.device_id = w.id AND NOT f.has_record AND f.offline <> $4`
+	// Devices seen at the given times are no longer offline in rollouts
+	// whose cursor is at or before that time.
+	qClearSeen = `UPDATE fleet f SET offline = false
+	FROM unnest($1::text[], $2::bigint[]) AS t(id, at), offline_cursors c
+	WHERE f.device_id = t.id AND f.offline AND c.rollout_uid = f.rollout_uid AND c.before <= t.at`
+	// Re-evaluates a device's flags after its last-seen time changed in
+	// either direction (enrollment), in every rollout with a cursor.
+	qReflagDevice = `UPDATE fleet f SET offline = NOT f.has_record AND coalesce((` + seenOfF + `) < c.before, false)
+	FROM offline_cursors c
+	WHERE f.rollout_uid = c.rollout_uid AND f.device_id = $1
+	AND f.offline <> (NOT f.has_record AND coalesce((` + seenOfF + `) < c.before, false))`
+	// Locks the device's last-seen row against touches until commit.
+	qLockSeen     = `SELECT at FROM device_seen WHERE id = $1 FOR SHARE`
+	qRolloutState = `SELECT selector_key, fleet_seq, cutoffs, updated_at FROM rollout_state WHERE rollout_uid = $1`
+	qPutState     = `INSERT INTO rollout_state (rollout_uid, selector_key, fleet_seq, cutoffs, updated_at) VALUES ($1, $2, $3, $4, $5)
+	ON CONFLICT (rollout_uid) DO UPDATE SET selector_key = excluded.selector_key, fleet_seq = excluded.fleet_seq,
+	cutoffs = excluded.cutoffs, updated_at = excluded.updated_at`
+
+	// Offline flags depend on last-seen times, written by check-ins on
+	// every replica. Writers that only move last-seen times forward
+	// (Touch, SetRunning; each clears the flags its new time clears) and
+	// enrollments take offlineLock shared; writers that set flags from
+	// last-seen times they read (Counts moving a cursor, SyncFleet adding
+	// members) take it exclusive, so no last-seen write is in flight while
+	// they read, and none commits unseen before they do.
+	qLockOfflineShared = `SELECT pg_advisory_xact_lock_shared($1)`
+)
+
+// Last-seen of the device t.id, f.device_id, f2.device_id (NULL for a
+// device never enrolled, which is never offline).
+const (
+	seenOfT  = `SELECT greatest(d.last_seen, coalesce(s.at, 0)) FROM devices d LEFT JOIN device_seen s ON s.id = d.id WHERE d.id = t.id`
+	seenOfF  = `SELECT greatest(d.last_seen, coalesce(s.at, 0)) FROM devices d LEFT JOIN device_seen s ON s.id = d.id WHERE d.id = f.device_id`
+	seenOfF2 = `SELECT greatest(d.last_seen, coalesce(s.at, 0)) FROM devices d LEFT JOIN device_seen s ON s.id = d.id WHERE d.id = f2.device_id`
 )
 
 // Advisory lock keys (one bigint space per database): enrollments share
 // one; each device has its own, hashed from its ID (a collision only makes
 // two devices wait for each other).
-var enrollLock = lockKey("otaflow/enroll")
+var (
+	enrollLock  = lockKey("otaflow/enroll")
+	offlineLock = lockKey("otaflow/offline")
+)
 
 func deviceLock(id string) int64 { return lockKey("otaflow/device\x00" + id) }
 

@@ -51,13 +51,15 @@ func readRecords(rows pgx.Rows, err error, deviceID string) ([]devicestore.Recor
 
 // Record implements devicestore.Store.
 func (s *Store) Record(ctx context.Context, rolloutUID, deviceID string) (devicestore.Record, error) {
-	return scanRecord(s.pool.QueryRow(ctx, qRecord, rolloutUID, deviceID))
+	r, err := scanRecord(s.pool.QueryRow(ctx, qRecord, rolloutUID, deviceID))
+	return r, unavailable(err)
 }
 
 // Records implements devicestore.Store.
 func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Record, error) {
 	rows, err := s.pool.Query(ctx, qRecordsByDev, deviceID)
-	return readRecords(rows, err, deviceID)
+	recs, err := readRecords(rows, err, deviceID)
+	return recs, unavailable(err)
 }
 
 // queuePutRecord adds the writes of a record: the record, the device
@@ -191,7 +193,7 @@ func (s *Store) ExpireOffers(ctx context.Context, rolloutUID string, deadline, n
 func (s *Store) RecentFailures(ctx context.Context, rolloutUID string, n int) ([]devicestore.Failure, error) {
 	rows, err := s.pool.Query(ctx, qRecentFailures, rolloutUID, limit(n))
 	if err != nil {
-		return nil, fmt.Errorf("postgres: failures of %s: %w", rolloutUID, err)
+		return nil, unavailable(fmt.Errorf("postgres: failures of %s: %w", rolloutUID, err))
 	}
 	defer rows.Close()
 	var out []devicestore.Failure
@@ -205,7 +207,7 @@ func (s *Store) RecentFailures(ctx context.Context, rolloutUID string, n int) ([
 		out = append(out, f)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("postgres: failures of %s: %w", rolloutUID, err)
+		return nil, unavailable(fmt.Errorf("postgres: failures of %s: %w", rolloutUID, err))
 	}
 	return out, nil
 }
@@ -214,7 +216,8 @@ func (s *Store) RecentFailures(ctx context.Context, rolloutUID string, n int) ([
 func (s *Store) ForgetRollout(ctx context.Context, rolloutUID string) error {
 	return s.tx(ctx, "forget rollout", writeTx, func(tx pgx.Tx) error {
 		var b batch
-		for _, table := range []string{"records", "fleet", "conflicts", "failures"} {
+		// Counters last: the deletes before them run the counter triggers.
+		for _, table := range []string{"records", "fleet", "conflicts", "failures", "offline_cursors", "rollout_state", "counters"} {
 			b.queue("forget "+rolloutUID+" in "+table, "DELETE FROM "+table+" WHERE rollout_uid = $1", rolloutUID)
 		}
 		return b.exec(ctx, tx)
@@ -229,7 +232,7 @@ func (s *Store) WrappedKey(ctx context.Context, deviceID, blob string) ([]byte, 
 		return nil, devicestore.ErrNotFound
 	}
 	if err != nil {
-		return nil, fmt.Errorf("postgres: wrapped key: %w", err)
+		return nil, unavailable(fmt.Errorf("postgres: wrapped key: %w", err))
 	}
 	return w, nil
 }

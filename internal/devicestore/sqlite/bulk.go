@@ -50,6 +50,13 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 	if err := tx.StmtContext(ctx, s.ws.maxSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
 		return 0, fmt.Errorf("sqlite: bulk enroll: next seq: %w", err)
 	}
+	// A device may be a fleet member before it enrolls; its offline flags
+	// then need setting, but only where some rollout has an offline cursor.
+	var cursors int
+	if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM offline_cursors`).Scan(&cursors); err != nil {
+		return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)
+	}
+	reflag := tx.StmtContext(ctx, s.ws.reflagDevice)
 	ins := tx.StmtContext(ctx, s.ws.bulkDevice)
 	n := 0
 	var added []devicestore.Device // inserted, with their Seq
@@ -66,6 +73,11 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 		if k, _ := res.RowsAffected(); k == 1 {
 			seq++
 			n++
+			if cursors > 0 {
+				if _, err := reflag.ExecContext(ctx, d.ID); err != nil {
+					return 0, fmt.Errorf("sqlite: bulk enroll %s: offline flags: %w", d.ID, err)
+				}
+			}
 			if s.idx != nil {
 				dd := *d
 				dd.Seq = seq

@@ -73,6 +73,10 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		if err != nil {
 			return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
 		}
+		// The device's last-seen time may have moved either way.
+		if _, err := tx.StmtContext(ctx, s.ws.reflagDevice).ExecContext(ctx, d.ID); err != nil {
+			return fmt.Errorf("sqlite: enroll %s: offline flags: %w", d.ID, err)
+		}
 		// Read back inside the transaction, so the caller sees its own write.
 		out, err = scanDevice(tx.StmtContext(ctx, s.ws.deviceByID).QueryRowContext(ctx, d.ID))
 		return err
@@ -128,6 +132,9 @@ func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64,
 		if n, _ := res.RowsAffected(); n == 0 {
 			return devicestore.ErrNotFound
 		}
+		if _, err := tx.StmtContext(ctx, s.ws.clearSeen).ExecContext(ctx, id, nanos(at)); err != nil {
+			return fmt.Errorf("sqlite: set running version of %s: offline flags: %w", id, err)
+		}
 		return nil
 	}, index)
 }
@@ -144,12 +151,18 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 			// its row needs no existence check.
 			st = tx.StmtContext(ctx, s.ws.touchKnown)
 		}
+		// A device seen again is no longer offline: one probe of the
+		// small fleet_offline index per device, almost always empty.
+		clear := tx.StmtContext(ctx, s.ws.clearSeen)
 		for id, at := range seen {
 			if s.idx != nil && !s.idx.Known(id) {
 				continue
 			}
 			if _, err := st.ExecContext(ctx, id, nanos(at)); err != nil {
 				return fmt.Errorf("sqlite: touch %s: %w", id, err)
+			}
+			if _, err := clear.ExecContext(ctx, id, nanos(at)); err != nil {
+				return fmt.Errorf("sqlite: touch %s: offline flags: %w", id, err)
 			}
 		}
 		return nil

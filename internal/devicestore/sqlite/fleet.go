@@ -87,17 +87,11 @@ func (s *Store) SetConflict(ctx context.Context, rolloutUID, deviceID string, co
 	})
 }
 
-// Counts implements devicestore.Store with covering-index GROUP BYs.
-func (s *Store) Counts(ctx context.Context, rolloutUID string, offlineBefore time.Time) (devicestore.Counts, error) {
+// Recount implements devicestore.Store with covering-index GROUP BYs over
+// the rollout's fleet and records: what Counts computed before counters.
+func (s *Store) Recount(ctx context.Context, rolloutUID string, offlineBefore time.Time) (devicestore.Counts, error) {
 	c := devicestore.Counts{Waves: map[int]*devicestore.WaveCounts{}}
-	wave := func(i int) *devicestore.WaveCounts {
-		w := c.Waves[i]
-		if w == nil {
-			w = &devicestore.WaveCounts{States: map[rollout.State]int64{}}
-			c.Waves[i] = w
-		}
-		return w
-	}
+	wave := c.Wave
 	if err := s.rs.fleetSize.QueryRowContext(ctx, rolloutUID).Scan(&c.FleetSize); err != nil {
 		return c, fmt.Errorf("sqlite: fleet size of %s: %w", rolloutUID, err)
 	}
@@ -157,7 +151,11 @@ func (s *Store) Counts(ctx context.Context, rolloutUID string, offlineBefore tim
 		c.Skipped[reason] = n
 		return nil
 	})
-	return c, err
+	if err != nil {
+		return c, err
+	}
+	c.Normalize()
+	return c, nil
 }
 
 var _ devicestore.Store = (*Store)(nil)

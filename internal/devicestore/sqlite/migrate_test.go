@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/otaflow/otaflow/internal/devicestore/storetest"
 	"github.com/otaflow/otaflow/internal/rollout"
@@ -47,6 +48,29 @@ func openRaw(t *testing.T, path string) *sql.DB {
 	return db
 }
 
+// legacyFS is the goose migrations that replaced the released
+// user_version ones (1..len(legacyMigrations)); later ones are new.
+func legacyFS(t *testing.T) fs.FS {
+	t.Helper()
+	sub, err := fs.Sub(migrationFS, "migrations")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := fstest.MapFS{}
+	for v := 1; v <= len(legacyMigrations); v++ {
+		names, err := fs.Glob(sub, fmt.Sprintf("%05d_*.sql", v))
+		if err != nil || len(names) != 1 {
+			t.Fatalf("migration %d: %v %v", v, names, err)
+		}
+		b, err := fs.ReadFile(sub, names[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[names[0]] = &fstest.MapFile{Data: b}
+	}
+	return out
+}
+
 func userVersion(t *testing.T, db *sql.DB) int {
 	t.Helper()
 	var v int
@@ -65,7 +89,7 @@ func TestMigrationsAreTheReleasedSQL(t *testing.T) {
 	if err := legacyMigrate(ctx, old); err != nil {
 		t.Fatal(err)
 	}
-	if err := migrate(ctx, cur); err != nil {
+	if err := migrateFS(ctx, cur, legacyFS(t)); err != nil {
 		t.Fatal(err)
 	}
 	if a, b := schemaOf(t, old), schemaOf(t, cur); !reflect.DeepEqual(a, b) {
@@ -129,7 +153,7 @@ func TestAdoptReleasedDatabase(t *testing.T) {
 
 	// A later migration applies on top.
 	db = openRaw(t, path)
-	next := fstest.MapFS{"00005_next.sql": {Data: []byte("-- +goose Up\nALTER TABLE devices ADD COLUMN note TEXT NOT NULL DEFAULT '';\n")}}
+	next := fstest.MapFS{"00099_next.sql": {Data: []byte("-- +goose Up\nALTER TABLE devices ADD COLUMN note TEXT NOT NULL DEFAULT '';\n")}}
 	released, err := fs.Sub(migrationFS, "migrations")
 	if err != nil {
 		t.Fatal(err)
@@ -151,10 +175,10 @@ func TestAdoptReleasedDatabase(t *testing.T) {
 	var note string
 	var n int
 	if err := db.QueryRow(`SELECT note, (SELECT count(*) FROM devices) FROM devices WHERE id = 'd1'`).Scan(&note, &n); err != nil || n != 2 {
-		t.Fatalf("after migration 5: %d devices, %v", n, err)
+		t.Fatalf("after migration 99: %d devices, %v", n, err)
 	}
-	if v := userVersion(t, db); v != 5 {
-		t.Fatalf("user_version %d, want 5", v)
+	if v := userVersion(t, db); v != 99 {
+		t.Fatalf("user_version %d, want 99", v)
 	}
 	var applied []int64
 	rows, err := db.Query(`SELECT version_id FROM ` + versionTable + ` ORDER BY id`)
@@ -169,10 +193,10 @@ func TestAdoptReleasedDatabase(t *testing.T) {
 		applied = append(applied, v)
 	}
 	rows.Close()
-	if !reflect.DeepEqual(applied, []int64{0, 1, 2, 3, 4, 5}) {
+	if !reflect.DeepEqual(applied, []int64{0, 1, 2, 3, 4, 5, 99}) {
 		t.Fatalf("versions recorded %v", applied)
 	}
-	// This server does not know migration 5: it refuses the database.
+	// This server does not know migration 99: it refuses the database.
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -195,7 +219,7 @@ func TestAdoptPartialReleasedDatabase(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if err := migrate(ctx, db); err != nil {
+	if err := migrateFS(ctx, db, legacyFS(t)); err != nil {
 		t.Fatal(err)
 	}
 	ref := openRaw(t, filepath.Join(t.TempDir(), "ref.db"))
@@ -218,5 +242,53 @@ func TestNewerReleasedDatabase(t *testing.T) {
 	err := migrate(context.Background(), db)
 	if err == nil || !strings.Contains(err.Error(), "newer than this server") {
 		t.Fatalf("got %v", err)
+	}
+}
+
+// TestCountersBackfill: migration 5 fills the counters from the rows a
+// database already holds, so Counts equals Recount from the first call.
+func TestCountersBackfill(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "devices.db")
+	db := openRaw(t, path)
+	if err := migrateFS(ctx, db, legacyFS(t)); err != nil {
+		t.Fatal(err)
+	}
+	for _, q := range []string{
+		`INSERT INTO devices VALUES ('d1', 't', '{}', 'x25519', x'01', x'01', '1', 1, 1000, 1000, 1)`,
+		`INSERT INTO devices VALUES ('d2', 't', '{}', 'x25519', x'02', x'02', '1', 1, 1000, 5000, 2)`,
+		`INSERT INTO fleet VALUES ('r1', 'd1', 1, 0, 0), ('r1', 'd2', 2, 1, 0), ('r1', 'd3', 3, 1, 1), ('r2', 'd1', 1, 0, 0)`,
+		`INSERT INTO records VALUES ('r1', 'd3', 1, 'skipped', '', '', '', '', 0, 0, 'not newer', '', '', ''),
+			('r1', 'd4', 0, 'offered', '', '', '', '', 0, 0, '', '', '', '')`,
+		`INSERT INTO conflicts VALUES ('r1', 'd1'), ('r2', 'd1')`,
+	} {
+		if _, err := db.Exec(q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(ctx, path, Options{Synchronous: "NORMAL", DisableDeviceIndex: true}) // short test keys
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, uid := range []string{"r1", "r2"} {
+		cut := time.Unix(0, 2000)
+		got, err := s.Counts(ctx, uid, cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := s.Recount(ctx, uid, cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s: counts %+v, recount %+v", uid, got, want)
+		}
+		if uid == "r1" && (got.FleetSize != 3 || got.Conflicts != 1 || got.Skipped["not newer"] != 1 || got.Waves[0].Offline != 1) {
+			t.Fatalf("r1 counts %+v %+v", got, got.Waves[0])
+		}
 	}
 }

@@ -206,7 +206,8 @@ func (s *Store) RecentFailures(ctx context.Context, rolloutUID string, limit int
 // ForgetRollout implements devicestore.Store.
 func (s *Store) ForgetRollout(ctx context.Context, rolloutUID string) error {
 	return s.tx(ctx, "forget rollout", func(tx *sql.Tx) error {
-		for _, table := range []string{"records", "fleet", "conflicts", "failures"} {
+		// Counters last: the deletes before them run the counter triggers.
+		for _, table := range []string{"records", "fleet", "conflicts", "failures", "offline_cursors", "rollout_state", "counters"} {
 			if _, err := tx.ExecContext(ctx, "DELETE FROM "+table+" WHERE rollout_uid = ?", rolloutUID); err != nil {
 				return fmt.Errorf("sqlite: forget %s in %s: %w", rolloutUID, table, err)
 			}

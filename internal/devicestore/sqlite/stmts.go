@@ -12,6 +12,11 @@ const deviceCols = `id, type, labels, kem, public_key, token_hash, version, secu
 // device_seen.
 const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
 	max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq FROM devices d`
+
+// seenOf is the last-seen time of fleet.device_id (NULL for a device
+// never enrolled, which is never offline).
+const seenOf = `SELECT max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)) FROM devices d WHERE d.id = fleet.device_id`
+
 const recordCols = `rollout_uid, device_id, wave, state, release, version, blob, previous_version, offered_at, updated_at, reason, rollback_release, rollback_blob, offer_boot`
 
 // Queries; hot ones are checked with EXPLAIN QUERY PLAN in the tests.
@@ -22,11 +27,12 @@ const (
 	qRecord        = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = ? AND device_id = ?`
 	qRecordsByDev  = `SELECT ` + recordCols + ` FROM records WHERE device_id = ?`
 	qNthRank       = `SELECT rank FROM fleet WHERE rollout_uid = ? ORDER BY rank LIMIT 1 OFFSET ?`
-	qFleetSize     = `SELECT count(*) FROM fleet WHERE rollout_uid = ?`
-	qTargeted      = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = ? GROUP BY wave`
-	qStateCounts   = `SELECT wave, state, count(*) FROM records WHERE rollout_uid = ? GROUP BY wave, state`
-	qConflicts     = `SELECT count(*) FROM conflicts WHERE rollout_uid = ?`
-	qSkipReasons   = `SELECT reason, count(*) FROM records WHERE rollout_uid = ? AND state = 'skipped' GROUP BY reason`
+	// Recount's scans (the counting Counts did before counters).
+	qFleetSize   = `SELECT count(*) FROM fleet WHERE rollout_uid = ?`
+	qTargeted    = `SELECT wave, count(*) FROM fleet WHERE rollout_uid = ? GROUP BY wave`
+	qStateCounts = `SELECT wave, state, count(*) FROM records WHERE rollout_uid = ? GROUP BY wave, state`
+	qConflicts   = `SELECT count(*) FROM conflicts WHERE rollout_uid = ?`
+	qSkipReasons = `SELECT reason, count(*) FROM records WHERE rollout_uid = ? AND state = 'skipped' GROUP BY reason`
 	// Fleet members with no record that were last seen before ?2 (the
 	// later of devices.last_seen and device_seen.at), by wave.
 	qOffline = `SELECT f.wave, count(*) FROM fleet f JOIN devices d ON d.id = f.device_id
@@ -34,6 +40,38 @@ const (
 	AND NOT EXISTS (SELECT 1 FROM device_seen s WHERE s.id = f.device_id AND s.at >= ?2)
 	AND NOT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = f.rollout_uid AND r.device_id = f.device_id)
 	GROUP BY f.wave`
+
+	// Counters (schema migration 5).
+	qCounters      = `SELECT kind, wave, key, n FROM counters WHERE rollout_uid = ? AND n <> 0`
+	qOfflineCursor = `SELECT before FROM offline_cursors WHERE rollout_uid = ?`
+	qPutCursor     = `INSERT INTO offline_cursors (rollout_uid, before) VALUES (?1, ?2) ON CONFLICT (rollout_uid) DO UPDATE SET before = excluded.before`
+	// Flags every member of ?1 by the offline rule at cursor ?2: once per
+	// rollout, when it has no cursor yet.
+	qFlagAll = `UPDATE fleet SET offline = coalesce(has_record = 0 AND (` + seenOf + `) < ?2, 0)
+	WHERE rollout_uid = ?1 AND offline <> coalesce(has_record = 0 AND (` + seenOf + `) < ?2, 0)`
+	// Sets the flag to ?4 on record-less members of ?1 whose device was
+	// last seen in [?2, ?3): what moving the cursor between ?2 and ?3
+	// changes. Both branches are index ranges on last-seen times.
+	qFlagWindow = `UPDATE fleet SET offline = ?4
+	WHERE rollout_uid = ?1 AND has_record = 0 AND offline <> ?4 AND device_id IN (
+		SELECT d.id FROM devices d WHERE d.last_seen >= ?2 AND d.last_seen < ?3
+		AND coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0) < ?3
+		UNION
+		SELECT s.id FROM device_seen s JOIN devices d ON d.id = s.id WHERE s.at >= ?2 AND s.at < ?3 AND d.last_seen < ?3)`
+	// A device seen at ?2 is no longer offline in rollouts whose cursor
+	// is at or before ?2.
+	qClearSeen = `UPDATE fleet SET offline = 0 WHERE device_id = ?1 AND offline = 1
+	AND rollout_uid IN (SELECT rollout_uid FROM offline_cursors WHERE before <= ?2)`
+	// Re-evaluates the device's flags after its last-seen time changed in
+	// either direction (enrollment), in every rollout with a cursor.
+	qReflagDevice = `UPDATE fleet SET offline = coalesce(has_record = 0 AND (` + seenOf + `) < (SELECT c.before FROM offline_cursors c WHERE c.rollout_uid = fleet.rollout_uid), 0)
+	WHERE device_id = ?1 AND rollout_uid IN (SELECT rollout_uid FROM offline_cursors)`
+	qForgetCursor = `DELETE FROM offline_cursors WHERE rollout_uid = ?`
+	qForgetCount  = `DELETE FROM counters WHERE rollout_uid = ?`
+	qForgetState  = `DELETE FROM rollout_state WHERE rollout_uid = ?`
+	qRolloutState = `SELECT selector_key, fleet_seq, cutoffs, updated_at FROM rollout_state WHERE rollout_uid = ?`
+	qPutState     = `INSERT INTO rollout_state (rollout_uid, selector_key, fleet_seq, cutoffs, updated_at) VALUES (?, ?, ?, ?, ?)
+	ON CONFLICT (rollout_uid) DO UPDATE SET selector_key = excluded.selector_key, fleet_seq = excluded.fleet_seq, cutoffs = excluded.cutoffs, updated_at = excluded.updated_at`
 	qRecentFailures = `SELECT device_id, wave, reason, at FROM failures WHERE rollout_uid = ? ORDER BY at DESC, id DESC LIMIT ?`
 	qWrappedKey     = `SELECT wrapped FROM wrapped_keys WHERE device_id = ? AND blob = ?`
 
@@ -45,8 +83,13 @@ const (
 	qTouchKnown   = `INSERT INTO device_seen (id, at) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET at = max(at, excluded.at)`
 	qTouch        = `INSERT INTO device_seen (id, at) SELECT ?1, ?2 WHERE EXISTS (SELECT 1 FROM devices WHERE id = ?1) ON CONFLICT (id) DO UPDATE SET at = max(at, excluded.at)`
 	qUpsertRecord = `INSERT INTO records (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release, version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at, updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release, rollback_blob = excluded.rollback_blob, offer_boot = excluded.offer_boot`
-	qPinFleet     = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 1) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = 1`
-	qUpsertFleet  = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned) VALUES (?, ?, ?, ?, 0) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank, wave = CASE WHEN fleet.pinned = 1 THEN fleet.wave ELSE excluded.wave END`
+	qPinFleet     = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline) VALUES (?, ?, ?, ?, 1, 1, 0) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = 1, has_record = 1, offline = 0`
+	// A new member is flagged offline by the rule of the rollout's cursor
+	// (none: not offline); a known one keeps its flag.
+	qUpsertFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline)
+	SELECT ?1, ?2, ?3, ?4, 0, h.has, coalesce(h.has = 0 AND (SELECT max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)) FROM devices d WHERE d.id = ?2) < (SELECT c.before FROM offline_cursors c WHERE c.rollout_uid = ?1), 0)
+	FROM (SELECT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = ?1 AND r.device_id = ?2) AS has) h WHERE true
+	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank, wave = CASE WHEN fleet.pinned = 1 THEN fleet.wave ELSE excluded.wave END`
 	qDeleteFleet  = `DELETE FROM fleet WHERE rollout_uid = ? AND device_id = ?`
 	qAssignWave   = `UPDATE fleet SET wave = ? WHERE rollout_uid = ? AND rank BETWEEN ? AND ? AND pinned = 0 AND wave <> ?`
 	qAddConflict  = `INSERT OR IGNORE INTO conflicts (rollout_uid, device_id) VALUES (?, ?)`
@@ -64,7 +107,7 @@ const (
 type readStmts struct {
 	deviceByToken, deviceByID, devicesSince, record, recordsByDev *sql.Stmt
 	nthRank, fleetSize, targeted, stateCounts, conflicts, offline *sql.Stmt
-	skipReasons                                                   *sql.Stmt
+	skipReasons, rolloutState                                     *sql.Stmt
 	recentFailures, wrappedKey                                    *sql.Stmt
 }
 
@@ -75,6 +118,8 @@ type writeStmts struct {
 	assignWave, addConflict, delConflict, addFailure                 *sql.Stmt
 	reportSeen, addReport, expire, putWrapped, pruneReports, trimFai *sql.Stmt
 	deviceByID, bulkDevice, recordsByDev                             *sql.Stmt
+	counters, offlineCursor, putCursor, flagAll, flagWindow          *sql.Stmt
+	clearSeen, reflagDevice, putState                                *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -98,6 +143,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.r, &s.rs.skipReasons, qSkipReasons},
 		{s.r, &s.rs.recentFailures, qRecentFailures},
 		{s.r, &s.rs.wrappedKey, qWrappedKey},
+		{s.r, &s.rs.rolloutState, qRolloutState},
 		{s.w, &s.ws.enrollKey, qEnrollKey},
 		{s.w, &s.ws.maxSeq, qMaxSeq},
 		{s.w, &s.ws.insertDevice, qInsertDevice},
@@ -123,6 +169,14 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.deviceByID, qDeviceByID},
 		{s.w, &s.ws.bulkDevice, qBulkDevice},
 		{s.w, &s.ws.recordsByDev, qRecordsByDev},
+		{s.w, &s.ws.counters, qCounters},
+		{s.w, &s.ws.offlineCursor, qOfflineCursor},
+		{s.w, &s.ws.putCursor, qPutCursor},
+		{s.w, &s.ws.flagAll, qFlagAll},
+		{s.w, &s.ws.flagWindow, qFlagWindow},
+		{s.w, &s.ws.clearSeen, qClearSeen},
+		{s.w, &s.ws.reflagDevice, qReflagDevice},
+		{s.w, &s.ws.putState, qPutState},
 	}
 	for _, x := range list {
 		st, err := x.db.PrepareContext(ctx, x.q)
@@ -138,11 +192,12 @@ func (s *Store) allStmts() []*sql.Stmt {
 	r, w := &s.rs, &s.ws
 	return []*sql.Stmt{
 		r.deviceByToken, r.deviceByID, r.devicesSince, r.record, r.recordsByDev,
-		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.offline, r.skipReasons, r.recentFailures, r.wrappedKey,
+		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.offline, r.skipReasons, r.recentFailures, r.wrappedKey, r.rolloutState,
 		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch, w.touchKnown,
 		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
 		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
 		w.deviceByID, w.bulkDevice, w.recordsByDev,
+		w.counters, w.offlineCursor, w.putCursor, w.flagAll, w.flagWindow, w.clearSeen, w.reflagDevice, w.putState,
 	}
 }

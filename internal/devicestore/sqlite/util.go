@@ -4,9 +4,13 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sync"
 	"time"
+
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
 )
@@ -15,16 +19,27 @@ import (
 func (s *Store) tx(ctx context.Context, what string, fn func(*sql.Tx) error) error {
 	tx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
-		return fmt.Errorf("sqlite: %s: begin: %w", what, err)
+		return unavailable(fmt.Errorf("sqlite: %s: begin: %w", what, err))
 	}
 	if err := fn(tx); err != nil {
 		_ = tx.Rollback()
-		return err
+		return unavailable(err)
 	}
 	if err := tx.Commit(); err != nil {
-		return fmt.Errorf("sqlite: %s: commit: %w", what, err)
+		return unavailable(fmt.Errorf("sqlite: %s: commit: %w", what, err))
 	}
 	return nil
+}
+
+// unavailable marks SQLITE_BUSY (the database stayed locked by another
+// process past the busy timeout) as devicestore.ErrUnavailable: the same
+// write may succeed later.
+func unavailable(err error) error {
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY && !errors.Is(err, devicestore.ErrUnavailable) {
+		return fmt.Errorf("%w: %w", devicestore.ErrUnavailable, err)
+	}
+	return err
 }
 
 // eachRow runs fn on every row of a query's result (rows, err as the

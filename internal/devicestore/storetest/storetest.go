@@ -29,6 +29,8 @@ func Run(t *testing.T, open func(t *testing.T) devicestore.Store) {
 		{"WrappedKeys", testWrappedKeys},
 		{"UpdateRecords", testUpdateRecords},
 		{"Offline", testOffline},
+		{"RolloutState", testRolloutState},
+		{"CountsMatchRecount", testCountsMatchRecount},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
