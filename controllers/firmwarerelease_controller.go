@@ -57,7 +57,17 @@ type FirmwareReleaseReconciler struct {
 	// RetryBaseDelay and RetryMaxDelay bound the backoff of transient
 	// failures (fetch errors, storage errors).
 	RetryBaseDelay, RetryMaxDelay time.Duration
+	// MaxConcurrentBuilds is how many releases are reconciled (fetched,
+	// verified, encrypted) at once, so one large or slow image does not
+	// hold up the others; the work queue never runs one release twice at
+	// once. Default DefaultMaxConcurrentBuilds.
+	MaxConcurrentBuilds int
 }
+
+// DefaultMaxConcurrentBuilds: builds are mostly waiting on the network and
+// the blob store, and each holds one 16 KiB chunk buffer, so a few at once
+// cost little.
+const DefaultMaxConcurrentBuilds = 4
 
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=firmwarereleases,verbs=get;list;watch;update;patch
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=firmwarereleases/status,verbs=get;update;patch
@@ -386,6 +396,9 @@ func (r *FirmwareReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if r.RetryMaxDelay == 0 {
 		r.RetryMaxDelay = 5 * time.Minute
 	}
+	if r.MaxConcurrentBuilds <= 0 {
+		r.MaxConcurrentBuilds = DefaultMaxConcurrentBuilds
+	}
 	specOrDeletion := predicate.Or(predicate.GenerationChangedPredicate{}, predicate.Funcs{
 		UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
 	})
@@ -399,7 +412,8 @@ func (r *FirmwareReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			UpdateFunc: func(e event.UpdateEvent) bool { return !e.ObjectNew.GetDeletionTimestamp().IsZero() },
 		})).
 		WithOptions(controller.Options{
-			RateLimiter: workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
+			RateLimiter:             workqueue.NewTypedItemExponentialFailureRateLimiter[reconcile.Request](r.RetryBaseDelay, r.RetryMaxDelay),
+			MaxConcurrentReconciles: r.MaxConcurrentBuilds,
 		}).
 		Named("firmwarerelease").
 		Complete(r)

@@ -862,3 +862,42 @@ func TestArtifactFromOlderControllerCompleted(t *testing.T) {
 		t.Errorf("artifact %+v, want %+v (filled in, not rebuilt)", got.Status.Artifact, want)
 	}
 }
+
+// TestBuildsRunConcurrently: two releases whose image servers answer only
+// once both downloads are in flight become Ready: one slow image does not
+// hold up another release's build.
+func TestBuildsRunConcurrently(t *testing.T) {
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	var mu sync.Mutex
+	waiting := 0
+	both := make(chan struct{})
+	imgs := map[string][]byte{"/a.bin": randomImage(t, 20_000), "/b.bin": randomImage(t, 20_000)}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		if waiting++; waiting == 2 {
+			close(both)
+		}
+		mu.Unlock()
+		select {
+		case <-both:
+			_, _ = w.Write(imgs[r.URL.Path])
+		case <-time.After(20 * time.Second):
+			t.Errorf("%s: the other release's build did not start within 20s", r.URL.Path)
+			http.Error(w, "the other build never started", http.StatusServiceUnavailable)
+		case <-r.Context().Done():
+		}
+	}))
+	t.Cleanup(srv.Close)
+	var rels []*otav1.FirmwareRelease
+	for _, name := range []string{"a", "b"} {
+		img := imgs["/"+name+".bin"]
+		rel := release(ns, name, srv.URL+"/"+name+".bin", img, vendor.Sign(t, img))
+		create(t, rel)
+		rels = append(rels, rel)
+	}
+	for _, rel := range rels {
+		waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	}
+}

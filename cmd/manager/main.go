@@ -48,6 +48,7 @@ type options struct {
 	fetchTimeout           time.Duration
 	retryBase, retryMax    time.Duration
 	staleAfter             time.Duration
+	releaseBuilds          int
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.DurationVar(&o.fetchTimeout, "fetch-timeout", 30*time.Minute, "Time limit for fetching, verifying and encrypting one image.")
 	flag.DurationVar(&o.retryBase, "retry-base-delay", 2*time.Second, "First retry delay after a transient failure (doubles each time).")
 	flag.DurationVar(&o.retryMax, "retry-max-delay", 5*time.Minute, "Longest retry delay after transient failures.")
+	flag.IntVar(&o.releaseBuilds, "max-concurrent-release-builds", controllers.DefaultMaxConcurrentBuilds, "FirmwareReleases fetched, verified and encrypted at once (one at a time per release).")
 	flag.DurationVar(&o.staleAfter, "counts-stale-after", controllers.DefaultStaleAfter, "Counts the OTA server reported longer ago than this are stale: no wave opens, completes or aborts on them (the server heartbeats every --status-heartbeat).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -84,6 +86,9 @@ func run(ctx context.Context, o options) error {
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(otav1.AddToScheme(scheme))
 
+	if o.releaseBuilds < 1 {
+		return fmt.Errorf("--max-concurrent-release-builds must be at least 1, got %d", o.releaseBuilds)
+	}
 	if o.maxImageSize <= 0 {
 		return fmt.Errorf("--max-image-size must be positive, got %d", o.maxImageSize)
 	}
@@ -141,6 +146,8 @@ func run(ctx context.Context, o options) error {
 		FetchTimeout:   o.fetchTimeout,
 		RetryBaseDelay: o.retryBase,
 		RetryMaxDelay:  o.retryMax,
+
+		MaxConcurrentBuilds: o.releaseBuilds,
 	}
 	if err := rel.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up FirmwareRelease controller: %w", err)
