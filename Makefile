@@ -123,3 +123,7 @@ help: ## Show this help.
 .PHONY: reliability
 reliability: envtest build ## Kill the OTA server, the manager and the API server during rollouts; compare devices, store and status (about 5 minutes; RELIABILITY_FLAGS scales it).
 	go run ./hack/reliability --bin-dir=$(BIN) $(RELIABILITY_FLAGS)
+
+.PHONY: reliability-scaled
+reliability-scaled: envtest build s3server postgres ## Three OTA server replicas on one PostgreSQL and one S3 server: SIGKILL a replica and the reporter leader, stop PostgreSQL mid-rollout (about 5 minutes; RELIABILITY_FLAGS scales it).
+	go run ./hack/reliability --bin-dir=$(BIN) --scaled $(RELIABILITY_FLAGS)

@@ -93,7 +93,8 @@ type RolloutSpec struct {
 	DeviceTimeout *metav1.Duration `json:"deviceTimeout,omitempty"`
 
 	// MaxOffersPerMinute limits new offers, to bound bandwidth. Unset means
-	// no limit.
+	// no limit. Each OTA server replica enforces it on its own, so N
+	// replicas offer up to N times this many.
 	// +kubebuilder:validation:Minimum=1
 	// +optional
 	MaxOffersPerMinute *int32 `json:"maxOffersPerMinute,omitempty"`

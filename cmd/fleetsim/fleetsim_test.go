@@ -45,6 +45,7 @@ func TestParseOptions(t *testing.T) {
 		args []string
 		want string
 	}{
+		{"empty server in list", append(slices.Clone(base), "--server", "https://a,,https://b"), "empty URL"},
 		{"missing server", []string{"--bootstrap-token", "t", "--assignment-key", "a.pem", "--vendor-key", "v.pem"}, "--server is required"},
 		{"rate above 1", append(slices.Clone(base), "--revert", "1.5"), "must be a number in [0,1]"},
 		{"bad selector", append(slices.Clone(base), "--never-return", "0.1@region"), "version=X or a label"},
@@ -152,7 +153,7 @@ func TestSummaryJSONKeys(t *testing.T) {
 	if err := json.Unmarshal(b.Bytes(), &m); err != nil {
 		t.Fatal(err)
 	}
-	for _, k := range []string{"devices", "byVersion", "byState", "refusals", "reports", "devicesDetail"} {
+	for _, k := range []string{"devices", "byVersion", "byState", "refusals", "reports", "responses", "retryAfter", "transportErrors", "devicesDetail"} {
 		if _, ok := m[k]; !ok {
 			t.Fatalf("summary lacks %q: %s", k, b.String())
 		}
@@ -162,5 +163,24 @@ func TestSummaryJSONKeys(t *testing.T) {
 		if _, ok := d[k]; !ok {
 			t.Fatalf("device detail lacks %q", k)
 		}
+	}
+}
+
+func TestServerList(t *testing.T) {
+	o, err := parseOptions([]string{"--server", "http://a, http://b,http://c", "--bootstrap-token", "t",
+		"--assignment-key", "a.pem", "--vendor-key", "v.pem", "--devices", "5"}, &bytes.Buffer{}, readFake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.servers, []string{"http://a", "http://b", "http://c"}) {
+		t.Fatalf("servers %q", o.servers)
+	}
+	o, err = parseOptions([]string{"--server", "https://ota", "--bootstrap-token", "t",
+		"--assignment-key", "a.pem", "--vendor-key", "v.pem"}, &bytes.Buffer{}, readFake)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(o.servers, []string{"https://ota"}) {
+		t.Fatalf("one server: %q", o.servers)
 	}
 }

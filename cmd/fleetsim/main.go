@@ -12,6 +12,9 @@
 //	         [--seed 1] [--summary-json FILE] [--summary-interval 0] [--duration 0] [--progress auto|tty|plain|none] \
 //	         [--insecure-skip-verify] [-v]
 //
+// --server may list several URLs separated by commas (replicas without a
+// load balancer): device i talks to URL i mod n.
+//
 // Device IDs are <id-prefix><index, 5 digits>. Labels are dealt with exact
 // proportions per key (largest remainders), shuffled by --seed.
 //
@@ -33,6 +36,7 @@
 //	  "byState": {"idle": 3, "succeeded": 470, "failed": 20, "neverReturned": 5, ...},
 //	  "refusals": {"chunk-auth": 10, "vendor-signature": 0, ...},
 //	  "reports": 2412,
+//	  "responses": {"200": 9120, "503": 40}, "retryAfter": {"503": 40}, "transportErrors": 12,
 //	  "devicesDetail": [{"id": "sim-00000", "version": "2.0.0", "securityFloor": 4, "pendingFloor": 0,
 //	                     "lastState": "succeeded", "lastReason": ""}, ...]
 //	}
@@ -41,6 +45,9 @@
 // never did anything): downloading, downloaded, installing, installed,
 // rebooting, succeeded, failed, canceled, reverted, rolledback, and
 // neverReturned. refusals counts refusals by code (see package agent).
+// responses counts the HTTP answers the devices got by status code,
+// retryAfter those that carried Retry-After, transportErrors requests
+// that got no answer (a server down).
 // securityFloor is the committed floor, raised when the server sends a
 // commit (the rollout that updated the device committed), not at boot;
 // pendingFloor is the running release's securityVersion until then.

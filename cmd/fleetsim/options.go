@@ -12,6 +12,7 @@ import (
 
 type options struct {
 	server, bootstrap    string
+	servers              []string // --server split on commas; device i uses servers[i%len]
 	assignmentKeyFile    string
 	vendorKeyFiles       stringList
 	assignmentKey        []byte
@@ -43,7 +44,7 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	o := &options{faults: map[string]faultRules{}}
 	fs := flag.NewFlagSet("fleetsim", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&o.server, "server", "", "OTA server base URL (required)")
+	fs.StringVar(&o.server, "server", "", "OTA server base URL (required); a comma-separated list spreads the devices over several replicas, device i using URL i mod n")
 	fs.StringVar(&o.bootstrap, "bootstrap-token", "", "enrollment (bootstrap) token (required)")
 	fs.StringVar(&o.assignmentKeyFile, "assignment-key", "", "PEM public key the server signs assignments with (required)")
 	fs.Var(&o.vendorKeyFiles, "vendor-key", "PEM public key of the firmware vendor (required, repeatable)")
@@ -81,8 +82,11 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 		return nil, fmt.Errorf("unexpected arguments: %v", fs.Args())
 	}
 	var errs []error
+	var err error
 	if o.server == "" {
 		errs = append(errs, errors.New("--server is required"))
+	} else if o.servers, err = splitServers(o.server); err != nil {
+		errs = append(errs, err)
 	}
 	if o.bootstrap == "" {
 		errs = append(errs, errors.New("--bootstrap-token is required"))
@@ -118,7 +122,6 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	default:
 		errs = append(errs, fmt.Errorf("--progress %q: want auto, tty, plain or none", o.progress))
 	}
-	var err error
 	if o.labels, err = parseLabels(o.labelsSpec); err != nil {
 		errs = append(errs, err)
 	}
@@ -142,4 +145,18 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 		}
 	}
 	return o, nil
+}
+
+// splitServers reads --server: one URL, or several separated by commas
+// (replicas without a load balancer in front of them).
+func splitServers(v string) ([]string, error) {
+	var out []string
+	for _, u := range strings.Split(v, ",") {
+		u = strings.TrimSpace(u)
+		if u == "" {
+			return nil, fmt.Errorf("--server %q: empty URL in the list", v)
+		}
+		out = append(out, u)
+	}
+	return out, nil
 }

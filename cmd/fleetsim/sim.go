@@ -152,10 +152,13 @@ type sim struct {
 	devices []*simDevice
 	started time.Time
 	running atomic.Int64
+	// responses counts what every device's transport saw.
+	responses *responseCounts
 }
 
 func newSim(o *options, transport http.RoundTripper, log logr.Logger) (*sim, error) {
-	s := &sim{opts: o}
+	s := &sim{opts: o, responses: newResponseCounts()}
+	transport = s.responses.counting(transport)
 	labels := assignLabels(o.labels, o.devices, o.seed)
 	fl := &faults{seed: o.seed, rules: o.faults}
 	for i := range o.devices {
@@ -164,7 +167,7 @@ func newSim(o *options, transport http.RoundTripper, log logr.Logger) (*sim, err
 			running: o.version, refusals: map[string]int{}, stop: func() {},
 		}
 		a, err := agent.New(agent.Config{
-			ServerURL: o.server, DeviceID: d.id, DeviceType: o.deviceType, Labels: d.labels,
+			ServerURL: o.servers[i%len(o.servers)], DeviceID: d.id, DeviceType: o.deviceType, Labels: d.labels,
 			BootstrapToken: o.bootstrap, AssignmentKeyPEM: o.assignmentKey, VendorKeysPEM: o.vendorKeys,
 			HTTPClient:   &http.Client{Transport: d.corrupting(transport)},
 			PollInterval: o.poll, PollJitter: 0.2, ProgressInterval: 5 * o.poll,

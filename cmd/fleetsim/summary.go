@@ -13,12 +13,18 @@ import (
 
 // Summary is the --summary-json document. Its keys are stable.
 type Summary struct {
-	Devices       int            `json:"devices"`
-	ByVersion     map[string]int `json:"byVersion"`
-	ByState       map[string]int `json:"byState"`
-	Refusals      map[string]int `json:"refusals"`
-	Reports       int            `json:"reports"`
-	DevicesDetail []DeviceDetail `json:"devicesDetail"`
+	Devices   int            `json:"devices"`
+	ByVersion map[string]int `json:"byVersion"`
+	ByState   map[string]int `json:"byState"`
+	Refusals  map[string]int `json:"refusals"`
+	Reports   int            `json:"reports"`
+	// Responses counts HTTP answers by status code, RetryAfter those of
+	// them that carried a Retry-After header, TransportErrors requests that
+	// got no answer (server down): what the devices saw of the servers.
+	Responses       map[string]int `json:"responses"`
+	RetryAfter      map[string]int `json:"retryAfter"`
+	TransportErrors int            `json:"transportErrors"`
+	DevicesDetail   []DeviceDetail `json:"devicesDetail"`
 }
 
 // DeviceDetail is one device in the summary.
@@ -47,6 +53,7 @@ const StateNeverReturned = "neverReturned"
 
 func (s *sim) summary() Summary {
 	out := Summary{Devices: len(s.devices), ByVersion: map[string]int{}, ByState: map[string]int{}, Refusals: map[string]int{}, DevicesDetail: []DeviceDetail{}}
+	out.Responses, out.RetryAfter, out.TransportErrors = s.responses.snapshot()
 	for _, d := range s.devices {
 		st := d.a.Status()
 		d.mu.Lock()
@@ -106,5 +113,10 @@ func writeTable(w io.Writer, s Summary, elapsed time.Duration) {
 	section("version", s.ByVersion)
 	section("state", s.ByState)
 	section("refusals", s.Refusals)
+	section("responses", s.Responses)
+	section("retry-after", s.RetryAfter)
+	if s.TransportErrors > 0 {
+		fmt.Fprintf(tw, "no answer\t%d\n", s.TransportErrors)
+	}
 	_ = tw.Flush()
 }

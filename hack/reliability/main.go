@@ -9,6 +9,11 @@
 //   - apiserver: the kube-apiserver is stopped for 30 s mid-rollout while
 //     etcd keeps the data, then started again.
 //
+// With --scaled it runs the replicated layout instead (scaled.go): three
+// OTA server replicas with the reporter leader-elected, one PostgreSQL
+// device store and one S3 blob store; a non-leader replica and the
+// reporter leader are SIGKILLed and PostgreSQL is stopped mid-rollout.
+//
 // After each run it compares three records: what every simulated device
 // did (fleetsim's summary), what the OTA server's store holds (the SQLite
 // file, read-only), and Rollout.status. Nothing acknowledged may be lost,
@@ -20,7 +25,6 @@ package main
 import (
 	"bufio"
 	"context"
-	"database/sql"
 	"flag"
 	"fmt"
 	"math/rand/v2"
@@ -57,6 +61,9 @@ type options struct {
 	imageSize    int
 	keep         bool
 	markdown     bool
+	scaled       scaledOptions
+	// offersPerMinute is the rollouts' maxOffersPerMinute (0: no limit).
+	offersPerMinute int
 }
 
 func main() {
@@ -72,11 +79,19 @@ func main() {
 	flag.IntVar(&o.imageSize, "image-size", 512<<10, "Firmware image size in bytes.")
 	flag.BoolVar(&o.keep, "keep", false, "Keep the work directory (logs, store) after a successful run.")
 	flag.BoolVar(&o.markdown, "markdown", true, "Also print the summary as a Markdown table.")
+	o.scaled.bindFlags(flag.CommandLine)
 	flag.Parse()
+	if o.scaled.enabled {
+		o.offersPerMinute = o.scaled.offersPerMinute
+	}
 
 	ctx, cancel := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer cancel()
-	ok, err := run(ctx, o)
+	runFn := run
+	if o.scaled.enabled {
+		runFn = runScaled
+	}
+	ok, err := runFn(ctx, o)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "\nreliability FAILED: %v\n", err)
 		os.Exit(1)
@@ -110,6 +125,10 @@ type result struct {
 	servedOutage int64 // device requests answered while the API server was down
 	elapsed      time.Duration
 	problems     []string
+
+	// The scaled scenario's figures (scaled.go).
+	fleet  *harness.Fleet // the run's devices, for disruptions that watch them
+	scaled scaledFigures
 }
 
 func (r *result) problem(format string, args ...any) {
@@ -271,6 +290,7 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 		return nil, err
 	}
 	defer func() { _ = fleet.Stop(15 * time.Second) }()
+	r.fleet = fleet
 	ro, err := stack.CreateRollout(ctx, ns, "ro", "fw-5.0.0", func(ro *otav1.Rollout) {
 		ro.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"ring": ring}}
 		ro.Spec.Waves = []otav1.Wave{
@@ -280,6 +300,12 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 		}
 		ro.Spec.Paused = true
 		ro.Spec.MaxOffersPerMinute = nil
+		if o.offersPerMinute > 0 {
+			// Per replica (otaserver/limits.go): stretches the rollout so
+			// every disruption lands mid-rollout.
+			v := int32(o.offersPerMinute)
+			ro.Spec.MaxOffersPerMinute = &v
+		}
 	})
 	if err != nil {
 		return nil, err
@@ -361,6 +387,7 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 	if err != nil {
 		return r, err
 	}
+	r.scaled.noAnswer = sum.TransportErrors
 	// Status is written in batches: give the reporter two rounds.
 	time.Sleep(3 * time.Second)
 	if err := c.Get(ctx, key, final); err != nil {
@@ -368,6 +395,9 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 	}
 	r.elapsed = time.Since(t0)
 	compare(ctx, stack, r, final, sum, n)
+	if stack.Opts.StoreDSN != "" {
+		recount(ctx, stack.Opts.StoreDSN, r, final)
+	}
 	say("run %d (%s) done in %s: %d kills, %d devices finished, lost %d, duplicated %d", idx, name, r.elapsed.Round(time.Second), r.kills, r.finished, r.lost, r.duplicated)
 	for _, p := range r.problems {
 		say("  PROBLEM: %s", p)
@@ -377,14 +407,14 @@ func runOne(ctx context.Context, stack *harness.Stack, o options, idx int, name 
 
 // compare checks the fleet, the store and Rollout.status against each other.
 func compare(ctx context.Context, stack *harness.Stack, r *result, ro *otav1.Rollout, sum *harness.FleetSummary, n int64) {
-	db, err := sql.Open("sqlite", "file:"+stack.StorePath()+"?mode=ro&_pragma=busy_timeout(10000)")
+	db, err := openStoreDB(stack)
 	if err != nil {
 		r.problem("open store: %v", err)
 		return
 	}
 	defer db.Close()
 	states := map[string]string{}
-	rows, err := db.QueryContext(ctx, `SELECT device_id, state FROM records WHERE rollout_uid = ?`, string(ro.UID))
+	rows, err := db.QueryContext(ctx, db.q(`SELECT device_id, state FROM records WHERE rollout_uid = ?`), string(ro.UID))
 	if err != nil {
 		r.problem("read records: %v", err)
 		return
@@ -401,7 +431,7 @@ func compare(ctx context.Context, stack *harness.Stack, r *result, ro *otav1.Rol
 	rows.Close()
 	storedBy := map[string]int{}
 	prefix := sum.DevicesDetail[0].ID[:strings.LastIndexByte(sum.DevicesDetail[0].ID, '-')+1]
-	rows, err = db.QueryContext(ctx, `SELECT device_id, count(*) FROM reports WHERE device_id >= ? AND device_id < ? GROUP BY device_id`, prefix, prefix+"\xff")
+	rows, err = db.QueryContext(ctx, db.q(`SELECT device_id, count(*) FROM reports WHERE device_id >= ? AND device_id < ? GROUP BY device_id`), prefix, db.prefixEnd(prefix))
 	if err != nil {
 		r.problem("read reports: %v", err)
 		return
@@ -563,7 +593,11 @@ func (s *supervisor) run(ctx context.Context) {
 		if !s.mu.TryLock() {
 			continue
 		}
-		for _, p := range []*harness.Process{s.stack.Manager, s.stack.OTAServer} {
+		procs := []*harness.Process{s.stack.Manager}
+		for _, r := range s.stack.Replicas {
+			procs = append(procs, r.Process)
+		}
+		for _, p := range procs {
 			select {
 			case <-p.Exited():
 			default:
@@ -590,12 +624,18 @@ func (s *supervisor) run(ctx context.Context) {
 }
 
 func (s *supervisor) kill(ctx context.Context, p *harness.Process, down time.Duration, wait func(context.Context) error) error {
+	return s.killWhile(ctx, p, func(ctx context.Context) error { return sleep(ctx, down) }, wait)
+}
+
+// killWhile SIGKILLs p, runs whileDown (the supervisor leaves p down
+// meanwhile), then restarts p and waits until it is ready.
+func (s *supervisor) killWhile(ctx context.Context, p *harness.Process, whileDown, wait func(context.Context) error) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := p.Kill(); err != nil {
 		return err
 	}
-	if err := sleep(ctx, down); err != nil {
+	if err := whileDown(ctx); err != nil {
 		return err
 	}
 	if err := p.Restart(); err != nil {
@@ -622,7 +662,16 @@ func (s *supervisor) report() string {
 
 // deviceRequests sums the OTA server's device API request counter.
 func deviceRequests(ctx context.Context, stack *harness.Stack) (int64, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, stack.MetricsURL(), nil)
+	return requestCount(ctx, stack.MetricsURL(), "")
+}
+
+// requestCount sums otaflow_ota_requests_total at a metrics URL, only the
+// series whose labels contain match when it is not empty.
+func requestCount(ctx context.Context, metricsURL, match string) (int64, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, metricsURL, nil)
+	if err != nil {
+		return 0, err
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		return 0, err
@@ -633,7 +682,7 @@ func deviceRequests(ctx context.Context, stack *harness.Stack) (int64, error) {
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		l := sc.Text()
-		if !strings.HasPrefix(l, "otaflow_ota_requests_total{") {
+		if !strings.HasPrefix(l, "otaflow_ota_requests_total{") || !strings.Contains(l, match) {
 			continue
 		}
 		if i := strings.LastIndexByte(l, ' '); i > 0 {

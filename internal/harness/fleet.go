@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -33,12 +34,18 @@ type FleetOptions struct {
 
 // FleetSummary is what fleetsim writes to --summary-json.
 type FleetSummary struct {
-	Devices       int            `json:"devices"`
-	ByVersion     map[string]int `json:"byVersion"`
-	ByState       map[string]int `json:"byState"`
-	Refusals      map[string]int `json:"refusals"`
-	Reports       int            `json:"reports"`
-	DevicesDetail []FleetDevice  `json:"devicesDetail"`
+	Devices   int            `json:"devices"`
+	ByVersion map[string]int `json:"byVersion"`
+	ByState   map[string]int `json:"byState"`
+	Refusals  map[string]int `json:"refusals"`
+	Reports   int            `json:"reports"`
+	// Responses counts the HTTP answers the devices got by status code,
+	// RetryAfter those with a Retry-After header, TransportErrors requests
+	// that got no answer (a server down).
+	Responses       map[string]int `json:"responses"`
+	RetryAfter      map[string]int `json:"retryAfter"`
+	TransportErrors int            `json:"transportErrors"`
+	DevicesDetail   []FleetDevice  `json:"devicesDetail"`
 }
 
 // FleetDevice is one device of a fleet summary.
@@ -63,7 +70,8 @@ type Fleet struct {
 	SummaryPath string
 }
 
-// StartFleet runs fleetsim against the OTA server.
+// StartFleet runs fleetsim against the OTA server, its devices spread over
+// the replicas when there are several.
 func (s *Stack) StartFleet(o FleetOptions) (*Fleet, error) {
 	if o.DeviceType == "" {
 		o.DeviceType = "sensor-v1"
@@ -73,7 +81,8 @@ func (s *Stack) StartFleet(o FleetOptions) (*Fleet, error) {
 	}
 	summary := filepath.Join(s.Opts.Dir, o.Name+"-summary.json")
 	args := []string{
-		"--server=" + s.ServerURL,
+		// Device i talks to replica i mod n (one replica: its URL alone).
+		"--server=" + strings.Join(s.ServerURLs(), ","),
 		"--bootstrap-token=" + s.BootstrapToken,
 		"--assignment-key=" + s.AssignmentKeyFile,
 		"--vendor-key=" + s.VendorKeyFile,

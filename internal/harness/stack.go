@@ -35,15 +35,59 @@ type StackOptions struct {
 	// CountsStaleAfter is the manager's --counts-stale-after; 0 keeps its
 	// default (2m). Keep it well above StatusHeartbeat.
 	CountsStaleAfter time.Duration
+	// OTAServers is the number of OTA server replicas (0 means 1). With
+	// more than one they run as a scaled Deployment's replicas do: with
+	// --leader-elect (the Lease otaflow-otaserver-reporter in Namespace)
+	// and identities otaserver-0, otaserver-1, …, each on its own ports;
+	// they need a shared StoreDSN.
+	OTAServers int
+	// StoreDSN is the OTA servers' --store-dsn; empty: SQLite in the data
+	// directory (StorePath).
+	StoreDSN string
+	// BlobStore is the --blob-store of the manager and the OTA servers;
+	// empty: the data directory.
+	BlobStore string
+	// Env is added to the environment of the manager and the OTA servers
+	// (object storage credentials).
+	Env []string
+}
+
+// ReporterLease is the Lease the OTA server replicas elect their reporter
+// with (in StackOptions.Namespace).
+const ReporterLease = "otaflow-otaserver-reporter"
+
+// Replica is one OTA server process.
+type Replica struct {
+	// Identity is its --leader-election-identity (with several replicas).
+	Identity string
+	Process  *Process
+	// URL is its device API, Ready its readiness endpoint.
+	URL, Ready string
+}
+
+// MetricsURL is the replica's Prometheus endpoint.
+func (r *Replica) MetricsURL() string { return strings.TrimSuffix(r.Ready, "/readyz") + "/metrics" }
+
+// Wait waits until the replica is ready (after a restart too).
+func (r *Replica) Wait(ctx context.Context) error {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	if err := r.Process.WaitHTTP(wctx, r.Ready); err != nil {
+		return fmt.Errorf("OTA server %s not ready (log: %s): %w", r.Process.Name(), r.Process.LogPath(), err)
+	}
+	return nil
 }
 
 // Stack is otaflow running as in a cluster: control plane, the manager and
 // the OTA server as separate processes sharing a data directory, a vendor
 // with a signing key and a download site.
 type Stack struct {
-	Opts      StackOptions
-	CP        *ControlPlane
-	Manager   *Process
+	Opts    StackOptions
+	CP      *ControlPlane
+	Manager *Process
+	// Replicas are the OTA server replicas (StackOptions.OTAServers);
+	// OTAServer, ServerURL and ServerReady are the first one's.
+	Replicas  []*Replica
 	OTAServer *Process
 	// ServerURL is the OTA server's device API.
 	ServerURL string
@@ -98,9 +142,13 @@ func StartStack(ctx context.Context, o StackOptions) (s *Stack, err error) {
 	if err := s.startManager(ctx); err != nil {
 		return nil, err
 	}
-	if err := s.startOTAServer(ctx, signingKey); err != nil {
-		return nil, err
+	for i := range max(o.OTAServers, 1) {
+		if err := s.startOTAServer(ctx, i, signingKey); err != nil {
+			return nil, err
+		}
 	}
+	first := s.Replicas[0]
+	s.OTAServer, s.ServerURL, s.ServerReady = first.Process, first.URL, first.Ready
 	return s, nil
 }
 
@@ -157,13 +205,13 @@ func (s *Stack) startManager(ctx context.Context) error {
 		Name: "manager",
 		Path: filepath.Join(s.Opts.BinDir, "manager"),
 		Args: append([]string{
-			"--blob-dir=" + filepath.Join(s.dataDir(), "blobs"),
+			s.blobArg(),
 			"--metrics-bind-address=0",
 			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
 			"--retry-base-delay=500ms",
 			"--retry-max-delay=5s",
 		}, append(s.leaderArgs(), s.staleArgs()...)...),
-		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
+		Env:     append([]string{"KUBECONFIG=" + s.CP.Kubeconfig}, s.Opts.Env...),
 		LogPath: filepath.Join(s.Opts.Dir, "manager.log"),
 	})
 	if err != nil {
@@ -171,6 +219,14 @@ func (s *Stack) startManager(ctx context.Context) error {
 	}
 	s.ManagerReady = fmt.Sprintf("http://127.0.0.1:%d/readyz", probe)
 	return s.WaitManager(ctx)
+}
+
+// blobArg is the manager's blob store flag.
+func (s *Stack) blobArg() string {
+	if s.Opts.BlobStore != "" {
+		return "--blob-store=" + s.Opts.BlobStore
+	}
+	return "--blob-dir=" + filepath.Join(s.dataDir(), "blobs")
 }
 
 func (s *Stack) staleArgs() []string {
@@ -203,7 +259,8 @@ func (s *Stack) StorePath() string { return filepath.Join(s.dataDir(), "otaserve
 // MetricsURL is the OTA server's Prometheus endpoint.
 func (s *Stack) MetricsURL() string { return strings.TrimSuffix(s.ServerReady, "/readyz") + "/metrics" }
 
-func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error {
+// startOTAServer starts replica i and waits until it is ready.
+func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string) error {
 	devPort, err := FreePort()
 	if err != nil {
 		return err
@@ -212,21 +269,36 @@ func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error
 	if err != nil {
 		return err
 	}
-	s.ServerURL = fmt.Sprintf("http://127.0.0.1:%d", devPort)
-	s.ServerReady = fmt.Sprintf("http://127.0.0.1:%d/readyz", metricsPort)
+	r := &Replica{
+		URL:   fmt.Sprintf("http://127.0.0.1:%d", devPort),
+		Ready: fmt.Sprintf("http://127.0.0.1:%d/readyz", metricsPort),
+	}
 	var extra []string
 	if s.Opts.StatusHeartbeat > 0 {
 		extra = append(extra, "--status-heartbeat="+s.Opts.StatusHeartbeat.String())
 	}
-	s.OTAServer, err = StartProcess(ProcessSpec{
-		Name: "otaserver",
+	if s.Opts.StoreDSN != "" {
+		extra = append(extra, "--store-dsn="+s.Opts.StoreDSN)
+	}
+	if s.Opts.BlobStore != "" {
+		extra = append(extra, "--blob-store="+s.Opts.BlobStore)
+	}
+	// One replica keeps the single-server layout (and its file names).
+	name, logName := "otaserver", "otaserver.log"
+	if s.Opts.OTAServers > 1 {
+		r.Identity = fmt.Sprintf("otaserver-%d", i)
+		name, logName = r.Identity, r.Identity+".log"
+		extra = append(extra, "--leader-elect", "--leader-election-identity="+r.Identity)
+	}
+	r.Process, err = StartProcess(ProcessSpec{
+		Name: name,
 		Path: filepath.Join(s.Opts.BinDir, "otaserver"),
 		Args: append([]string{
 			"--insecure-http", // loopback only
 			fmt.Sprintf("--device-bind-address=127.0.0.1:%d", devPort),
 			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
 			"--metrics-secure=false", // loopback only
-			"--public-url=" + s.ServerURL,
+			"--public-url=" + r.URL,
 			"--data-dir=" + s.dataDir(),
 			"--namespace=" + s.Opts.Namespace,
 			"--signing-key-file=" + signingKeyFile,
@@ -234,31 +306,38 @@ func (s *Stack) startOTAServer(ctx context.Context, signingKeyFile string) error
 			"--device-rate=5",
 			"--device-burst=20",
 		}, extra...),
-		Env:     []string{"KUBECONFIG=" + s.CP.Kubeconfig},
-		LogPath: filepath.Join(s.Opts.Dir, "otaserver.log"),
+		Env:     append([]string{"KUBECONFIG=" + s.CP.Kubeconfig}, s.Opts.Env...),
+		LogPath: filepath.Join(s.Opts.Dir, logName),
 	})
 	if err != nil {
 		return err
 	}
-	return s.WaitOTAServer(ctx)
+	s.Replicas = append(s.Replicas, r)
+	return r.Wait(ctx)
 }
 
-// WaitOTAServer waits until the OTA server is ready (after a restart too).
+// WaitOTAServer waits until the (first) OTA server is ready (after a
+// restart too).
 func (s *Stack) WaitOTAServer(ctx context.Context) error {
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if err := s.OTAServer.WaitHTTP(wctx, s.ServerReady); err != nil {
-		return fmt.Errorf("OTA server not ready (log: %s): %w", s.OTAServer.LogPath(), err)
+	return s.Replicas[0].Wait(ctx)
+}
+
+// ServerURLs are the device APIs of every replica, in order.
+func (s *Stack) ServerURLs() []string {
+	urls := make([]string, len(s.Replicas))
+	for i, r := range s.Replicas {
+		urls[i] = r.URL
 	}
-	return nil
+	return urls
 }
 
 // Stop stops every process and the control plane.
 func (s *Stack) Stop() {
-	for _, p := range []*Process{s.OTAServer, s.Manager} {
-		if p != nil {
-			_ = p.Stop(15 * time.Second)
-		}
+	for _, r := range s.Replicas {
+		_ = r.Process.Stop(15 * time.Second)
+	}
+	if s.Manager != nil {
+		_ = s.Manager.Stop(15 * time.Second)
 	}
 	if s.Images != nil {
 		_ = s.Images.Close()

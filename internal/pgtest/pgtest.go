@@ -66,6 +66,22 @@ type Server struct {
 
 // NewServer initializes and starts a server; Stop removes it.
 func NewServer() (*Server, error) {
+	return newServerIn("")
+}
+
+// NewServerIn is NewServer with the server's directory (data, socket,
+// postgres.log) created inside parent instead of the temporary directory,
+// for a tool that keeps everything of a run in one place. When running as
+// root the server runs as nobody, so parent and its ancestors must be
+// searchable by others (mode o+x).
+func NewServerIn(parent string) (*Server, error) {
+	if parent == "" {
+		return nil, errors.New("pgtest: NewServerIn needs a parent directory")
+	}
+	return newServerIn(parent)
+}
+
+func newServerIn(parent string) (*Server, error) {
 	bin := BinDir()
 	for _, b := range []string{"initdb", "postgres"} {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
@@ -75,7 +91,7 @@ func NewServer() (*Server, error) {
 	sweep()
 	// Not t.TempDir: its parents are private to root, and the server may
 	// run as nobody.
-	dir, err := os.MkdirTemp("", dirPrefix)
+	dir, err := os.MkdirTemp(parent, dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
@@ -322,3 +338,6 @@ func Start(t testing.TB) string {
 	t.Cleanup(srv.Stop)
 	return srv.NewDatabase(t)
 }
+
+// LogPath is the server's log file (removed by Stop).
+func (s *Server) LogPath() string { return filepath.Join(s.dir, "postgres.log") }
