@@ -45,6 +45,9 @@ type config struct {
 	P8Devices  int
 	P9Small    int
 	P9Large    int
+	P10Devices int
+	P10Conns   int
+	P10Servers int
 	Profile    time.Duration
 	ReportOnly bool
 }
@@ -58,7 +61,7 @@ func main() {
 		return
 	}
 	var c config
-	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9", "comma-separated measures to run")
+	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9,p10", "comma-separated measures to run (p1 also gives s0 and p6, p10 also p10r)")
 	flag.StringVar(&c.WorkDir, "work-dir", "bin/bench", "scratch directory (stores, blobs, profiles, logs)")
 	flag.StringVar(&c.Out, "out", "docs/benchmarks.md", "report to write")
 	flag.IntVar(&c.Devices, "devices", 1_000_000, "enrolled devices for P1/P6")
@@ -78,7 +81,10 @@ func main() {
 	flag.IntVar(&c.P8Devices, "p8-devices", 4096, "P8 devices with an offer, reporting")
 	flag.IntVar(&c.P9Small, "p9-small", 10_000, "P9 small fleet")
 	flag.IntVar(&c.P9Large, "p9-large", 1_000_000, "P9 large fleet")
-	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1 and P8 (0: none)")
+	flag.IntVar(&c.P10Devices, "p10-devices", 100_000, "P10/P10r enrolled devices (seeded into both SQLite and PostgreSQL)")
+	flag.IntVar(&c.P10Conns, "p10-pool-conns", 0, "P10/P10r: PostgreSQL connections per server child (the DSN's pool_max_conns; 0: pgxpool's default, as a DSN without it)")
+	flag.IntVar(&c.P10Servers, "p10-servers", 3, "P10r: OTA server children sharing the PostgreSQL database")
+	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1, P8 and P10 (0: none)")
 	flag.BoolVar(&c.ReportOnly, "report-only", false, "only rewrite the report from the saved results")
 	flag.Parse()
 
@@ -115,9 +121,10 @@ func run(ctx context.Context, c config) error {
 		{"p3", runP3}, {"p4", runP4}, {"p2", runP2}, {"p8", runP8},
 		{"p1", runP1}, // also S0 (seeding) and P6 (RSS under the P1 load)
 		{"p5", runP5}, {"p7", runP7}, {"p9", runP9},
+		{"p10", runP10}, // also P10r (replicas on the same database)
 	}
 	for _, st := range steps {
-		if !want(st.id) && !(st.id == "p1" && (want("s0") || want("p6"))) {
+		if !want(st.id) && !(st.id == "p1" && (want("s0") || want("p6"))) && !(st.id == "p10" && want("p10r")) {
 			continue
 		}
 		if ctx.Err() != nil {

@@ -22,8 +22,11 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/sqlite"
+	"github.com/otaflow/otaflow/internal/devicestore/storeopen"
 	"github.com/otaflow/otaflow/otaserver"
+	"github.com/otaflow/otaflow/otaserver/cutoffs"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
@@ -41,7 +44,9 @@ func serveMain(args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ExitOnError)
 	mode := fs.String("mode", "ota", "ota, bare or files")
 	fixturePath := fs.String("fixture", "", "fixture.json")
-	db := fs.String("db", "", "device store file (mode ota)")
+	db := fs.String("db", "", "device store file, opened with sqlite.Open and the options below (mode ota)")
+	dsn := fs.String("dsn", "", "device store DSN opened with storeopen as cmd/otaserver's --store-dsn (sqlite:///… or postgres://…), instead of --db (mode ota)")
+	storeCutoffs := fs.Bool("store-cutoffs", false, "serve wave cutoffs read from the store (otaserver/cutoffs, as --leader-elect replicas do) instead of the fixture's")
 	devRate := fs.Float64("device-rate", 1, "per-device request rate (as --device-rate of otaserver)")
 	devBurst := fs.Int("device-burst", 10, "per-device burst")
 	noGroup := fs.Bool("no-group-commit", false, "one transaction per request write")
@@ -80,11 +85,15 @@ func serveMain(args []string) error {
 		if err != nil {
 			return err
 		}
-		store, err := sqlite.Open(ctx, *db, sqlite.Options{DisableGroupCommit: *noGroup, DisableDeviceIndex: *noIndex})
+		store, err := openStore(ctx, *db, *dsn, sqlite.Options{DisableGroupCommit: *noGroup, DisableDeviceIndex: *noIndex})
 		if err != nil {
 			return err
 		}
 		closeStore = store.Close
+		var cuts otaserver.Cutoffs = staticCutoffs(fx.Cutoffs())
+		if *storeCutoffs {
+			cuts = cutoffs.New(store, cutoffs.Options{Log: logr.Discard()})
+		}
 		blobs, err := blobstore.NewFS(fx.BlobDir)
 		if err != nil {
 			return err
@@ -96,7 +105,7 @@ func serveMain(args []string) error {
 		tokens := otaserver.NewTokenSet()
 		tokens.Replace(map[string][]byte{"t": []byte(bootstrapToken)})
 		srv, err := otaserver.New(otaserver.Config{
-			Store: store, Catalog: staticCatalog{fx.Snapshot()}, Cutoffs: staticCutoffs(fx.Cutoffs()), Blobs: blobs,
+			Store: store, Catalog: staticCatalog{fx.Snapshot()}, Cutoffs: cuts, Blobs: blobs,
 			Signer: signer, Tokens: tokens, Metrics: otaserver.NewMetrics(reg), Log: logr.Discard(),
 			DeviceRate: rate.Limit(*devRate), DeviceBurst: *devBurst,
 		})
@@ -138,6 +147,32 @@ func serveMain(args []string) error {
 		return nil
 	}
 	return err
+}
+
+// openStore opens the serve child's device store: the SQLite file db with
+// options o, or else what dsn names (storeopen, as cmd/otaserver).
+func openStore(ctx context.Context, db, dsn string, o sqlite.Options) (devicestore.Store, error) {
+	switch {
+	case db != "" && dsn != "":
+		return nil, errors.New("--db and --dsn are exclusive")
+	case db != "":
+		s, err := sqlite.Open(ctx, db, o)
+		if err != nil {
+			return nil, fmt.Errorf("open %s: %w", db, err)
+		}
+		return s, nil
+	case dsn != "":
+		if o != (sqlite.Options{}) {
+			return nil, errors.New("--no-group-commit and --no-device-index need --db")
+		}
+		s, err := storeopen.Open(ctx, dsn)
+		if err != nil {
+			return nil, fmt.Errorf("--dsn: %w", err)
+		}
+		return s, nil
+	default:
+		return nil, errors.New("mode ota needs --db or --dsn")
+	}
 }
 
 // child is a running server child.
