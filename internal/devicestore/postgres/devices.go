@@ -15,7 +15,11 @@ import (
 	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 )
 
-func scanDevice(row pgx.Row) (devicestore.Device, error) {
+func scanDevice(row pgx.Row) (devicestore.Device, error) { return scanDeviceFor(row, nil) }
+
+// scanDeviceFor reads a device to cache in c (labels shared with other
+// cached devices), or not when c is nil.
+func scanDeviceFor(row pgx.Row, c *deviceCache) (devicestore.Device, error) {
 	var d devicestore.Device
 	var labels []byte
 	var enrolled, seen int64
@@ -25,7 +29,13 @@ func scanDevice(row pgx.Row) (devicestore.Device, error) {
 		}
 		return d, fmt.Errorf("postgres: read device: %w", err)
 	}
-	l, err := decLabels(labels)
+	var l map[string]string
+	var err error
+	if c != nil {
+		l, err = c.decodeLabels(labels)
+	} else {
+		l, err = decLabels(labels)
+	}
 	if err != nil {
 		return d, err
 	}
@@ -121,16 +131,43 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		out, err = scanDevice(br.QueryRow())
 		return err
 	})
+	s.invalidate(d.ID) // whether or not it committed
 	if err != nil {
 		return d, false, err
 	}
 	return out, !known, nil
 }
 
-// DeviceByToken implements devicestore.Store.
+// DeviceByToken implements devicestore.Store, from the device cache when
+// it holds the token (see the package comment).
 func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestore.Device, error) {
-	d, err := scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
-	return d, unavailable(err)
+	c := s.cache
+	if c == nil {
+		d, err := scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
+		return d, unavailable(err)
+	}
+	if d, ok := c.get(tokenHash); ok {
+		return d, nil
+	}
+	gen, live := c.begin()
+	if !live {
+		d, err := scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
+		return d, unavailable(err)
+	}
+	d, err := scanDeviceFor(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash), c)
+	if err != nil {
+		return d, unavailable(err)
+	}
+	c.put(gen, d)
+	return d, nil
+}
+
+// invalidate drops a device this store wrote from its cache at once,
+// rather than when its own notification comes back.
+func (s *Store) invalidate(id string) {
+	if s.cache != nil {
+		s.cache.invalidate(id)
+	}
 }
 
 // Device implements devicestore.Store.
@@ -141,6 +178,7 @@ func (s *Store) Device(ctx context.Context, id string) (devicestore.Device, erro
 
 // SetRunning implements devicestore.Store.
 func (s *Store) SetRunning(ctx context.Context, id, version string, floor int64, at time.Time) error {
+	defer s.invalidate(id) // whether or not it committed
 	return s.tx(ctx, "set running version of "+id, writeTx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(qLockOfflineShared, offlineLock)
@@ -182,13 +220,17 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 	}
 	// Devices seen again are no longer offline: one probe of the small
 	// fleet_offline index per device, almost always empty.
-	return s.tx(ctx, fmt.Sprintf("touch %d devices", len(ids)), writeTx, func(tx pgx.Tx) error {
+	err := s.tx(ctx, fmt.Sprintf("touch %d devices", len(ids)), writeTx, func(tx pgx.Tx) error {
 		var b batch
 		b.queue("lock offline flags", qLockOfflineShared, offlineLock)
 		b.queue(fmt.Sprintf("touch %d devices", len(ids)), qTouch, ids, ats)
 		b.queue("clear offline flags", qClearSeen, ids, ats)
 		return b.exec(ctx, tx)
 	})
+	if err == nil && s.cache != nil {
+		s.cache.touch(seen)
+	}
+	return err
 }
 
 // DevicesSince implements devicestore.Store.

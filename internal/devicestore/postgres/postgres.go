@@ -42,6 +42,25 @@
 // not compare equal to the one written. Ranks are bigint with the top bit
 // flipped, keeping uint64 order. Labels are jsonb.
 //
+// Device cache. DeviceByToken, run by every check-in, is answered from an
+// in-process cache keyed by token hash (cache.go): at most
+// Options.DeviceCacheSize devices (default DefaultDeviceCacheSize, about
+// 500 bytes plus the public key each), an arbitrary one evicted when full,
+// filled on a miss (misses are not cached). Other replicas' writes reach it
+// through LISTEN/NOTIFY: a trigger on devices (migration 3) notifies the
+// device's ID on every UPDATE or DELETE, when the transaction commits, and
+// each Store's one listener connection (beyond MaxConns) evicts it. So a
+// token rotation or version change on one replica is seen by the others
+// after one notification's latency, milliseconds. A fill that read the
+// database before an invalidation is dropped; the Store's own writes
+// evict at once. While the listener is not connected (start, lost
+// connection, database restart) the cache is cleared and bypassed; after
+// reconnecting and LISTENing it is cleared once more before it is used,
+// so no notification can be missed. A silently broken listener connection
+// is found by a heartbeat within about 4 s, which bounds staleness then.
+// A cached device's LastSeen may lag other replicas' touches. Device
+// (by ID) is not cached.
+//
 // The schema is migrated at Open with goose (embedded migrations/*.sql),
 // under a session advisory lock, so replicas starting at once migrate once.
 package postgres
@@ -85,6 +104,10 @@ type Options struct {
 	// MigrationLockTimeout bounds the wait for another replica's
 	// migration at Open; default 5 minutes.
 	MigrationLockTimeout time.Duration
+	// DeviceCacheSize bounds the devices DeviceByToken keeps in memory
+	// (see the package comment); 0 means DefaultDeviceCacheSize, negative
+	// disables the cache and its listener connection.
+	DeviceCacheSize int
 }
 
 // DefaultStatementTimeout is the statement timeout unless configured.
@@ -97,6 +120,7 @@ type Store struct {
 	pool        *pgxpool.Pool
 	maxAttempts int
 	backoff     time.Duration
+	cache       *deviceCache // nil when disabled
 }
 
 //go:embed migrations/*.sql
@@ -141,7 +165,15 @@ func Open(ctx context.Context, dsn string, o Options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("postgres: connect: %w", err)
 	}
-	return &Store{pool: pool, maxAttempts: o.MaxAttempts, backoff: o.RetryBackoff}, nil
+	s := &Store{pool: pool, maxAttempts: o.MaxAttempts, backoff: o.RetryBackoff}
+	if o.DeviceCacheSize == 0 {
+		o.DeviceCacheSize = DefaultDeviceCacheSize
+	}
+	if o.DeviceCacheSize > 0 {
+		s.cache = newDeviceCache(o.DeviceCacheSize)
+		s.cache.start(cfg.ConnConfig.Copy())
+	}
+	return s, nil
 }
 
 // Ping implements devicestore.Store.
@@ -154,6 +186,9 @@ func (s *Store) Ping(ctx context.Context) error {
 
 // Close implements devicestore.Store; it waits for connections in use.
 func (s *Store) Close() error {
+	if s.cache != nil {
+		s.cache.stop()
+	}
 	s.pool.Close()
 	return nil
 }
