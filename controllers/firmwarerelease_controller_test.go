@@ -538,7 +538,10 @@ func TestDeletionWaitsForRollouts(t *testing.T) {
 func waitRelease(t *testing.T, key client.ObjectKey, check func(*otav1.FirmwareRelease) error) *otav1.FirmwareRelease {
 	t.Helper()
 	rel := &otav1.FirmwareRelease{}
-	releasetest.Eventually(t, 20*time.Second, func() error {
+	// Generous: under make test's parallel packages (-race) a build that a
+	// stale watch event starts just before the step under test can take
+	// tens of seconds to finish on two cores.
+	releasetest.Eventually(t, 60*time.Second, func() error {
 		if err := k8s.Get(context.Background(), key, rel); err != nil {
 			return err
 		}

@@ -46,6 +46,9 @@ type deviceCache struct {
 	gen     uint64
 	byToken map[[32]byte]devicestore.Device
 	byID    map[string][32]byte
+	// noRecords holds the cached devices that had no record when read: a
+	// record insert notifies (migration 4) and evicts them like any change.
+	noRecords map[string]bool
 	// labels shares decoded label sets between devices, by their JSON.
 	labels map[string]map[string]string
 
@@ -60,10 +63,11 @@ const maxLabelSets = 1 << 14
 
 func newDeviceCache(size int) *deviceCache {
 	return &deviceCache{
-		size:    size,
-		byToken: map[[32]byte]devicestore.Device{},
-		byID:    map[string][32]byte{},
-		labels:  map[string]map[string]string{},
+		size:      size,
+		byToken:   map[[32]byte]devicestore.Device{},
+		byID:      map[string][32]byte{},
+		noRecords: map[string]bool{},
+		labels:    map[string]map[string]string{},
 	}
 }
 
@@ -91,8 +95,8 @@ func (c *deviceCache) begin() (gen uint64, ok bool) {
 }
 
 // put caches d, read after begin returned gen, evicting an arbitrary
-// device when full.
-func (c *deviceCache) put(gen uint64, d devicestore.Device) {
+// device when full; noRecords says it had no record when read.
+func (c *deviceCache) put(gen uint64, d devicestore.Device, noRecords bool) {
 	if len(d.TokenHash) != 32 || c.size <= 0 {
 		return
 	}
@@ -108,11 +112,24 @@ func (c *deviceCache) put(gen uint64, d devicestore.Device) {
 		for t, e := range c.byToken { // map order: an arbitrary device
 			delete(c.byToken, t)
 			delete(c.byID, e.ID)
+			delete(c.noRecords, e.ID)
 			break
 		}
 	}
 	c.byToken[key] = d
 	c.byID[d.ID] = key
+	if noRecords {
+		c.noRecords[d.ID] = true
+	} else {
+		delete(c.noRecords, d.ID)
+	}
+}
+
+// hasNoRecords reports whether the device is cached as having no record.
+func (c *deviceCache) hasNoRecords(id string) bool {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.live && c.noRecords[id]
 }
 
 // decodeLabels decodes a device's labels (JSON), sharing the map with
@@ -152,6 +169,7 @@ func (c *deviceCache) invalidate(id string) {
 		delete(c.byID, id)
 		delete(c.byToken, t)
 	}
+	delete(c.noRecords, id)
 }
 
 // touch moves cached last-seen times forward, as Touch did in the
@@ -183,6 +201,7 @@ func (c *deviceCache) setLive(live bool) {
 func (c *deviceCache) clearLocked() {
 	clear(c.byToken)
 	clear(c.byID)
+	clear(c.noRecords)
 	clear(c.labels)
 }
 

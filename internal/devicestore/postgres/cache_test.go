@@ -10,6 +10,7 @@ import (
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/internal/devicestore/storetest"
 	"github.com/otaflow/otaflow/internal/pgtest"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 func tokenHash(s string) []byte { h := sha256.Sum256([]byte(s)); return h[:] }
@@ -243,20 +244,68 @@ func TestCacheFillRace(t *testing.T) {
 		t.Fatal("not live")
 	}
 	c.invalidate("d1") // a notification while the read was in flight
-	c.put(gen, d)
+	c.put(gen, d, false)
 	if _, ok := c.get(d.TokenHash); ok {
 		t.Fatal("stale read cached")
 	}
 	gen, _ = c.begin()
 	c.setLive(false)
 	c.setLive(true) // a reconnection while the read was in flight
-	c.put(gen, d)
+	c.put(gen, d, false)
 	if _, ok := c.get(d.TokenHash); ok {
 		t.Fatal("read from before a reconnection cached")
 	}
 	gen, _ = c.begin()
-	c.put(gen, d)
+	c.put(gen, d, false)
 	if _, ok := c.get(d.TokenHash); !ok {
 		t.Fatal("not cached")
+	}
+}
+
+// TestCacheKnowsDevicesWithoutRecords: a cached device that had no record
+// answers Records without a query; a record written on another replica
+// is seen on this one within the notification's delay, and one written
+// here at once.
+func TestCacheKnowsDevicesWithoutRecords(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoReplicas(t)
+	for _, id := range []string{"d1", "d2"} {
+		if _, _, err := a.Enroll(ctx, storetest.NewDevice(id, nil)); err != nil {
+			t.Fatal(err)
+		}
+		cached(t, a, "tok-"+id)
+		if !a.cache.hasNoRecords(id) {
+			t.Fatalf("%s: cached without knowing it has no record", id)
+		}
+	}
+	rec := func(dev string) devicestore.Record {
+		return devicestore.Record{RolloutUID: "ro-1", DeviceID: dev, State: rollout.StateOffered, Release: "ns/fw", Version: "2.0.0",
+			Blob: "b", OfferedAt: time.Now(), UpdatedAt: time.Now()}
+	}
+	// On B: A's Records finds it once the insert's notification arrives.
+	if err := b.PutRecord(ctx, rec("d1"), nil); err != nil {
+		t.Fatal(err)
+	}
+	lat := eventually(t, 2*time.Second, "record written on B seen on A", func() bool {
+		recs, err := a.Records(ctx, "d1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(recs) == 1
+	})
+	t.Logf("a record written on the other replica seen after %v", lat)
+	// Cached again, the device is known to have records.
+	cached(t, a, "tok-d1")
+	if a.cache.hasNoRecords("d1") {
+		t.Fatal("d1 cached as having no record")
+	}
+	// On A itself: seen at once.
+	if err := a.UpdateRecords(ctx, "d2", func([]devicestore.Record) ([]devicestore.RecordWrite, error) {
+		return []devicestore.RecordWrite{{Record: rec("d2")}}, nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if recs, err := a.Records(ctx, "d2"); err != nil || len(recs) != 1 {
+		t.Fatalf("own write: %v records, %v", len(recs), err)
 	}
 }

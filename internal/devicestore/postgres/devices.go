@@ -15,15 +15,20 @@ import (
 	"github.com/otaflow/otaflow/internal/devicestore/devindex"
 )
 
-func scanDevice(row pgx.Row) (devicestore.Device, error) { return scanDeviceFor(row, nil) }
+func scanDevice(row pgx.Row) (devicestore.Device, error) { return scanDeviceFor(row, nil, nil) }
 
 // scanDeviceFor reads a device to cache in c (labels shared with other
-// cached devices), or not when c is nil.
-func scanDeviceFor(row pgx.Row, c *deviceCache) (devicestore.Device, error) {
+// cached devices), or not when c is nil; with hasRecords, the query's
+// last column says whether the device has any record.
+func scanDeviceFor(row pgx.Row, c *deviceCache, hasRecords *bool) (devicestore.Device, error) {
 	var d devicestore.Device
 	var labels []byte
 	var enrolled, seen int64
-	if err := row.Scan(&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq); err != nil {
+	dest := []any{&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq}
+	if hasRecords != nil {
+		dest = append(dest, hasRecords)
+	}
+	if err := row.Scan(dest...); err != nil {
 		if errors.Is(err, pgx.ErrNoRows) {
 			return d, devicestore.ErrNotFound
 		}
@@ -154,11 +159,12 @@ func (s *Store) DeviceByToken(ctx context.Context, tokenHash []byte) (devicestor
 		d, err := scanDevice(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash))
 		return d, unavailable(err)
 	}
-	d, err := scanDeviceFor(s.pool.QueryRow(ctx, qDeviceByToken, tokenHash), c)
+	var hasRecords bool
+	d, err := scanDeviceFor(s.pool.QueryRow(ctx, qDeviceByTokenToCache, tokenHash), c, &hasRecords)
 	if err != nil {
 		return d, unavailable(err)
 	}
-	c.put(gen, d)
+	c.put(gen, d, !hasRecords)
 	return d, nil
 }
 

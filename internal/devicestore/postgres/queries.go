@@ -18,10 +18,15 @@ const (
 	qLock = `SELECT pg_advisory_xact_lock($1)`
 
 	qDeviceByToken = deviceRead + ` WHERE d.token_hash = $1`
-	qDeviceByID    = deviceRead + ` WHERE d.id = $1`
-	qDevicesSince  = `SELECT id, type, labels, seq FROM devices WHERE seq > $1 ORDER BY seq LIMIT $2`
-	qEnrollKey     = `SELECT kem, public_key FROM devices WHERE id = $1 FOR UPDATE`
-	qInsertDevice  = `INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq)
+	// qDeviceByTokenToCache also says whether the device has any record,
+	// which the cache keeps so check-ins of devices with none skip Records.
+	qDeviceByTokenToCache = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
+	greatest(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq,
+	EXISTS (SELECT 1 FROM records r WHERE r.device_id = d.id) FROM devices d WHERE d.token_hash = $1`
+	qDeviceByID   = deviceRead + ` WHERE d.id = $1`
+	qDevicesSince = `SELECT id, type, labels, seq FROM devices WHERE seq > $1 ORDER BY seq LIMIT $2`
+	qEnrollKey    = `SELECT kem, public_key FROM devices WHERE id = $1 FOR UPDATE`
+	qInsertDevice = `INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq)
 	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nextval('device_seq'))`
 	qReenroll   = `UPDATE devices SET type = $2, labels = $3, token_hash = $4, version = $5, security_floor = $6, last_seen = $7, seq = nextval('device_seq') WHERE id = $1`
 	qSetRunning = `UPDATE devices SET version = $2, security_floor = $3, last_seen = greatest(last_seen, $4) WHERE id = $1`

@@ -57,6 +57,11 @@ func (s *Store) Record(ctx context.Context, rolloutUID, deviceID string) (device
 
 // Records implements devicestore.Store.
 func (s *Store) Records(ctx context.Context, deviceID string) ([]devicestore.Record, error) {
+	// Most check-ins are of devices no rollout has touched yet; the cache
+	// knows them (kept by notifications, as the device itself).
+	if s.cache != nil && s.cache.hasNoRecords(deviceID) {
+		return nil, nil
+	}
 	rows, err := s.pool.Query(ctx, qRecordsByDev, deviceID)
 	recs, err := readRecords(rows, err, deviceID)
 	return recs, unavailable(err)
@@ -80,6 +85,9 @@ func queuePutRecord(b *batch, r devicestore.Record, f *devicestore.Failure) {
 // PutRecord implements devicestore.Store, under the device's lock so it
 // cannot land inside a concurrent UpdateRecords.
 func (s *Store) PutRecord(ctx context.Context, r devicestore.Record, f *devicestore.Failure) error {
+	// The device may have had no record: forget that here at once rather
+	// than when the insert's notification comes back.
+	defer s.invalidate(r.DeviceID)
 	return s.tx(ctx, "put record", writeTx, func(tx pgx.Tx) error {
 		var b batch
 		b.queue("lock device "+r.DeviceID, qLock, deviceLock(r.DeviceID))
@@ -137,6 +145,7 @@ func (s *Store) ApplyReport(ctx context.Context, rep devicestore.Report, update 
 // its records locked, so decide sees every write committed before it and
 // none can land between its read and its writes.
 func (s *Store) UpdateRecords(ctx context.Context, deviceID string, decide func([]devicestore.Record) ([]devicestore.RecordWrite, error)) error {
+	defer s.invalidate(deviceID) // as PutRecord
 	return s.tx(ctx, "update records", writeTx, func(tx pgx.Tx) error {
 		b := &pgx.Batch{}
 		b.Queue(qLock, deviceLock(deviceID))
