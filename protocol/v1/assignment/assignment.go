@@ -12,21 +12,18 @@
 package assignment
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/url"
-	"slices"
 	"strings"
 	"time"
 
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/protocol/v1/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/strictjson"
 )
 
 // domain separates assignment signatures from anything else the key signs.
@@ -224,64 +221,14 @@ const optionalFields = "rollback commit"
 // parsePayload decodes a payload strictly. encoding/json alone would match
 // keys case-insensitively, let the last of two duplicate keys win, read
 // null and absent keys as zero values, and ignore what follows the object;
-// a first pass over the top-level keys refuses all of that.
+// protocol/v1/strictjson refuses all of that, and missing required keys.
 func parsePayload(payload []byte) (Assignment, error) {
-	if err := checkKeys(payload); err != nil {
-		return Assignment{}, fmt.Errorf("%w: %w", ErrMalformed, err)
-	}
 	var a Assignment
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&a); err != nil {
+	if err := strictjson.UnmarshalRequiring(payload, &a, strings.Fields(requiredFields)...); err != nil {
 		return Assignment{}, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if err := a.Validate(); err != nil {
 		return Assignment{}, err
 	}
 	return a, nil
-}
-
-func checkKeys(payload []byte) error {
-	dec := json.NewDecoder(bytes.NewReader(payload))
-	if tok, err := dec.Token(); err != nil {
-		return err
-	} else if tok != json.Delim('{') {
-		return fmt.Errorf("payload is not a JSON object")
-	}
-	required := strings.Fields(requiredFields)
-	optional := strings.Fields(optionalFields)
-	seen := make(map[string]bool, len(required)+len(optional))
-	for dec.More() {
-		tok, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		key, _ := tok.(string) // object keys are always strings
-		if !slices.Contains(optional, key) && !slices.Contains(required, key) {
-			return fmt.Errorf("unknown field %q", key)
-		}
-		if seen[key] {
-			return fmt.Errorf("duplicate field %q", key)
-		}
-		seen[key] = true
-		var raw json.RawMessage
-		if err := dec.Decode(&raw); err != nil {
-			return err
-		}
-		if string(raw) == "null" {
-			return fmt.Errorf("field %q is null", key)
-		}
-	}
-	if _, err := dec.Token(); err != nil { // the closing brace
-		return err
-	}
-	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
-		return fmt.Errorf("data after the JSON object")
-	}
-	for _, key := range required {
-		if !seen[key] {
-			return fmt.Errorf("missing field %q", key)
-		}
-	}
-	return nil
 }

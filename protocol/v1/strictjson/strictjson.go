@@ -21,12 +21,16 @@ import (
 // top-level keys must be the struct's JSON field names exactly, each at
 // most once, none null; nothing may follow the object. Which fields are
 // required is the caller's to check (Validate methods).
-func Unmarshal(data []byte, v any) error {
+func Unmarshal(data []byte, v any) error { return UnmarshalRequiring(data, v) }
+
+// UnmarshalRequiring is Unmarshal, and also refuses an object in which a
+// key of required is missing (signed payloads, where absent is not zero).
+func UnmarshalRequiring(data []byte, v any, required ...string) error {
 	names, err := fieldNames(v)
 	if err != nil {
 		return err
 	}
-	if err := checkKeys(data, names); err != nil {
+	if err := checkKeys(data, names, required); err != nil {
 		return err
 	}
 	dec := json.NewDecoder(bytes.NewReader(data))
@@ -62,7 +66,7 @@ func fieldNames(v any) (map[string]bool, error) {
 	return names, nil
 }
 
-func checkKeys(data []byte, names map[string]bool) error {
+func checkKeys(data []byte, names map[string]bool, required []string) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	if tok, err := dec.Token(); err != nil {
 		return err
@@ -96,6 +100,11 @@ func checkKeys(data []byte, names map[string]bool) error {
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return errors.New("data after the JSON object")
+	}
+	for _, key := range required {
+		if !seen[key] {
+			return fmt.Errorf("missing field %q", key)
+		}
 	}
 	return nil
 }
