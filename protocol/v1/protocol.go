@@ -26,7 +26,8 @@ const Name = "otaflow/v1"
 //	1  enroll, update, blobs, status
 //	2  the commit action and the boot check-in parameter
 //	3  GET /v1/info
-const Revision = 3
+//	4  enrollment tokens sealed to the device key; signing-key rotation
+const Revision = 4
 
 // Paths of protocol v1, relative to the server's base URL.
 const (
@@ -56,6 +57,14 @@ const (
 	// FeatureNonce: the server echoes the nonce check-in parameter in
 	// assignments.
 	FeatureNonce = "nonce"
+	// FeatureSealedToken: the enroll response carries the bearer token
+	// sealed to the device's enrolled HPKE public key (proof of
+	// possession), never in clear.
+	FeatureSealedToken = "sealed-token"
+	// FeatureKeyRotation: assignments name their signing key, and the
+	// server publishes its signed set of assignment keys, so devices
+	// follow a rotation.
+	FeatureKeyRotation = "key-rotation"
 )
 
 // Info is the answer of GET /v1/info (no authentication). It lets a device

@@ -320,6 +320,18 @@ func (x *Index) Touch(seen map[string]time.Time) {
 	}
 }
 
+// SeenAt returns the device's last-seen time in unix nanoseconds, and
+// whether the device is indexed.
+func (x *Index) SeenAt(id string) (int64, bool) {
+	x.mu.RLock()
+	defer x.mu.RUnlock()
+	s, ok := x.slotByID(id)
+	if !ok {
+		return 0, false
+	}
+	return x.at(s).seen, true
+}
+
 // Known reports whether the device is indexed.
 func (x *Index) Known(id string) bool {
 	x.mu.RLock()

@@ -151,15 +151,29 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 			// its row needs no existence check.
 			st = tx.StmtContext(ctx, s.ws.touchKnown)
 		}
-		// A device seen again is no longer offline: one probe of the
-		// small fleet_offline index per device, almost always empty.
+		// A device seen again is no longer offline. Flags are only set
+		// while a device's last-seen is before its rollout's cursor, so a
+		// device the index last saw at or after every cursor has none and
+		// needs no probe: in a fleet that polls, almost every device.
+		var latest sql.NullInt64
+		if err := tx.StmtContext(ctx, s.ws.latestCursor).QueryRowContext(ctx).Scan(&latest); err != nil {
+			return fmt.Errorf("sqlite: touch: offline cursors: %w", err)
+		}
 		clear := tx.StmtContext(ctx, s.ws.clearSeen)
 		for id, at := range seen {
-			if s.idx != nil && !s.idx.Known(id) {
-				continue
+			probe := latest.Valid
+			if s.idx != nil {
+				prev, ok := s.idx.SeenAt(id)
+				if !ok {
+					continue
+				}
+				probe = probe && prev < latest.Int64
 			}
 			if _, err := st.ExecContext(ctx, id, nanos(at)); err != nil {
 				return fmt.Errorf("sqlite: touch %s: %w", id, err)
+			}
+			if !probe {
+				continue
 			}
 			if _, err := clear.ExecContext(ctx, id, nanos(at)); err != nil {
 				return fmt.Errorf("sqlite: touch %s: offline flags: %w", id, err)

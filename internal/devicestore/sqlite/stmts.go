@@ -66,6 +66,7 @@ const (
 	// either direction (enrollment), in every rollout with a cursor.
 	qReflagDevice = `UPDATE fleet SET offline = coalesce(has_record = 0 AND (` + seenOf + `) < (SELECT c.before FROM offline_cursors c WHERE c.rollout_uid = fleet.rollout_uid), 0)
 	WHERE device_id = ?1 AND rollout_uid IN (SELECT rollout_uid FROM offline_cursors)`
+	qLatestCursor = `SELECT max(before) FROM offline_cursors`
 	qForgetCursor = `DELETE FROM offline_cursors WHERE rollout_uid = ?`
 	qForgetCount  = `DELETE FROM counters WHERE rollout_uid = ?`
 	qForgetState  = `DELETE FROM rollout_state WHERE rollout_uid = ?`
@@ -119,7 +120,7 @@ type writeStmts struct {
 	reportSeen, addReport, expire, putWrapped, pruneReports, trimFai *sql.Stmt
 	deviceByID, bulkDevice, recordsByDev                             *sql.Stmt
 	counters, offlineCursor, putCursor, flagAll, flagWindow          *sql.Stmt
-	clearSeen, reflagDevice, putState                                *sql.Stmt
+	clearSeen, reflagDevice, putState, latestCursor                  *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -177,6 +178,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.clearSeen, qClearSeen},
 		{s.w, &s.ws.reflagDevice, qReflagDevice},
 		{s.w, &s.ws.putState, qPutState},
+		{s.w, &s.ws.latestCursor, qLatestCursor},
 	}
 	for _, x := range list {
 		st, err := x.db.PrepareContext(ctx, x.q)
@@ -198,6 +200,6 @@ func (s *Store) allStmts() []*sql.Stmt {
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
 		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
 		w.deviceByID, w.bulkDevice, w.recordsByDev,
-		w.counters, w.offlineCursor, w.putCursor, w.flagAll, w.flagWindow, w.clearSeen, w.reflagDevice, w.putState,
+		w.counters, w.offlineCursor, w.putCursor, w.flagAll, w.flagWindow, w.clearSeen, w.reflagDevice, w.putState, w.latestCursor,
 	}
 }
