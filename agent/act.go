@@ -29,9 +29,15 @@ func (a *Agent) act(ctx context.Context, c *checked) error {
 		return nil
 	}
 	if c.Action == protov1.ActionCommit {
-		return a.commit(c)
+		return a.commit(ctx, c)
 	}
-	asg, err := VerifyAssignment(a.verifier, c.UpdateResponse, Expectation{
+	v, err := a.assignmentVerifier(ctx, c.Assignment)
+	if _, ok := AsRefusal(err); ok {
+		return a.fail(ctx, c.Rollout, "", err)
+	} else if err != nil {
+		return err
+	}
+	asg, err := VerifyAssignment(v, c.UpdateResponse, Expectation{
 		DeviceID: a.cfg.DeviceID, KEM: a.state.KEM, Nonce: c.nonce,
 		SecurityFloor: a.state.SecurityFloor, Now: a.cfg.Clock(), Skew: a.cfg.ClockSkew,
 	})

@@ -18,13 +18,16 @@ import (
 // Agent runs the update loop of one device. Its methods must not be called
 // concurrently; Status may be called at any time.
 type Agent struct {
-	cfg      Config
-	base     string
-	verifier *assignment.Verifier
-	vendor   []vendorsig.Key
-	key      *ecdh.PrivateKey
-	state    State
-	backoff  backoffState
+	cfg  Config
+	base string
+	// trust holds the assignment keys the device trusts (state.AssignmentKeys).
+	trust  *assignment.Trust
+	vendor []vendorsig.Key
+	// keysDue asks the next step to compare keys with the server's.
+	keysDue bool
+	key     *ecdh.PrivateKey
+	state   State
+	backoff backoffState
 	// rebootCalled is set once the reboot hook ran in this process.
 	rebootCalled bool
 
@@ -50,7 +53,7 @@ func New(cfg Config) (*Agent, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent: config: %w", err)
 	}
-	a := &Agent{cfg: cfg, base: p.base.String(), verifier: p.verifier, vendor: p.vendor, backoff: backoffState{cfg: cfg.Backoff}}
+	a := &Agent{cfg: cfg, base: p.base.String(), vendor: p.vendor, backoff: backoffState{cfg: cfg.Backoff}}
 	st, err := cfg.Store.Load()
 	if err != nil {
 		return nil, err
@@ -84,6 +87,11 @@ func New(cfg Config) (*Agent, error) {
 	}
 	if a.state.PendingFloor != 0 && a.state.PendingFloor <= a.state.SecurityFloor {
 		a.state.PendingFloor, changed = 0, true
+	}
+	if seeded, err := a.loadTrust(p); err != nil {
+		return nil, err
+	} else if seeded {
+		changed = true
 	}
 	if changed {
 		if err := a.save(); err != nil {
@@ -214,6 +222,7 @@ func (a *Agent) step(ctx context.Context) (time.Duration, error) {
 		// Reports are retried with the next step; a check may still work.
 		a.cfg.Log.V(1).Info("reports not delivered", "err", err.Error())
 	}
+	a.checkKeys(ctx)
 	u, retryAfter, err := a.check(ctx)
 	if err != nil {
 		return 0, err

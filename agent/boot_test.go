@@ -24,9 +24,11 @@ func TestCheckInSendsBoot(t *testing.T) {
 		rw.Header().Set("Cache-Control", "no-store")
 		switch r.URL.Path {
 		case "/v1/enroll":
+			var req protov1.EnrollRequest
+			_ = json.NewDecoder(r.Body).Decode(&req)
 			rw.Header().Set("Content-Type", "application/json")
 			rw.WriteHeader(http.StatusCreated)
-			_ = json.NewEncoder(rw).Encode(map[string]string{"deviceID": "d1", "token": strings.Repeat("t", 43), "assignmentKeyID": w.serverKeyID})
+			_ = json.NewEncoder(rw).Encode(sealedAnswer(t, req, strings.Repeat("t", 43), w.serverKeyID))
 		case "/v1/update":
 			mu.Lock()
 			boots = append(boots, r.URL.Query().Get("boot"))

@@ -35,9 +35,10 @@ func (e *APIError) Error() string {
 }
 
 // retryable reports whether err is worth retrying unchanged: 429, 5xx and
-// network errors. Context cancellation is not.
+// network errors. Context cancellation and unusable enrollment answers are
+// not.
 func retryable(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errCanceled) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, errCanceled) || errors.Is(err, ErrEnrollAnswer) {
 		return false
 	}
 	if _, ok := AsRefusal(err); ok {

@@ -1,5 +1,11 @@
 package agent
 
+import (
+	"context"
+
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
+)
+
 // commit handles a commit answer: the rollout that installed the running
 // release committed, so the security floor rises to that release's
 // securityVersion. The answer is verified like an install (signature,
@@ -9,11 +15,18 @@ package agent
 // is reported on success either; the next check-in carries the new floor,
 // which is how the server learns it. A commit that does not raise the
 // floor changes nothing.
-func (a *Agent) commit(c *checked) error {
-	asg, err := VerifyAssignment(a.verifier, c.UpdateResponse, Expectation{
-		DeviceID: a.cfg.DeviceID, KEM: a.state.KEM, Nonce: c.nonce, Version: c.version,
-		SecurityFloor: a.state.SecurityFloor, Now: a.cfg.Clock(), Skew: a.cfg.ClockSkew,
-	})
+func (a *Agent) commit(ctx context.Context, c *checked) error {
+	v, err := a.assignmentVerifier(ctx, c.Assignment)
+	if _, ok := AsRefusal(err); err != nil && !ok {
+		return err
+	}
+	var asg assignment.Assignment
+	if err == nil {
+		asg, err = VerifyAssignment(v, c.UpdateResponse, Expectation{
+			DeviceID: a.cfg.DeviceID, KEM: a.state.KEM, Nonce: c.nonce, Version: c.version,
+			SecurityFloor: a.state.SecurityFloor, Now: a.cfg.Clock(), Skew: a.cfg.ClockSkew,
+		})
+	}
 	if err != nil {
 		r, ok := AsRefusal(err)
 		if !ok {

@@ -92,7 +92,7 @@ func (f *fakeOTA) serve(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		f.pub, _ = base64.StdEncoding.DecodeString(req.PublicKey)
-		reply(201, protov1.EnrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: f.w.serverKeyID})
+		reply(201, sealedAnswer(f.t, req, strings.Repeat("t", 43), f.w.serverKeyID))
 	case r.URL.Path == "/v1/update":
 		q := r.URL.Query()
 		f.checks = append(f.checks, q)

@@ -34,9 +34,19 @@ type Config struct {
 	// It applies when the device key is generated; a stored key keeps its KEM.
 	KEM keywrap.KEM
 
-	// AssignmentKeyPEM is the OTA server's assignment-signing public key
-	// (PKIX PEM, Ed25519 or ECDSA P-256). Every assignment must verify with it.
+	// AssignmentKeyPEM is the OTA server's assignment-signing public key,
+	// or a bundle of several (PKIX PEM blocks, Ed25519 or ECDSA P-256).
+	// They are the keys the device trusts at first start; from then on it
+	// follows the server's signed key set (GET /v1/keys) and keeps what it
+	// trusts in its state. Provisioning other keys here replaces the
+	// trusted keys at the next start (docs/security.md, recovery).
 	AssignmentKeyPEM []byte
+	// KeyCheckInterval is how often the agent compares the keys it trusts
+	// with those the server announces (GET /v1/info) and, when they
+	// differ, follows the server's signed key set; default 1 h. An
+	// assignment (or an enrollment answer) naming a key it does not trust
+	// makes it look at once.
+	KeyCheckInterval time.Duration
 	// VendorKeysPEM are the trusted firmware vendor public keys (PEM, one
 	// key each; ECDSA, Ed25519 or RSA). A signature by any one is enough.
 	VendorKeysPEM [][]byte
@@ -113,9 +123,12 @@ type Backoff struct {
 
 // parsed is what New derives from a Config.
 type parsed struct {
-	base     *url.URL
-	verifier *assignment.Verifier
-	vendor   []vendorsig.Key
+	base *url.URL
+	// trust holds the provisioned assignment keys (serial 0);
+	// provisioned fingerprints them.
+	trust       *assignment.Trust
+	provisioned string
+	vendor      []vendorsig.Key
 }
 
 func (c *Config) setDefaults() {
@@ -151,6 +164,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.ProgressInterval <= 0 {
 		c.ProgressInterval = 10 * time.Second
+	}
+	if c.KeyCheckInterval <= 0 {
+		c.KeyCheckInterval = time.Hour
 	}
 	if c.ClockSkew <= 0 {
 		c.ClockSkew = 5 * time.Minute
@@ -195,10 +211,14 @@ func (c *Config) parse() (parsed, error) {
 	}
 	if len(c.AssignmentKeyPEM) == 0 {
 		bad("AssignmentKeyPEM is required")
-	} else if pub, err := assignment.ParsePublicKeyPEM(c.AssignmentKeyPEM); err != nil {
+	} else if pubs, err := assignment.ParsePublicKeysPEM(c.AssignmentKeyPEM); err != nil {
 		bad("AssignmentKeyPEM: %v", err)
-	} else if p.verifier, err = assignment.NewVerifier(pub); err != nil {
+	} else if len(pubs) > assignment.MaxKeySetKeys {
+		bad("AssignmentKeyPEM: %d keys, at most %d", len(pubs), assignment.MaxKeySetKeys)
+	} else if p.trust, err = assignment.TrustKeys(pubs...); err != nil {
 		bad("AssignmentKeyPEM: %v", err)
+	} else {
+		p.provisioned = strings.Join(p.trust.KeyIDs(), ",")
 	}
 	for i, k := range c.VendorKeysPEM {
 		key, err := vendorsig.ParsePublicKey(fmt.Sprintf("vendor key %d", i+1), k)

@@ -3,13 +3,14 @@
 // cmd/ota-agent.
 //
 // An Agent enrolls with a bootstrap token, polls GET /v1/update, verifies
-// every signed assignment with the provisioned assignment key, downloads
+// every signed assignment with the assignment keys it trusts (provisioned,
+// then following the server's signed key set, GET /v1/keys), downloads
 // the encrypted image with resumable Range requests, decrypts and verifies
 // it chunk by chunk, checks the plaintext SHA-256 and the vendor signature,
 // hands the image to an Installer, reboots through a hook, and after boot
 // confirms the new version and reports the outcome. Everything the agent
-// must not forget across a power cut (device key, token, committed and
-// pending security floor, the assignment being worked on, verified download progress, pending
+// must not forget across a power cut (device key, token, trusted assignment
+// keys, committed and pending security floor, the assignment being worked on, verified download progress, pending
 // reports) lives behind a StateStore; DirStore writes it atomically,
 // MemStore keeps it in memory for simulators.
 //

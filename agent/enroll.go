@@ -4,12 +4,15 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"slices"
 	"strings"
 
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/tokenseal"
 )
 
 // enrollment fingerprint: what the server knows about the device that
@@ -53,20 +56,20 @@ func (a *Agent) enroll(ctx context.Context) error {
 	}
 	var er protov1.EnrollResponse
 	if err := json.Unmarshal(r.Body, &er); err != nil {
-		return fmt.Errorf("enroll: malformed answer: %w", err)
+		return fmt.Errorf("enroll: %w: malformed answer: %w", ErrEnrollAnswer, err)
 	}
 	if er.DeviceID != a.cfg.DeviceID {
-		return fmt.Errorf("enroll: the answer is for device %q, not %q", er.DeviceID, a.cfg.DeviceID)
+		return fmt.Errorf("enroll: %w: the answer is for device %q, not %q", ErrEnrollAnswer, er.DeviceID, a.cfg.DeviceID)
 	}
-	if !bearerToken(er.Token) {
-		return fmt.Errorf("enroll: the answer's token is not a bearer token (1 to %d characters of RFC 6750's token68)", protov1.MaxTokenLen)
+	tok, err := a.enrollToken(er)
+	if err != nil {
+		a.cfg.Log.Error(err, "enrollment answer unusable; not retried before the next poll")
+		return err
 	}
-	if er.AssignmentKeyID != "" && er.AssignmentKeyID != a.verifier.KeyID() {
-		// Not fatal (the key ID is not authenticated), but every
-		// assignment will be refused: say so once, loudly.
-		a.cfg.Log.Error(nil, "the server signs assignments with a key this device does not trust", "serverKeyID", er.AssignmentKeyID, "trustedKeyID", a.verifier.KeyID())
-	}
-	a.state.Token, a.state.Enrolled = er.Token, a.enrollFingerprint()
+	// The key ID is not authenticated: one the device does not trust only
+	// makes it look at the server's signed key set (keys.go).
+	a.keysHint(er.AssignmentKeyID)
+	a.state.Token, a.state.Enrolled = tok, a.enrollFingerprint()
 	if err := a.save(); err != nil {
 		return err
 	}
@@ -89,17 +92,30 @@ func (a *Agent) authed(ctx context.Context, method, path string, body any) (resp
 	return a.call(ctx, method, path, body, true)
 }
 
-// bearerToken reports whether t can be sent as "Authorization: Bearer t"
-// (RFC 6750 b64token) within the protocol's length limit.
-func bearerToken(t string) bool {
-	if t == "" || len(t) > protov1.MaxTokenLen {
-		return false
-	}
-	for i := 0; i < len(t); i++ {
-		c := t[i]
-		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("-._~+/=", c) >= 0) {
-			return false
+// ErrEnrollAnswer reports a 2xx enrollment answer the device cannot use:
+// malformed, for another device, or without a token it can open with its
+// own key. Such an error is not retried before the next poll: enrolling
+// again rotates the token, and a server that answered so once answers so
+// again.
+var ErrEnrollAnswer = errors.New("unusable enrollment answer")
+
+// enrollToken returns the bearer token of an enrollment answer: its sealed
+// token opened with the device key, bound to this device and the answer's
+// assignment key ID. Only an answer without sealedToken, as servers before
+// protocol revision 4 send, may carry the token in clear: such a server
+// gives every enrollment its token, and accepting it costs the device
+// nothing a server it trusts could not do anyway.
+func (a *Agent) enrollToken(er protov1.EnrollResponse) (string, error) {
+	if er.SealedToken == "" && er.LegacyToken != "" {
+		if !tokenseal.ValidToken(er.LegacyToken) {
+			return "", fmt.Errorf("enroll: %w: the answer's token is not a bearer token (1 to %d characters of RFC 6750's token68)", ErrEnrollAnswer, protov1.MaxTokenLen)
 		}
+		a.cfg.Log.Info("the server sent the token in clear (protocol revision 3 or older)")
+		return er.LegacyToken, nil
 	}
-	return true
+	tok, err := tokenseal.OpenResponse(keywrap.KEM(a.state.KEM), a.key, a.cfg.DeviceID, er)
+	if err != nil {
+		return "", fmt.Errorf("enroll: %w: no token this device can open (sealed to another key, device or server key ID %q, or tampered): %w", ErrEnrollAnswer, er.AssignmentKeyID, err)
+	}
+	return tok, nil
 }

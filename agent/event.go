@@ -11,6 +11,9 @@ const (
 	// EventCommitted: a commit raised the security floor
 	// (Event.SecurityFloor; Event.Target is the committed version).
 	EventCommitted = "committed"
+	// EventKeys: the device follows a new assignment key set (Event.Reason
+	// lists the trusted key IDs and the set's serial).
+	EventKeys = "keys"
 )
 
 // Device states in events (Event.State, kind EventState). Besides the

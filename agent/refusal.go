@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // Refusal codes: why the device refused an assignment, a commit or an
@@ -30,6 +32,10 @@ const (
 	// commit, or not for the running version. Never reported to the
 	// rollout (a commit is not an update that can fail).
 	RefuseCommit = "commit-mismatch"
+	// RefuseUntrustedKey: the assignment names a key the device does not
+	// trust, even after following the server's key set (it missed a whole
+	// key rotation). The reason starts with the code and names the key.
+	RefuseUntrustedKey = protov1.ReasonUntrustedSigningKey
 )
 
 // Refusal is a verification failure. Its Error is the reason sent to the

@@ -1,6 +1,8 @@
 package agent
 
 import (
+	"time"
+
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
@@ -37,6 +39,17 @@ type State struct {
 	// Pending are reports not yet acknowledged by the server, oldest first.
 	// Each keeps its report ID, so a retry after a restart is idempotent.
 	Pending []PendingReport `json:"pending,omitempty"`
+	// AssignmentKeys are the assignment keys the device trusts and the
+	// serial of the server's key set they came from (0 until it accepted
+	// one). Seeded from Config.AssignmentKeyPEM; the serial never
+	// decreases.
+	AssignmentKeys *assignment.KeySet `json:"assignmentKeys,omitempty"`
+	// ProvisionedKeys fingerprints the configured keys AssignmentKeys were
+	// seeded from: other configured keys (re-provisioning) seed them again.
+	ProvisionedKeys string `json:"provisionedKeys,omitempty"`
+	// KeysCheckedAt is when the agent last compared its keys with the
+	// server's (Config.KeyCheckInterval).
+	KeysCheckedAt time.Time `json:"keysCheckedAt,omitzero"`
 }
 
 // Work phases.
@@ -97,5 +110,14 @@ func (s State) clone() State {
 		c.Work = &w
 	}
 	c.Pending = append([]PendingReport(nil), s.Pending...)
+	if s.AssignmentKeys != nil {
+		ks := *s.AssignmentKeys
+		ks.Keys = make([]assignment.PublicKey, len(s.AssignmentKeys.Keys))
+		for i, k := range s.AssignmentKeys.Keys {
+			k.PublicKey = append([]byte(nil), k.PublicKey...)
+			ks.Keys[i] = k
+		}
+		c.AssignmentKeys = &ks
+	}
 	return c
 }

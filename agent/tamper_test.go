@@ -203,7 +203,11 @@ func (s *tamperServer) RoundTrip(r *http.Request) (*http.Response, error) {
 			return jsonResp(400, protov1.Error{Code: "malformed_json", Message: err.Error()}), nil
 		}
 		s.pub, _ = base64.StdEncoding.DecodeString(req.PublicKey)
-		return jsonResp(201, protov1.EnrollResponse{DeviceID: req.DeviceID, Token: strings.Repeat("t", 43), AssignmentKeyID: s.w.serverKeyID}), nil
+		return jsonResp(201, sealedAnswer(s.t, req, strings.Repeat("t", 43), s.w.serverKeyID)), nil
+	case r.URL.Path == "/v1/info":
+		// A server of revision 3: no key set to follow.
+		return jsonResp(200, protov1.Info{Protocol: protov1.Name, Revision: 3, Features: []string{protov1.FeatureCommit, protov1.FeatureBoot, protov1.FeatureNonce},
+			AssignmentKeyIDs: []string{s.w.serverKeyID}}), nil
 	case r.URL.Path == "/v1/update":
 		resp := jsonResp(200, s.answer(r.URL.Query().Get("nonce")))
 		if s.o.tampered() {
@@ -741,7 +745,8 @@ func TestFloorNeverLowered(t *testing.T) {
 		srv.pub = k.PublicKey().Bytes()
 		nonce := strings.Repeat("ab", 16)
 		e.Nonce = nonce
-		_, err := VerifyAssignment(a.verifier, srv.answer(nonce), e)
+		v, _ := a.trust.Verifier(w.serverKeyID)
+		_, err := VerifyAssignment(v, srv.answer(nonce), e)
 		if (err == nil) != ok {
 			t.Fatalf("securityVersion %d with floor 9: err %v", sv, err)
 		}

@@ -3,6 +3,8 @@ package config
 import (
 	"bytes"
 	"context"
+	"crypto/ed25519"
+	"crypto/rand"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,6 +33,7 @@ import (
 	"github.com/otaflow/otaflow/internal/testenv"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
+	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 const ns = "otaflow-system"
@@ -166,7 +170,46 @@ func TestOverlays(t *testing.T) {
 			}
 			checkNetworkPolicies(t, objs, mgr, pod)
 			checkDeviceService(t, objs, mgr, pod)
+			checkAggregation(t, objs, false)
 		})
+	}
+}
+
+// TestAggregateToEditComponent: the opt-in component makes the release and
+// rollout editors part of edit; DeviceEnrollments stay with admin.
+func TestAggregateToEditComponent(t *testing.T) {
+	checkAggregation(t, render(t, "testdata/aggregate-to-edit"), true)
+}
+
+// checkAggregation: editor roles aggregate into admin; into edit only with
+// the component (a namespace editor cannot ship firmware by default); the
+// DeviceEnrollment editor never into edit.
+func checkAggregation(t *testing.T, objs []*unstructured.Unstructured, edit bool) {
+	t.Helper()
+	want := map[string]bool{
+		"otaflow-firmwarerelease-editor-role":  edit,
+		"otaflow-rollout-editor-role":          edit,
+		"otaflow-deviceenrollment-editor-role": false,
+	}
+	for _, r := range all[rbacv1.ClusterRole](t, objs, "ClusterRole") {
+		toEdit := r.Labels["rbac.authorization.k8s.io/aggregate-to-edit"] == "true"
+		w, editor := want[r.Name]
+		if !editor {
+			if toEdit {
+				t.Errorf("ClusterRole %s aggregates into edit", r.Name)
+			}
+			continue
+		}
+		delete(want, r.Name)
+		if toEdit != w {
+			t.Errorf("ClusterRole %s aggregates into edit: %v, want %v", r.Name, toEdit, w)
+		}
+		if r.Labels["rbac.authorization.k8s.io/aggregate-to-admin"] != "true" {
+			t.Errorf("ClusterRole %s does not aggregate into admin", r.Name)
+		}
+	}
+	for name := range want {
+		t.Errorf("no ClusterRole %s", name)
 	}
 }
 
@@ -444,11 +487,17 @@ func TestOverlaysApplyToAPIServer(t *testing.T) {
 			{ota, []string{"list", "secrets", "-n", ns}, false},
 			{ota, []string{"watch", "secrets/otaflow-enrollment-tokens", "-n", ns}, true},
 			{ota, []string{"list", "secrets/otaflow-enrollment-tokens", "-n", ns}, true},
+			{ota, []string{"watch", "secrets/otaflow-assignment-key", "-n", ns}, true}, // signing keys rotate without a restart
+			{ota, []string{"update", "secrets/otaflow-assignment-key", "-n", ns}, false},
+			{ota, []string{"watch", "secrets/otaflow-assignment-key", "-n", "tenant-a"}, false},
 			{ota, []string{"watch", "secrets/otaflow-device-ca", "-n", ns}, false},
 			{ota, []string{"create", "secrets", "-n", ns}, false},
 			{ota, []string{"delete", "secrets", "-n", "tenant-a"}, false},
 			{ota, []string{"update", "secrets", "-n", ns}, false},
 			{ota, []string{"watch", "rollouts.ota.otaflow.io", "--all-namespaces"}, true},
+			{ota, []string{"watch", "deviceenrollments.ota.otaflow.io", "--all-namespaces"}, true},
+			{ota, []string{"update", "deviceenrollments.ota.otaflow.io", "-n", "tenant-a"}, false},
+			{ota, []string{"patch", "deviceenrollments.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, false},
 			{ota, []string{"list", "firmwarereleases.ota.otaflow.io", "--all-namespaces"}, true},
 			{ota, []string{"patch", "rollouts.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, true},
 			{ota, []string{"update", "rollouts.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, false},
@@ -549,16 +598,47 @@ func TestOverlaysApplyToAPIServer(t *testing.T) {
 		must(otaserver.WatchTokenSecret(cctx, as, scheme, ns, "otaflow-enrollment-tokens", tokens, func(n int) { counts <- n }))
 		must(admin.Create(ctx, &corev1.Secret{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otaflow-enrollment-tokens"},
-			Data:       map[string][]byte{"factory": []byte("bootstrap-token-1"), "line-2": []byte("bootstrap-token-2")},
+			Data: map[string][]byte{"factory": []byte("bootstrap-token-1-0123456789abcdef0123"), "line-2": []byte("bootstrap-token-2-0123456789abcdef0123"),
+				"short": []byte("bootstrap-token-3")}, // refused: under 32 bytes
 		}))
+	wait:
 		for {
 			select {
 			case n := <-counts:
 				if n == 2 {
-					return
+					break wait
 				}
 			case <-ctx.Done():
 				t.Fatal("the enrollment Secret's watch saw nothing with the OTA server's role")
+			}
+		}
+
+		// A tenant's DeviceEnrollment and its token Secret, read with the
+		// role's DeviceEnrollment watch and Secret get.
+		must(admin.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "factory-token"},
+			Data: map[string][]byte{"token": []byte("tenant-b-token-0123456789abcdef0123456789")}}))
+		must(admin.Create(ctx, &otav1.DeviceEnrollment{ObjectMeta: metav1.ObjectMeta{Namespace: tenant, Name: "factory"},
+			Spec: otav1.DeviceEnrollmentSpec{TokenSecretRef: otav1.TokenSecretReference{Name: "factory-token"}}}))
+		// The signing-key Secret, watched by name as the role allows.
+		_, signKey, err := ed25519.GenerateKey(rand.Reader)
+		must(err)
+		pemKey, err := assignment.MarshalPrivateKeyPEM(signKey)
+		must(err)
+		must(admin.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otaflow-assignment-key"},
+			Data: map[string][]byte{"key.pem": pemKey}}))
+		keys := otaserver.NewSigningKeys(nil)
+		must(otaserver.WatchSigningKeySecret(cctx, as, scheme, ns, "otaflow-assignment-key", "key.pem", keys, logr.Discard()))
+		if keys.Serial() != 1 {
+			t.Fatalf("signing keys read with the OTA server's role: serial %d", keys.Serial())
+		}
+
+		creds := otaserver.NewCredentialSet()
+		must(otaserver.WatchCredentials(cctx, as, scheme, creds, otaserver.CredentialWatchOptions{Resync: 200 * time.Millisecond}))
+		for creds.Len() != 1 {
+			select {
+			case <-ctx.Done():
+				t.Fatal("the DeviceEnrollment's token was not read with the OTA server's role")
+			case <-time.After(100 * time.Millisecond):
 			}
 		}
 	})

@@ -162,12 +162,18 @@ func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *ot
 		return ctrl.Result{}, r.collectGarbage(ctx, rel)
 	}
 
+	// Source credentials are read only now, when there is something to
+	// fetch: a Ready release does not depend on its source's Secret.
+	src, err := fetchSource(ctx, r.APIReader, rel)
+	if err != nil {
+		return r.fail(ctx, rel, err)
+	}
 	// A build can take minutes: show Reconciling while it runs.
 	r.markProgressing(rel, "fetching, verifying and encrypting "+fetch.RedactURL(rel.Spec.Source.URL))
 	if err := patcher.Patch(ctx, rel); err != nil {
 		return ctrl.Result{}, err
 	}
-	b, err := r.buildArtifact(ctx, rel, in)
+	b, err := r.buildArtifact(ctx, rel, in, src)
 	if err != nil {
 		return r.fail(ctx, rel, err)
 	}
@@ -419,8 +425,8 @@ func (r *FirmwareReleaseReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Complete(r)
 }
 
-// releasesForSecret maps a Secret to the releases that trust keys in it or
-// own it (content keys).
+// releasesForSecret maps a Secret to the releases that trust keys in it,
+// fetch their image with its credentials, or own it (content keys).
 func (r *FirmwareReleaseReconciler) releasesForSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	reqs := r.releasesByIndex(ctx, o, indexReleaseSecrets)
 	for _, ref := range o.GetOwnerReferences() {

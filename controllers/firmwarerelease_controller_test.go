@@ -323,7 +323,7 @@ func TestConnectionRefusedIsTransient(t *testing.T) {
 	img := randomImage(t, 100)
 	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": key.PEM})
 	// Port 1 on loopback: nothing listens there.
-	rel := release(ns, "refused", "http://127.0.0.1:1/fw.bin", img, key.Sign(t, img))
+	rel := release(ns, "refused", allowed("http://127.0.0.1:1/fw.bin", "refused"), img, key.Sign(t, img))
 	create(t, rel)
 	got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionFalse, otav1.ReasonFetchFailed)
 	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReconciling); c == nil || c.Status != metav1.ConditionTrue {
@@ -593,7 +593,7 @@ func blockingServer(t *testing.T, img []byte) (url string, release func()) {
 	var once sync.Once
 	release = func() { once.Do(func() { close(gate) }) }
 	t.Cleanup(func() { release(); srv.Close() })
-	return srv.URL + "/fw.bin", release
+	return allowed(srv.URL, "blocking") + "/fw.bin", release
 }
 
 // TestURLEditConfirmsWithoutRefetch: a new source.url does not change the
@@ -896,7 +896,7 @@ func TestBuildsRunConcurrently(t *testing.T) {
 	var rels []*otav1.FirmwareRelease
 	for _, name := range []string{"a", "b"} {
 		img := imgs["/"+name+".bin"]
-		rel := release(ns, name, srv.URL+"/"+name+".bin", img, vendor.Sign(t, img))
+		rel := release(ns, name, allowed(srv.URL, "concurrent")+"/"+name+".bin", img, vendor.Sign(t, img))
 		create(t, rel)
 		rels = append(rels, rel)
 	}

@@ -11,8 +11,9 @@ import (
 
 // Field indexes shared by the reconcilers.
 const (
-	// indexReleaseSecrets lists the Secrets a FirmwareRelease reads keys from.
-	indexReleaseSecrets = "spec.signature.publicKeys.secretRef.name"
+	// indexReleaseSecrets lists the Secrets a FirmwareRelease reads: its
+	// trusted keys' and its source credentials'.
+	indexReleaseSecrets = "spec.secretNames"
 	// indexReleaseConfigMaps lists the ConfigMap a release reads a bundle from.
 	indexReleaseConfigMaps = "spec.signature.bundleRef.name"
 	// indexRolloutRelease is the release a Rollout ships.
@@ -23,9 +24,12 @@ const (
 func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 	if err := indexer.IndexField(ctx, &otav1.FirmwareRelease{}, indexReleaseSecrets, func(o client.Object) []string {
 		rel := o.(*otav1.FirmwareRelease)
-		names := make([]string, 0, len(rel.Spec.Signature.PublicKeys))
+		names := make([]string, 0, len(rel.Spec.Signature.PublicKeys)+1)
 		for _, k := range rel.Spec.Signature.PublicKeys {
 			names = append(names, k.SecretRef.Name)
+		}
+		if ref := rel.Spec.Source.SecretRef; ref != nil {
+			names = append(names, ref.Name)
 		}
 		return names
 	}); err != nil {

@@ -16,6 +16,7 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/internal/fetch"
 	"github.com/otaflow/otaflow/internal/signature"
 )
 
@@ -41,18 +42,15 @@ type built struct {
 // image whose digest matches and whose signature verifies is committed: the
 // key Secret is written first (it records the blob for cleanup), then the
 // blob is committed.
-func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav1.FirmwareRelease, in *verifyInputs) (*built, error) {
+func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav1.FirmwareRelease, in *verifyInputs, src fetch.Source) (*built, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.FetchTimeout)
 	defer cancel()
 
-	expected := int64(-1)
-	if rel.Spec.Source.Size != nil {
-		expected = *rel.Spec.Source.Size
-	}
-	body, _, err := r.Fetcher.Open(ctx, rel.Spec.Source.URL, expected)
+	img, err := r.Fetcher.Fetch(ctx, src)
 	if err != nil {
 		return nil, fmt.Errorf("fetch image: %w", err)
 	}
+	body := img.Body
 	defer body.Close()
 
 	check, err := signature.NewCheck(in.Signature, in.Keys)
@@ -103,6 +101,7 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 			EncryptedSize:   info.Size,
 			Suite:           envelope.Suite,
 			KeySecretName:   secretName,
+			ManifestDigest:  img.ManifestDigest,
 		},
 		verification: otav1.Verification{
 			Key:          verifiedBy.Name,

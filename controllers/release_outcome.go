@@ -5,6 +5,7 @@ import (
 	"fmt"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/egress"
 	"github.com/otaflow/otaflow/internal/fetch"
 	"github.com/otaflow/otaflow/internal/signature"
 )
@@ -42,12 +43,28 @@ func classifyFailure(err error) failure {
 		}
 		return failure{Reason: in.reason, Permanent: true, Withdraw: true}
 	}
+	if sc, ok := asSourceCredentialsError(err); ok {
+		// Nothing was fetched; a Secret change brings the release back.
+		return failure{Reason: sc.reason, Permanent: sc.reason == otav1.ReasonSourceCredentialsInvalid}
+	}
 	var dm *errDigestMismatch
+	var layerMismatch *fetch.DigestMismatchError
+	var forbidden *egress.ForbiddenError
 	var tooLarge *fetch.TooLargeError
 	var sizeMismatch *fetch.SizeMismatchError
 	switch {
-	case errors.As(err, &dm):
+	case errors.As(err, &dm), errors.As(err, &layerMismatch):
 		return failure{Reason: otav1.ReasonDigestMismatch, Permanent: true, Withdraw: true}
+	case errors.As(err, &forbidden):
+		return failure{Reason: otav1.ReasonSourceForbidden, Permanent: true}
+	case errors.Is(err, fetch.ErrArtifact):
+		return failure{Reason: otav1.ReasonOCIArtifactInvalid, Permanent: true}
+	case errors.Is(err, fetch.ErrUnauthorized):
+		// Retried: a grant on the server may be on its way, and a
+		// changed Secret brings the release back at once.
+		return failure{Reason: otav1.ReasonSourceAuthFailed}
+	case errors.Is(err, fetch.ErrCredentials):
+		return failure{Reason: otav1.ReasonSourceCredentialsInvalid, Permanent: true}
 	case errors.Is(err, signature.ErrDigestMismatch):
 		return failure{Reason: otav1.ReasonBundleDigest, Permanent: true, Withdraw: true}
 	case errors.Is(err, signature.ErrMalformedSignature):

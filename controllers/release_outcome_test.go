@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/egress"
 	"github.com/otaflow/otaflow/internal/fetch"
 	"github.com/otaflow/otaflow/internal/signature"
 )
@@ -38,6 +39,16 @@ func TestClassifyFailure(t *testing.T) {
 		{"cut off", wrap(io.ErrUnexpectedEOF), failure{otav1.ReasonFetchFailed, false, false}},
 		{"timeout", wrap(context.DeadlineExceeded), failure{otav1.ReasonFetchFailed, false, false}},
 		{"storage", fmt.Errorf("%w: disk full", errStorage), failure{otav1.ReasonStorageFailed, false, false}},
+
+		// Sources.
+		{"egress refusal", wrap(fmt.Errorf("GET u: %w", &egress.ForbiddenError{Host: "127.0.0.1", Rule: egress.RuleLoopback})), failure{otav1.ReasonSourceForbidden, true, false}},
+		{"egress refusal in a join", wrap(errors.Join(errors.New("dial a"), &egress.ForbiddenError{Host: "h", Rule: egress.RuleMetadata})), failure{otav1.ReasonSourceForbidden, true, false}},
+		{"credentials refused", wrap(fmt.Errorf("%w: 401", fetch.ErrUnauthorized)), failure{otav1.ReasonSourceAuthFailed, false, false}},
+		{"credentials of another scheme", wrap(fetch.ErrCredentials), failure{otav1.ReasonSourceCredentialsInvalid, true, false}},
+		{"ambiguous OCI artifact", wrap(fetch.ErrArtifact), failure{otav1.ReasonOCIArtifactInvalid, true, false}},
+		{"OCI layer is another image", wrap(&fetch.DigestMismatchError{Want: "a", Got: "b"}), failure{otav1.ReasonDigestMismatch, true, true}},
+		{"credentials Secret missing", &errSourceCredentials{otav1.ReasonSourceCredentialsUnavailable, errors.New("x")}, failure{otav1.ReasonSourceCredentialsUnavailable, false, false}},
+		{"credentials Secret wrong", &errSourceCredentials{otav1.ReasonSourceCredentialsInvalid, errors.New("x")}, failure{otav1.ReasonSourceCredentialsInvalid, true, false}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -17,6 +18,8 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/egress"
+	"github.com/otaflow/otaflow/internal/fetch/fetchtest"
 	"github.com/otaflow/otaflow/internal/testenv/releasetest"
 )
 
@@ -33,8 +36,30 @@ func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
 }
 
+// The suite's egress policy is the manager's default (loopback, link-local
+// and cluster-internal addresses refused) with one allowlist entry,
+// *.allowed.test: test servers listen on 127.0.0.1 and are addressed by
+// names under it, so a URL naming 127.0.0.1 itself is refused as it would
+// be in a cluster. Names under example.test resolve to 127.0.0.1 too but are
+// not allowlisted: they stand for a DNS name pointing at loopback.
+const allowedDomain = "allowed.test"
+
+// allowed renames a test server's URL (or host:port) from 127.0.0.1 to
+// name.allowed.test.
+func allowed(u, name string) string {
+	return strings.Replace(u, "127.0.0.1:", name+"."+allowedDomain+":", 1)
+}
+
 func runSuite(m *testing.M) int {
+	policy, err := egress.New(egress.Config{Allow: []string{"*." + allowedDomain}})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	s, err := releasetest.Start(releasetest.Options{
+		Egress:       policy,
+		Resolver:     fetchtest.LoopbackDomains{allowedDomain, "example.test"},
+		ImageHost:    "images." + allowedDomain,
 		Logger:       zap.New(zap.UseDevMode(true), zap.WriteTo(os.Stderr), zap.Level(zapLevel()), zap.StacktraceLevel(zapcore.PanicLevel)),
 		TempPrefix:   "otaflow-blobs-",
 		MaxImageSize: maxImageSize,
@@ -46,7 +71,10 @@ func runSuite(m *testing.M) int {
 				// for the other tests' pauses between reports.
 				StaleAfter: staleAfter,
 			}
-			return ro.SetupWithManager(mgr)
+			if err := ro.SetupWithManager(mgr); err != nil {
+				return err
+			}
+			return (&controllers.DeviceEnrollmentReconciler{Client: mgr.GetClient()}).SetupWithManager(context.Background(), mgr)
 		},
 	})
 	if err != nil {

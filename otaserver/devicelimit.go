@@ -63,6 +63,24 @@ func (d *deviceLimiter) allow(key string) (time.Duration, bool) {
 	return 0, true
 }
 
+// blocked reports, without taking a token, whether key has none left and
+// how long until it has one.
+func (d *deviceLimiter) blocked(key string) (time.Duration, bool) {
+	if d.interval == 0 {
+		return 0, false
+	}
+	h := maphash.String(d.seed, key)
+	now := d.now().UnixNano()
+	sh := &d.shards[h%limiterShards]
+	sh.mu.Lock()
+	defer sh.mu.Unlock()
+	// The test allow makes before taking a token.
+	if ahead := max(sh.tat[h], now) - now; ahead > d.tol {
+		return time.Duration(ahead - d.tol), true
+	}
+	return 0, false
+}
+
 // sweep forgets devices whose bucket is full again (the same as a new
 // one), one shard at a time so requests never wait for the whole pass.
 func (d *deviceLimiter) sweep() {

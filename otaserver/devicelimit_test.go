@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+	"pgregory.net/rapid"
 )
 
 // TestDeviceLimiter checks the GCRA limiter against token-bucket
@@ -97,4 +98,27 @@ func (d *deviceLimiter) tracked() int {
 		d.shards[i].mu.Unlock()
 	}
 	return n
+}
+
+// TestDeviceLimiterBlocked: blocked never takes a token and agrees with what
+// allow would answer at the same instant, over random schedules.
+func TestDeviceLimiterBlocked(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		start := time.Unix(1000, 0)
+		now := start
+		l := newDeviceLimiter(rate.Limit(rapid.Float64Range(0.1, 10).Draw(t, "rate")), rapid.IntRange(1, 5).Draw(t, "burst"), func() time.Time { return now })
+		for range rapid.IntRange(1, 40).Draw(t, "steps") {
+			now = now.Add(time.Duration(rapid.Int64Range(0, int64(2*time.Second)).Draw(t, "gap")))
+			key := rapid.SampledFrom([]string{"a", "b"}).Draw(t, "key")
+			bw, blocked := l.blocked(key)
+			bw2, blocked2 := l.blocked(key)
+			if blocked != blocked2 || bw != bw2 {
+				t.Fatal("blocked changed the limiter")
+			}
+			aw, ok := l.allow(key)
+			if ok == blocked || (blocked && aw != bw) {
+				t.Fatalf("blocked = %v (wait %v), allow = %v (wait %v)", blocked, bw, ok, aw)
+			}
+		}
+	})
 }

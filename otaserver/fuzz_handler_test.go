@@ -3,6 +3,7 @@ package otaserver_test
 import (
 	"bytes"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -18,6 +19,8 @@ import (
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
 
 	"github.com/otaflow/otaflow/otaserver/devicetest"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/tokenseal"
 )
 
 // Handler-level fuzz targets: the real handler, store and catalog, driven
@@ -91,12 +94,24 @@ func FuzzEnrollHandler(f *testing.F) {
 			return
 		}
 		var er protov1.EnrollResponse
-		if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || len(er.Token) != 43 || er.AssignmentKeyID != h.signer.KeyID() {
-			t.Fatalf("enroll answer %s", rec.Body.Bytes())
-		}
 		var req protov1.EnrollRequest
 		_ = json.Unmarshal(body, &req)
-		dev, err := h.store.DeviceByToken(ctx, func() []byte { s := sha256.Sum256([]byte(er.Token)); return s[:] }())
+		if err := json.Unmarshal(rec.Body.Bytes(), &er); err != nil || er.LegacyToken != "" || er.AssignmentKeyID != h.signer.KeyID() || er.DeviceID != req.DeviceID {
+			t.Fatalf("enroll answer %s", rec.Body.Bytes())
+		}
+		if sealed, _ := base64.StdEncoding.DecodeString(er.SealedToken); len(sealed) != tokenseal.SealedSize(keywrap.KEM(req.KEM), 43) {
+			t.Fatalf("sealed token of %d bytes in %s", len(sealed), rec.Body.Bytes())
+		}
+		// Only the seed device's key opens its answers; the token it
+		// opens to is the device's.
+		if req.PublicKey != d.EnrollRequest(bootstrap).PublicKey {
+			return
+		}
+		tok, err := tokenseal.OpenResponse(d.KEM, d.Key, req.DeviceID, er)
+		if err != nil {
+			t.Fatalf("the device key does not open %s: %v", rec.Body.Bytes(), err)
+		}
+		dev, err := h.store.DeviceByToken(ctx, func() []byte { s := sha256.Sum256([]byte(tok)); return s[:] }())
 		if err != nil || dev.ID != er.DeviceID || dev.ID != req.DeviceID {
 			t.Fatalf("token of %s resolves to %+v, %v", er.DeviceID, dev, err)
 		}

@@ -36,7 +36,11 @@ import (
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
-const bootstrap = "bootstrap-token-1"
+const bootstrap = "bootstrap-token-1-0123456789abcdef0123"
+
+// clusterWide: the harness's devices enroll through the cluster-wide token
+// set (no tenant), so its rollouts select them in the cluster-wide mode.
+var clusterWide = catalog.BuildOptions{ClusterWideDevices: true}
 
 // fixedCutoffs opens waves by fixed cutoffs.
 type fixedCutoffs struct{ c []uint64 }
@@ -95,6 +99,8 @@ type harnessOptions struct {
 	blobs blobstore.Store
 	// redirectTTL sets Config.BlobRedirectTTL.
 	redirectTTL time.Duration
+	// creds sets Config.Credentials (namespaced bootstrap credentials).
+	creds *otaserver.CredentialSet
 }
 
 func newHarnessWith(t testing.TB, rate float64, o harnessOptions) *harness {
@@ -147,6 +153,7 @@ func newHarnessWith(t testing.TB, rate float64, o harnessOptions) *harness {
 		Store: served, Catalog: h.cat, Cutoffs: h.cutoffs, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(),
 		DeviceRate: 1000, DeviceBurst: int(rate), Now: h.clock, BlobRedirectTTL: o.redirectTTL,
+		Credentials: o.creds,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -196,7 +203,7 @@ func (h *harness) clock() time.Time { h.mu.Lock(); defer h.mu.Unlock(); return h
 func (h *harness) advance(d time.Duration) { h.mu.Lock(); h.now = h.now.Add(d); h.mu.Unlock() }
 
 func (h *harness) rebuild() {
-	h.cat.set(catalog.Build([]otav1.Rollout{h.rollout}, []otav1.FirmwareRelease{h.release, h.previous}, h.keys))
+	h.cat.set(catalog.BuildWith(clusterWide, []otav1.Rollout{h.rollout}, []otav1.FirmwareRelease{h.release, h.previous}, h.keys))
 }
 
 func (h *harness) makeRelease(blobs blobstore.Store, name, version string, secVer int64, img []byte) otav1.FirmwareRelease {
@@ -255,7 +262,7 @@ func (h *harness) device(id string, inWave bool) *devicetest.Device {
 }
 
 func catalogWith(h *harness, more ...otav1.Rollout) *catalog.Snapshot {
-	return catalog.Build(append([]otav1.Rollout{h.rollout}, more...), []otav1.FirmwareRelease{h.release, h.previous}, h.keys)
+	return catalog.BuildWith(clusterWide, append([]otav1.Rollout{h.rollout}, more...), []otav1.FirmwareRelease{h.release, h.previous}, h.keys)
 }
 
 // verifierKey is the public key devices trust for assignments.

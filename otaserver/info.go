@@ -13,8 +13,8 @@ func (s *Server) info(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, protov1.Info{
 		Protocol: protov1.Name,
 		Revision: protov1.Revision,
-		Features: []string{protov1.FeatureCommit, protov1.FeatureBoot, protov1.FeatureNonce},
-		// One key today; a key set when signing keys rotate.
-		AssignmentKeyIDs: []string{s.cfg.Signer.KeyID()},
+		Features: []string{protov1.FeatureCommit, protov1.FeatureBoot, protov1.FeatureNonce, protov1.FeatureSealedToken, protov1.FeatureKeyRotation},
+		// Current first; GET /v1/keys serves the signed set.
+		AssignmentKeyIDs: s.cfg.Signer.(*SigningKeys).KeyIDs(),
 	})
 }

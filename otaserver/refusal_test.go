@@ -69,7 +69,10 @@ func TestRefusalStoredAsFailure(t *testing.T) {
 		{"ref-vendor", agent.RefuseVendorSignature, "vendor signature not verified", func(c *agent.Config) {
 			c.VendorKeysPEM = [][]byte{otherPEM}
 		}},
-		{"ref-key", agent.RefuseBadSignature, "bad signature", func(c *agent.Config) {
+		// A device that trusts none of the server's keys (it missed a
+		// whole key rotation) fetches the key set, cannot verify it, and
+		// reports the key it does not trust.
+		{"ref-key", agent.RefuseUntrustedKey, "untrusted-signing-key: assignment signed by key " + h.signer.KeyID(), func(c *agent.Config) {
 			c.AssignmentKeyPEM = otherPEM
 		}},
 	}

@@ -22,9 +22,10 @@ import (
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=rollouts/status,verbs=patch
 //
 // Secrets, cluster-wide: GET by name only. Content keys live in the
-// releases' namespaces (catalog/keys.go reads each by name), the signing key
-// in the server's own. No list or watch: those would expose every Secret of
-// the cluster, and RBAC cannot narrow them to the content-key label.
+// releases' namespaces (catalog/keys.go reads each by name). No list or
+// watch: those would expose every Secret of the cluster, and RBAC cannot
+// narrow them to the content-key label. (The signing-key Secret is watched
+// by name: signingkeys.go.)
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get
 //
 // The enrollment Secret: a watch narrowed to its name (a metadata.name field

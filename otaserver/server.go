@@ -22,7 +22,6 @@ import (
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
 	"github.com/otaflow/otaflow/otaserver/catalog"
-	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 // Catalog provides the current rollouts and releases.
@@ -36,7 +35,8 @@ type Cutoffs interface {
 	Cutoffs(rolloutUID string) (cutoffs []uint64, ok bool)
 }
 
-// BootstrapTokens checks enrollment (bootstrap) tokens.
+// BootstrapTokens checks the cluster-wide enrollment (bootstrap) tokens,
+// whose devices belong to no namespace.
 type BootstrapTokens interface {
 	Valid(token string) bool
 }
@@ -47,10 +47,15 @@ type Config struct {
 	Catalog Catalog
 	Cutoffs Cutoffs
 	Blobs   blobstore.Store
-	Signer  *assignment.Signer
-	Tokens  BootstrapTokens
-	Metrics *Metrics
-	Log     logr.Logger
+	// Signer signs assignments: an *assignment.Signer (one fixed key) or
+	// *SigningKeys (a rotating key set, WatchSigningKeySecret).
+	Signer AssignmentSigner
+	Tokens BootstrapTokens
+	// Credentials are the namespaced bootstrap credentials
+	// (DeviceEnrollments); nil is none.
+	Credentials *CredentialSet
+	Metrics     *Metrics
+	Log         logr.Logger
 
 	// PublicURL is the base of blob URLs in assignments (such as
 	// https://ota.example.com); empty derives it from each request.
@@ -61,6 +66,12 @@ type Config struct {
 	// reports and enrollments (blob downloads are exempt).
 	DeviceRate  rate.Limit
 	DeviceBurst int
+	// EnrollFailureRate and EnrollFailureBurst limit failed enrollments
+	// (unknown bootstrap tokens) per client address: past the burst, the
+	// address is answered 429 before its request is read, and earns one
+	// more attempt per 1/rate. Defaults: 10 attempts, then 1 a minute.
+	EnrollFailureRate  rate.Limit
+	EnrollFailureBurst int
 	// BlobWriteTimeout replaces the server's write timeout for blob
 	// downloads, which may be large and slow.
 	BlobWriteTimeout time.Duration
@@ -76,16 +87,18 @@ type Config struct {
 
 // Server handles the device API.
 type Server struct {
-	cfg     Config
-	store   devicestore.Store
-	limits  *deviceLimiter
-	offers  *offerLimiter
-	seen    *seenBatch
-	grants  *grantCache
-	presign blobstore.Presigner // nil: blobs are proxied
-	marks   *conflictMarks
-	vers    *versionCache
-	handler http.Handler
+	cfg    Config
+	store  devicestore.Store
+	limits *deviceLimiter
+	offers *offerLimiter
+	// enrollFails counts failed enrollments per client address.
+	enrollFails *deviceLimiter
+	seen        *seenBatch
+	grants      *grantCache
+	presign     blobstore.Presigner // nil: blobs are proxied
+	marks       *conflictMarks
+	vers        *versionCache
+	handler     http.Handler
 }
 
 // Limits on requests, shared with cmd/otaserver's http.Server.
@@ -112,6 +125,12 @@ func New(cfg Config) (*Server, error) {
 	if cfg.BlobWriteTimeout <= 0 {
 		cfg.BlobWriteTimeout = time.Hour
 	}
+	if cfg.EnrollFailureRate <= 0 {
+		cfg.EnrollFailureRate = rate.Every(time.Minute)
+	}
+	if cfg.EnrollFailureBurst <= 0 {
+		cfg.EnrollFailureBurst = 10
+	}
 	if cfg.SeenFlushInterval <= 0 {
 		cfg.SeenFlushInterval = time.Second
 	}
@@ -126,16 +145,23 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	// Handlers read the key set behind the signer (GET /v1/keys, /v1/info).
+	keys, err := signingKeysOf(cfg.Signer)
+	if err != nil {
+		return nil, err
+	}
+	cfg.Signer = keys
 	s := &Server{
-		cfg:     cfg,
-		store:   timedStore{Store: cfg.Store, h: cfg.Metrics.StoreTime},
-		limits:  newDeviceLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.Now),
-		offers:  newOfferLimiter(cfg.Now),
-		seen:    newSeenBatch(),
-		grants:  newGrantCache(1 << 20),
-		presign: presign,
-		marks:   newConflictMarks(100_000),
-		vers:    newVersionCache(4096),
+		cfg:         cfg,
+		store:       timedStore{Store: cfg.Store, h: cfg.Metrics.StoreTime},
+		limits:      newDeviceLimiter(cfg.DeviceRate, cfg.DeviceBurst, cfg.Now),
+		enrollFails: newDeviceLimiter(cfg.EnrollFailureRate, cfg.EnrollFailureBurst, cfg.Now),
+		offers:      newOfferLimiter(cfg.Now),
+		seen:        newSeenBatch(),
+		grants:      newGrantCache(1 << 20),
+		presign:     presign,
+		marks:       newConflictMarks(100_000),
+		vers:        newVersionCache(4096),
 	}
 	s.handler = s.routes()
 	return s, nil
@@ -160,6 +186,7 @@ func (s *Server) Run(ctx context.Context) error {
 				s.cfg.Log.Error(err, "flush last-seen times")
 			}
 			s.limits.sweep()
+			s.enrollFails.sweep()
 		}
 	}
 }
@@ -181,6 +208,7 @@ func (s *Server) routes() http.Handler {
 	// Methods are checked by allow, not by mux patterns, so a wrong method
 	// gets a JSON error like every other failure.
 	mux.Handle(protov1.PathInfo, s.instrument("info", allow(http.HandlerFunc(s.info), http.MethodGet)))
+	mux.Handle(protov1.PathKeys, s.instrument("keys", allow(http.HandlerFunc(s.keys), http.MethodGet)))
 	mux.Handle(protov1.PathEnroll, s.instrument("enroll", allow(http.HandlerFunc(s.enroll), http.MethodPost)))
 	mux.Handle(protov1.PathUpdate, s.instrument("update", allow(s.authenticated(true, s.update), http.MethodGet)))
 	mux.Handle(protov1.PathBlobs+"{digest}", s.instrument("blob", allow(s.authenticated(false, s.blob), http.MethodGet, http.MethodHead)))

@@ -24,6 +24,11 @@ func (t timedStore) Enroll(ctx context.Context, d devicestore.Device) (devicesto
 	return t.Store.Enroll(ctx, d)
 }
 
+func (t timedStore) EnrollWithin(ctx context.Context, d devicestore.Device, maxDevices int64) (devicestore.Device, bool, error) {
+	defer t.obs("enroll", time.Now())
+	return t.Store.EnrollWithin(ctx, d, maxDevices)
+}
+
 func (t timedStore) DeviceByToken(ctx context.Context, h []byte) (devicestore.Device, error) {
 	defer t.obs("device_by_token", time.Now())
 	return t.Store.DeviceByToken(ctx, h)

@@ -3,6 +3,8 @@ package otaserver
 import (
 	"crypto/sha256"
 	"sync/atomic"
+
+	"github.com/otaflow/otaflow/internal/enrolltoken"
 )
 
 // TokenSet holds the valid bootstrap (enrollment) tokens: every data value
@@ -19,12 +21,14 @@ func NewTokenSet() *TokenSet {
 	return t
 }
 
-// Replace sets the valid tokens to the values of data (empty values are
-// ignored). Removing a value revokes it at once.
+// Replace sets the valid tokens to the values of data; values that break
+// the DeviceEnrollment token rules (enrolltoken.Check: too short or too
+// long) are ignored. Removing a value revokes it at once. It returns the
+// number of valid tokens.
 func (t *TokenSet) Replace(data map[string][]byte) int {
 	m := make(map[[32]byte]struct{}, len(data))
 	for _, v := range data {
-		if len(v) > 0 {
+		if _, err := enrolltoken.Check(v); err == nil {
 			m[sha256.Sum256(v)] = struct{}{}
 		}
 	}

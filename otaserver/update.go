@@ -96,7 +96,7 @@ func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs [
 				break
 			}
 		}
-		matches := ro.Matches(d.Type, d.Labels)
+		matches := ro.Matches(d.Namespace, d.Type, d.Labels)
 		if rec == nil && !matches {
 			continue
 		}

@@ -217,7 +217,7 @@ func TestRefusals(t *testing.T) {
 		}, agent.RefuseBelowFloor, "securityVersion 2 is below the device's security floor 3"},
 		{"untrusted assignment key", "dev-key", func(c *agent.Config) {
 			c.AssignmentKeyPEM = otherPEM
-		}, agent.RefuseBadSignature, "bad signature"},
+		}, agent.RefuseUntrustedKey, protov1.ReasonUntrustedSigningKey + ": assignment signed by key " + signer.KeyID()},
 		{"replayed answer", "dev-nonce", func(c *agent.Config) {
 			c.HTTPClient = &http.Client{Transport: resign(http.DefaultTransport, func(a *assignment.Assignment) { a.Nonce = strings.Repeat("ab", 16) })}
 		}, agent.RefuseNonce, "nonce"},

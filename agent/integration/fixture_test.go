@@ -36,6 +36,7 @@ type fixture struct {
 	ns        string
 	image     []byte
 	vendorPEM []byte
+	vendorKey releasetest.VendorKey
 	release   *otav1.FirmwareRelease
 	rollout   *otav1.Rollout
 }
@@ -48,7 +49,7 @@ func newFixture(t *testing.T, size int) *fixture {
 	ctx := rootCtx
 	f := &fixture{ns: releasetest.NewNamespace(t, k8s, "agent-")}
 	key := releasetest.NewEd25519Key(t)
-	f.vendorPEM = key.PEM
+	f.vendorPEM, f.vendorKey = key.PEM, key
 	must(t, k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: f.ns, Name: "vendor-keys"},
 		Data: map[string][]byte{"cosign.pub": f.vendorPEM}}))
 	f.image = make([]byte, size)

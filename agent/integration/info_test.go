@@ -23,7 +23,7 @@ func TestServerInfo(t *testing.T) {
 	if info.Protocol != protov1.Name || info.Revision != protov1.Revision {
 		t.Fatalf("info %+v, want protocol %s revision %d", info, protov1.Name, protov1.Revision)
 	}
-	for _, f := range []string{protov1.FeatureCommit, protov1.FeatureBoot, protov1.FeatureNonce} {
+	for _, f := range []string{protov1.FeatureCommit, protov1.FeatureBoot, protov1.FeatureNonce, protov1.FeatureSealedToken, protov1.FeatureKeyRotation} {
 		if !slices.Contains(info.Features, f) {
 			t.Errorf("features %v lack %q", info.Features, f)
 		}

@@ -35,9 +35,13 @@ var (
 	assignPEM []byte
 	cat       *catalog.Catalog
 	rep       *reporter.Reporter
+	// suite and devStore let a test run more OTA servers on the suite's
+	// control plane, blob store and device store (replicas).
+	suite    *releasetest.Suite
+	devStore *sqlite.Store
 )
 
-const bootstrap = "factory-token"
+const bootstrap = "factory-token-0123456789abcdef0123456789"
 
 func TestMain(m *testing.M) { os.Exit(runSuite(m)) }
 
@@ -48,6 +52,7 @@ func runSuite(m *testing.M) int {
 		return fail(err) // fail, never skip, without binaries
 	}
 	defer s.Close()
+	suite = s
 	k8s, rootCtx, images = s.Client, s.Ctx, s.Images
 	ctx := s.Ctx
 
@@ -56,7 +61,8 @@ func runSuite(m *testing.M) int {
 		return fail(err)
 	}
 	defer store.Close()
-	cat, err = catalog.New(s.Config, s.Scheme, nil)
+	devStore = store
+	cat, err = catalog.NewWithOptions(s.Config, s.Scheme, nil, catalog.Options{Build: catalog.BuildOptions{ClusterWideDevices: true}})
 	if err != nil {
 		return fail(err)
 	}

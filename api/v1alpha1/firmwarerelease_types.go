@@ -51,11 +51,24 @@ type Compatibility struct {
 	DeviceTypes []string `json:"deviceTypes"`
 }
 
-// Source locates the plaintext image and pins its content.
+// Source locates the plaintext image and pins its content. Where the image
+// comes from (url, secretRef, s3, oci, size) may change; what it is
+// (sha256) may not.
+// +kubebuilder:validation:XValidation:rule="!has(self.s3) || self.url.startsWith('s3://')",message="s3 is only for s3:// URLs",fieldPath=.s3
+// +kubebuilder:validation:XValidation:rule="!has(self.oci) || self.url.startsWith('oci://')",message="oci is only for oci:// URLs",fieldPath=.oci
+// +kubebuilder:validation:XValidation:rule="!has(self.secretRef) || !self.url.matches('^[a-z0-9]+://[^/?#]*@')",message="credentials go in secretRef or in the URL, not both",fieldPath=.secretRef
 type Source struct {
-	// URL of the image; http and https are supported.
+	// URL of the image:
+	// http(s)://host/path;
+	// s3://bucket/key, with the server in s3 (default AWS);
+	// oci://registry/repository:tag or oci://registry/repository@sha256:<digest>,
+	// an OCI artifact whose single layer, or single layer of media type
+	// application/vnd.otaflow.firmware.v1, is the image.
+	// The manager's egress policy decides which hosts may be reached.
 	// +kubebuilder:validation:MaxLength=2048
-	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https']",message="url must be an absolute http or https URL"
+	// +kubebuilder:validation:XValidation:rule="isURL(self) && url(self).getScheme() in ['http', 'https', 's3', 'oci']",message="url must be an absolute http, https, s3 or oci URL"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('s3://') || self.matches('^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/[^?#]*[^/?#]$')",message="an s3 URL is s3://bucket/key, without port, query or fragment (the server goes in s3.endpoint)"
+	// +kubebuilder:validation:XValidation:rule="!self.startsWith('oci://') || self.matches('^oci://[][a-zA-Z0-9.:-]+/[a-z0-9]+(([._]|__|-*)[a-z0-9]+)*(/[a-z0-9]+(([._]|__|-*)[a-z0-9]+)*)*(:[a-zA-Z0-9_][a-zA-Z0-9._-]{0,127}|@sha256:[a-f0-9]{64})$')",message="an oci URL is oci://registry/repository:tag or oci://registry/repository@sha256:<64 hex>"
 	URL string `json:"url"`
 
 	// SHA256 of the plaintext image, lowercase hex. A mismatch makes the
@@ -70,7 +83,94 @@ type Source struct {
 	// +kubebuilder:validation:Minimum=0
 	// +optional
 	Size *int64 `json:"size,omitempty"`
+
+	// SecretRef names a Secret in the release's namespace with the
+	// credentials for the source. For http, https and oci: the keys
+	// username and password (basic authentication; a
+	// kubernetes.io/basic-auth Secret), or token (sent as a bearer token).
+	// For s3: accessKeyID and secretAccessKey, and optionally
+	// sessionToken. Basic and bearer credentials are never sent to another
+	// host than the URL's, redirects included.
+	// +optional
+	SecretRef *LocalSecretReference `json:"secretRef,omitempty"`
+
+	// S3 locates the S3 API for an s3:// URL; the defaults are AWS's.
+	// +optional
+	S3 *S3Source `json:"s3,omitempty"`
+
+	// OCI configures registry access for an oci:// URL.
+	// +optional
+	OCI *OCISource `json:"oci,omitempty"`
 }
+
+// LocalSecretReference names a Secret in the same namespace.
+type LocalSecretReference struct {
+	// Name of the Secret.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	Name string `json:"name"`
+}
+
+// S3Source is where an s3:// image is served, with the same meaning and
+// defaults as the blob store's s3:// URL parameters (docs/object-storage.md).
+type S3Source struct {
+	// Endpoint is host[:port] of the S3 API, without scheme. Default
+	// s3.<region>.amazonaws.com, or s3.amazonaws.com without a region.
+	// +kubebuilder:validation:MaxLength=261
+	// +kubebuilder:validation:Pattern=`^([A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(:[0-9]{1,5})?$`
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+	// Region of the bucket, used to sign requests; default us-east-1.
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`
+	// +optional
+	Region string `json:"region,omitempty"`
+	// Insecure selects plain HTTP instead of HTTPS (an in-cluster or test
+	// server). Credentials then travel unencrypted.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// OCISource configures access to an OCI registry.
+type OCISource struct {
+	// Insecure selects plain HTTP instead of HTTPS (an in-cluster or test
+	// registry). Credentials then travel unencrypted.
+	// +optional
+	Insecure bool `json:"insecure,omitempty"`
+}
+
+// Keys of a source credentials Secret (spec.source.secretRef).
+const (
+	SourceSecretUsername        = "username"
+	SourceSecretPassword        = "password"
+	SourceSecretToken           = "token"
+	SourceSecretAccessKeyID     = "accessKeyID"
+	SourceSecretSecretAccessKey = "secretAccessKey"
+	SourceSecretSessionToken    = "sessionToken"
+)
+
+// Condition reasons of a FirmwareRelease about its source.
+const (
+	// ReasonSourceForbidden: the manager's egress policy refuses the
+	// source's host, an address it resolves to, or a redirect target.
+	// Permanent until the spec or the policy changes.
+	ReasonSourceForbidden = "SourceForbidden"
+	// ReasonSourceCredentialsUnavailable: the secretRef Secret or one of
+	// its keys is missing or unreadable; retried, and the Secret's
+	// creation brings the release back at once.
+	ReasonSourceCredentialsUnavailable = "SourceCredentialsUnavailable"
+	// ReasonSourceCredentialsInvalid: the Secret's keys are a combination
+	// the scheme cannot use (S3 keys for https, basic and token at once,
+	// an empty value). Permanent until the Secret or spec changes.
+	ReasonSourceCredentialsInvalid = "SourceCredentialsInvalid"
+	// ReasonSourceAuthFailed: the source refused the credentials (or
+	// their absence); retried with backoff.
+	ReasonSourceAuthFailed = "SourceAuthFailed"
+	// ReasonOCIArtifactInvalid: the OCI reference is an index, has no
+	// layer, or several candidate layers. Permanent.
+	ReasonOCIArtifactInvalid = "OCIArtifactInvalid"
+)
 
 // Signature carries the vendor signature and the keys trusted to have made it.
 // +kubebuilder:validation:XValidation:rule="has(self.value) != has(self.bundleRef)",message="exactly one of value or bundleRef must be set"
@@ -142,6 +242,11 @@ type Artifact struct {
 	Version string `json:"version,omitempty"`
 	// +optional
 	SecurityVersion int64 `json:"securityVersion,omitempty"`
+	// ManifestDigest is the OCI manifest the image was pulled from
+	// (sha256:…), for oci:// sources: what the tag resolved to when the
+	// artifact was built.
+	// +optional
+	ManifestDigest string `json:"manifestDigest,omitempty"`
 	// Generation of the release the artifact was built or last verified
 	// for. The OTA server serves the artifact only while it equals
 	// metadata.generation, so a spec change is never answered with bytes

@@ -24,6 +24,7 @@ type options struct {
 	labelsSpec           string
 	labels               []labelGroup
 	poll                 time.Duration
+	keyCheck             time.Duration
 	faults               map[string]faultRules
 	seed                 uint64
 	summaryJSON          string
@@ -46,7 +47,7 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	fs.SetOutput(stderr)
 	fs.StringVar(&o.server, "server", "", "OTA server base URL (required); a comma-separated list spreads the devices over several replicas, device i using URL i mod n")
 	fs.StringVar(&o.bootstrap, "bootstrap-token", "", "enrollment (bootstrap) token (required)")
-	fs.StringVar(&o.assignmentKeyFile, "assignment-key", "", "PEM public key the server signs assignments with (required)")
+	fs.StringVar(&o.assignmentKeyFile, "assignment-key", "", "PEM public key the server signs assignments with, or a bundle of several (required); the devices then follow the server's signed key set")
 	fs.Var(&o.vendorKeyFiles, "vendor-key", "PEM public key of the firmware vendor (required, repeatable)")
 	fs.IntVar(&o.devices, "devices", 500, "number of simulated devices")
 	fs.StringVar(&o.idPrefix, "id-prefix", "sim-", "device ID prefix (IDs are <prefix><5-digit index>)")
@@ -55,6 +56,7 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	fs.Int64Var(&o.floor, "security-floor", 0, "security floor the devices start with")
 	fs.StringVar(&o.labelsSpec, "labels", "", "label distribution: key=value:weight,… per key, keys separated by ';'")
 	fs.DurationVar(&o.poll, "poll-interval", time.Second, "update check interval (±20% jitter)")
+	fs.DurationVar(&o.keyCheck, "key-check-interval", time.Hour, "how often each device compares its trusted assignment keys with the server's")
 	for _, k := range []string{faultInstall, faultCorrupt, faultNever, faultRevert} {
 		rules := faultRules{}
 		o.faults[k] = rules
@@ -102,6 +104,9 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	}
 	if o.poll < 10*time.Millisecond {
 		errs = append(errs, errors.New("--poll-interval must be at least 10ms"))
+	}
+	if o.keyCheck < 10*time.Millisecond {
+		errs = append(errs, errors.New("--key-check-interval must be at least 10ms"))
 	}
 	if o.floor < 0 || o.floor > 1<<32-1 {
 		errs = append(errs, errors.New("--security-floor must be 0..4294967295"))

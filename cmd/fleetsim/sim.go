@@ -170,7 +170,7 @@ func newSim(o *options, transport http.RoundTripper, log logr.Logger) (*sim, err
 			ServerURL: o.servers[i%len(o.servers)], DeviceID: d.id, DeviceType: o.deviceType, Labels: d.labels,
 			BootstrapToken: o.bootstrap, AssignmentKeyPEM: o.assignmentKey, VendorKeysPEM: o.vendorKeys,
 			HTTPClient:   &http.Client{Transport: d.corrupting(transport)},
-			PollInterval: o.poll, PollJitter: 0.2, ProgressInterval: 5 * o.poll,
+			PollInterval: o.poll, PollJitter: 0.2, ProgressInterval: 5 * o.poll, KeyCheckInterval: o.keyCheck,
 			Backoff: agent.Backoff{Initial: o.poll, Max: 30 * o.poll},
 			Store:   agent.NewMemStore(), Staging: agent.DiscardStaging{}, Installer: d,
 			Reboot: d.reboot, BootID: d.bootID, Version: o.version, SecurityFloor: o.floor,

@@ -101,9 +101,9 @@ func testServer(t *testing.T, commit bool) (url string, assignPEM, vendorPEM []b
 	signer, _ := assignment.NewSigner(signKey)
 	assignPEM, _ = assignment.MarshalPublicKeyPEM(signKey.Public())
 	tokens := otaserver.NewTokenSet()
-	tokens.Replace(map[string][]byte{"a": []byte("boot")})
+	tokens.Replace(map[string][]byte{"a": []byte(bootTok)})
 	srv, err := otaserver.New(otaserver.Config{
-		Store: store, Catalog: staticCatalog{catalog.Build([]otav1.Rollout{ro}, []otav1.FirmwareRelease{rel}, keys)},
+		Store: store, Catalog: staticCatalog{catalog.BuildWith(catalog.BuildOptions{ClusterWideDevices: true}, []otav1.Rollout{ro}, []otav1.FirmwareRelease{rel}, keys)},
 		Cutoffs: fixedCutoffs(rollout.Cutoffs([]rollout.WaveSize{{Percent: 100}}, nil)), Blobs: blobs, Signer: signer,
 		Tokens: tokens, Metrics: otaserver.NewMetrics(prometheus.NewRegistry()), Log: logr.Discard(), DeviceRate: 1000, DeviceBurst: 1000,
 	})
@@ -127,7 +127,7 @@ func TestFleetsimAgainstServer(t *testing.T) {
 	_ = os.WriteFile(vk, vendorPEM, 0o600)
 	var stdout, stderr bytes.Buffer
 	start := time.Now()
-	code := run([]string{"--server", url, "--bootstrap-token", "boot", "--assignment-key", ak, "--vendor-key", vk,
+	code := run([]string{"--server", url, "--bootstrap-token", bootTok, "--assignment-key", ak, "--vendor-key", vk,
 		"--devices", "20", "--labels", "region=eu:75,region=us:25", "--poll-interval", "100ms", "--security-floor", "1",
 		"--install-failure", "1@region=us", "--revert", "0", "--duration", "4s", "--progress", "plain", "--summary-json", out,
 	}, &stdout, &stderr)
@@ -178,7 +178,7 @@ func TestFleetsimCommit(t *testing.T) {
 	_ = os.WriteFile(ak, assignPEM, 0o600)
 	_ = os.WriteFile(vk, vendorPEM, 0o600)
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--server", url, "--bootstrap-token", "boot", "--assignment-key", ak, "--vendor-key", vk,
+	code := run([]string{"--server", url, "--bootstrap-token", bootTok, "--assignment-key", ak, "--vendor-key", vk,
 		"--devices", "5", "--poll-interval", "100ms", "--security-floor", "1",
 		"--duration", "4s", "--progress", "none", "--summary-json", out,
 	}, &stdout, &stderr)
@@ -215,7 +215,7 @@ func TestFleetsimLiveSummary(t *testing.T) {
 	var stdout, stderr bytes.Buffer
 	exited := make(chan int, 1)
 	go func() {
-		exited <- run([]string{"--server", url, "--bootstrap-token", "boot", "--assignment-key", ak, "--vendor-key", vk,
+		exited <- run([]string{"--server", url, "--bootstrap-token", bootTok, "--assignment-key", ak, "--vendor-key", vk,
 			"--devices", "5", "--poll-interval", "100ms", "--security-floor", "1",
 			"--duration", "4s", "--progress", "none", "--summary-json", out, "--summary-interval", "50ms",
 		}, &stdout, &stderr)
@@ -253,3 +253,6 @@ func TestFleetsimLiveSummary(t *testing.T) {
 		}
 	}
 }
+
+// bootTok is the cluster-wide bootstrap token of the simulated fleet.
+const bootTok = "fleetsim-bootstrap-0123456789abcdef0123456789"

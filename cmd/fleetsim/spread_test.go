@@ -40,7 +40,7 @@ func TestFleetsimSpreadsOverServers(t *testing.T) {
 	_ = os.WriteFile(ak, assignPEM, 0o600)
 	_ = os.WriteFile(vk, vendorPEM, 0o600)
 	var stdout, stderr bytes.Buffer
-	code := run([]string{"--server", urls[0] + "," + urls[1], "--bootstrap-token", "boot",
+	code := run([]string{"--server", urls[0] + "," + urls[1], "--bootstrap-token", bootTok,
 		"--assignment-key", ak, "--vendor-key", vk, "--devices", "4", "--poll-interval", "100ms",
 		"--duration", "2s", "--progress", "none", "--summary-json", out,
 	}, &stdout, &stderr)

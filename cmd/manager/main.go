@@ -26,6 +26,7 @@ import (
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore/blobopen"
+	"github.com/otaflow/otaflow/internal/egress"
 	"github.com/otaflow/otaflow/internal/fetch"
 )
 
@@ -49,6 +50,10 @@ type options struct {
 	retryBase, retryMax    time.Duration
 	staleAfter             time.Duration
 	releaseBuilds          int
+	egressAllow            string
+	egressClusterCIDRs     string
+	egressClusterDomain    string
+	egressDenyPrivate      bool
 }
 
 func main() {
@@ -68,6 +73,10 @@ func main() {
 	flag.DurationVar(&o.retryBase, "retry-base-delay", 2*time.Second, "First retry delay after a transient failure (doubles each time).")
 	flag.DurationVar(&o.retryMax, "retry-max-delay", 5*time.Minute, "Longest retry delay after transient failures.")
 	flag.IntVar(&o.releaseBuilds, "max-concurrent-release-builds", controllers.DefaultMaxConcurrentBuilds, "FirmwareReleases fetched, verified and encrypted at once (one at a time per release).")
+	flag.StringVar(&o.egressAllow, "egress-allow", "", "Comma-separated addresses, CIDRs, host names and *.domains image fetches may reach although the egress policy refuses them (loopback, link-local, metadata, cluster-internal, and private with --egress-deny-private), e.g. an in-cluster registry: registry.infra.svc.cluster.local,10.0.0.0/24. A name admits whatever it resolves to.")
+	flag.StringVar(&o.egressClusterCIDRs, "egress-cluster-cidrs", "", "Comma-separated Service and Pod CIDRs of the cluster; image fetches to them are refused as cluster-internal (the manager cannot discover them).")
+	flag.StringVar(&o.egressClusterDomain, "egress-cluster-domain", egress.DefaultClusterDomain, "The cluster's DNS domain; image fetches to names under it (and under .svc) are refused as cluster-internal.")
+	flag.BoolVar(&o.egressDenyPrivate, "egress-deny-private", false, "Refuse image fetches to private addresses too (10/8, 172.16/12, 192.168/16, 100.64/10, fc00::/7); off by default because on-premises mirrors live there.")
 	flag.DurationVar(&o.staleAfter, "counts-stale-after", controllers.DefaultStaleAfter, "Counts the OTA server reported longer ago than this are stale: no wave opens, completes or aborts on them (the server heartbeats every --status-heartbeat).")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(flag.CommandLine)
@@ -91,6 +100,15 @@ func run(ctx context.Context, o options) error {
 	}
 	if o.maxImageSize <= 0 {
 		return fmt.Errorf("--max-image-size must be positive, got %d", o.maxImageSize)
+	}
+	policy, err := egress.New(egress.Config{
+		Allow:         splitList(o.egressAllow),
+		ClusterCIDRs:  splitList(o.egressClusterCIDRs),
+		ClusterDomain: o.egressClusterDomain,
+		DenyPrivate:   o.egressDenyPrivate,
+	})
+	if err != nil {
+		return fmt.Errorf("egress policy (--egress-*): %w", err)
 	}
 	blobURL := o.blobStore
 	if blobURL == "" {
@@ -141,7 +159,7 @@ func run(ctx context.Context, o options) error {
 		APIReader:      mgr.GetAPIReader(),
 		Recorder:       mgr.GetEventRecorder("otaflow-manager"),
 		Blobs:          blobs,
-		Fetcher:        fetch.New(fetch.Options{MaxBytes: o.maxImageSize}),
+		Fetcher:        fetch.New(fetch.Options{MaxBytes: o.maxImageSize, Egress: policy}),
 		Clock:          clock.RealClock{},
 		FetchTimeout:   o.fetchTimeout,
 		RetryBaseDelay: o.retryBase,
@@ -161,6 +179,9 @@ func run(ctx context.Context, o options) error {
 	if err := ro.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up Rollout controller: %w", err)
 	}
+	if err := (&controllers.DeviceEnrollmentReconciler{Client: mgr.GetClient(), Clock: clock.RealClock{}}).SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("set up DeviceEnrollment controller: %w", err)
+	}
 	if err := metrics.Registry.Register(controllers.NewRolloutCollector(mgr.GetClient())); err != nil {
 		return fmt.Errorf("register rollout metrics: %w", err)
 	}
@@ -170,6 +191,17 @@ func run(ctx context.Context, o options) error {
 	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
 		return fmt.Errorf("add ready check: %w", err)
 	}
-	log.Info("starting manager", "blobStore", blobURL, "namespaces", o.namespaces)
+	log.Info("starting manager", "blobStore", blobURL, "namespaces", o.namespaces, "egress", policy.String())
 	return mgr.Start(ctx)
+}
+
+// splitList splits a comma-separated flag value, dropping empty items.
+func splitList(s string) []string {
+	var out []string
+	for _, item := range strings.Split(s, ",") {
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
+		}
+	}
+	return out
 }

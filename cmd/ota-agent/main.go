@@ -60,6 +60,7 @@ type options struct {
 	floor                                int64
 	rebootCmd                            string
 	poll                                 time.Duration
+	keyCheck                             time.Duration
 	caFile                               string
 	verbosity                            int
 }
@@ -80,7 +81,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.StringVar(&o.bootstrap, "bootstrap-token", "", "enrollment token")
 	fs.StringVar(&o.bootstrapFile, "bootstrap-token-file", "", "file holding the enrollment token")
 	fs.StringVar(&o.kem, "kem", "x25519", "device key type: x25519 or p256 (used when the key is generated)")
-	fs.StringVar(&o.assignmentKey, "assignment-key", "", "PEM public key the server signs assignments with (required)")
+	fs.StringVar(&o.assignmentKey, "assignment-key", "", "PEM public key the server signs assignments with, or a bundle of several (required); the keys trusted at first start, then the device follows the server's signed key set")
 	fs.Var(&o.vendorKeys, "vendor-key", "PEM public key of the firmware vendor (repeatable; required unless --allow-unsigned)")
 	fs.BoolVar(&o.allowUnsigned, "allow-unsigned", false, "accept images without a vendor signature")
 	fs.StringVar(&o.dataDir, "data-dir", "/var/lib/ota-agent", "state directory (token, key, progress, staging)")
@@ -95,6 +96,7 @@ func parse(args []string, getenv func(string) string, stderr io.Writer) (*option
 	fs.Int64Var(&o.floor, "security-floor", 0, "anti-rollback floor at first start (never lowers a stored floor)")
 	fs.StringVar(&o.rebootCmd, "reboot-command", "", "command that reboots the device (default: log and wait)")
 	fs.DurationVar(&o.poll, "poll-interval", 5*time.Minute, "update check interval (±20% jitter)")
+	fs.DurationVar(&o.keyCheck, "key-check-interval", time.Hour, "how often the trusted assignment keys are compared with the server's")
 	fs.StringVar(&o.caFile, "ca-file", "", "PEM CA certificates to trust for the server (default: system roots)")
 	fs.IntVar(&o.verbosity, "v", 0, "log verbosity")
 	if err := fs.Parse(args); err != nil {
@@ -146,7 +148,7 @@ func parseLabels(s string) (map[string]string, error) {
 func build(o *options, log logr.Logger) (agent.Config, error) {
 	cfg := agent.Config{
 		ServerURL: o.server, DeviceID: o.deviceID, DeviceType: o.deviceType, BootstrapToken: o.bootstrap,
-		KEM: keywrap.KEM(o.kem), AllowUnsigned: o.allowUnsigned, PollInterval: o.poll,
+		KEM: keywrap.KEM(o.kem), AllowUnsigned: o.allowUnsigned, PollInterval: o.poll, KeyCheckInterval: o.keyCheck,
 		Version: o.version, SecurityFloor: o.floor, Log: log,
 	}
 	var err error

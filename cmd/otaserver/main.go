@@ -37,6 +37,9 @@ type options struct {
 	storeDSN                 string
 	namespace, namespaces    string
 	enrollSecret             string
+	clusterWideDevices       bool
+	enrollFailRate           time.Duration
+	enrollFailBurst          int
 	signingSecret, signField string
 	signingKeyFile           string
 	publicURL                string
@@ -71,10 +74,13 @@ func main() {
 	fs.StringVar(&o.storeDSN, "store-dsn", "", "Device store: sqlite:///path/devices.db (default sqlite://<data-dir>/otaserver/devices.db); ?synchronous=NORMAL trades power-loss durability for speed.")
 	fs.StringVar(&o.namespace, "namespace", os.Getenv("POD_NAMESPACE"), "The server's own namespace (enrollment and signing-key Secrets).")
 	fs.StringVar(&o.namespaces, "namespaces", "", "Comma-separated namespaces of Rollouts and releases to serve; empty serves all.")
-	fs.StringVar(&o.enrollSecret, "enrollment-secret", "otaflow-enrollment-tokens", "Secret in --namespace whose data values are the valid bootstrap tokens.")
-	fs.StringVar(&o.signingSecret, "signing-key-secret", "otaflow-assignment-key", "Secret in --namespace holding the assignment signing key (PEM, Ed25519 or ECDSA P-256).")
-	fs.StringVar(&o.signField, "signing-key-secret-key", "key.pem", "Data key of the signing key in --signing-key-secret.")
-	fs.StringVar(&o.signingKeyFile, "signing-key-file", "", "Read the signing key from this file instead of the Secret.")
+	fs.StringVar(&o.enrollSecret, "enrollment-secret", "otaflow-enrollment-tokens", "With --cluster-wide-devices: Secret in --namespace whose data values are bootstrap tokens of cluster-wide devices.")
+	fs.DurationVar(&o.enrollFailRate, "enroll-failure-rate", time.Minute, "A client address that presented unknown bootstrap tokens earns one more attempt per this interval.")
+	fs.IntVar(&o.enrollFailBurst, "enroll-failure-burst", 10, "Unknown bootstrap tokens a client address (IPv6: its /64) may present before it is answered 429 until --enroll-failure-rate gives it another attempt.")
+	fs.BoolVar(&o.clusterWideDevices, "cluster-wide-devices", false, "Single-team mode: devices may also enroll through --enrollment-secret, belong to no namespace, and every Rollout may select them (besides its own namespace's devices). Off, devices enroll only through DeviceEnrollments and a Rollout selects only devices of its namespace.")
+	fs.StringVar(&o.signingSecret, "signing-key-secret", "otaflow-assignment-key", "Secret in --namespace holding the assignment signing keys (PEM, Ed25519 or ECDSA P-256, one per *.pem entry; with several, \"current\" names the signing key and \"serial\" versions the set), watched: a rotation needs no restart (docs/security.md).")
+	fs.StringVar(&o.signField, "signing-key-secret-key", "key.pem", "A data key of --signing-key-secret that holds a key although its name does not end in .pem (older Secrets).")
+	fs.StringVar(&o.signingKeyFile, "signing-key-file", "", "Read one signing key from this file at start instead of watching the Secret (no rotation without a restart).")
 	fs.StringVar(&o.publicURL, "public-url", "", "Base URL devices reach the API at, used in blob URLs (default: from each request's Host).")
 	fs.DurationVar(&o.reportInterval, "report-interval", 2*time.Second, "How often counters are computed and Rollout status is applied.")
 	fs.DurationVar(&o.statusHeartbeat, "status-heartbeat", 30*time.Second, "Rollout status is applied at least this often, changed or not, so status.fleet.reportedAt shows the server is reporting (keep it well under the manager's --counts-stale-after).")

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -16,12 +15,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/time/rate"
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -43,7 +42,6 @@ import (
 	"github.com/otaflow/otaflow/otaserver/cutoffs"
 	"github.com/otaflow/otaflow/otaserver/leader"
 	"github.com/otaflow/otaflow/otaserver/reporter"
-	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
 func run(ctx context.Context, o options) error {
@@ -86,14 +84,6 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return fmt.Errorf("open blob store: %w", err)
 	}
-	key, err := loadSigningKey(ctx, o, k8s)
-	if err != nil {
-		return err
-	}
-	signer, err := assignment.NewSigner(key)
-	if err != nil {
-		return fmt.Errorf("assignment signing key: %w", err)
-	}
 
 	var namespaces []string
 	for _, ns := range strings.Split(o.namespaces, ",") {
@@ -101,7 +91,9 @@ func run(ctx context.Context, o options) error {
 			namespaces = append(namespaces, ns)
 		}
 	}
-	cat, err := catalog.New(cfg, scheme, namespaces)
+	cat, err := catalog.NewWithOptions(cfg, scheme, namespaces, catalog.Options{
+		Build: catalog.BuildOptions{ClusterWideDevices: o.clusterWideDevices},
+	})
 	if err != nil {
 		return err
 	}
@@ -116,9 +108,21 @@ func run(ctx context.Context, o options) error {
 		return errors.New("catalog: informers did not sync")
 	}
 	tokens := otaserver.NewTokenSet()
-	if err := otaserver.WatchTokenSecret(gctx, cfg, scheme, o.namespace, o.enrollSecret, tokens, func(n int) {
-		log.Info("enrollment tokens updated", "count", n) // the count only, never the tokens
+	if o.clusterWideDevices {
+		if err := otaserver.WatchTokenSecret(gctx, cfg, scheme, o.namespace, o.enrollSecret, tokens, func(n int) {
+			log.Info("cluster-wide enrollment tokens updated", "count", n) // the count only, never the tokens
+		}); err != nil {
+			return err
+		}
+	}
+	creds := otaserver.NewCredentialSet()
+	if err := otaserver.WatchCredentials(gctx, cfg, scheme, creds, otaserver.CredentialWatchOptions{
+		Namespaces: namespaces, Log: log.WithName("enrollments"),
 	}); err != nil {
+		return err
+	}
+	signer, err := signingKeys(gctx, o, cfg, scheme, reg, log.WithName("signing-keys"))
+	if err != nil {
 		return err
 	}
 	rep, err := reporter.New(reporter.Config{
@@ -136,7 +140,8 @@ func run(ctx context.Context, o options) error {
 		cuts = cutoffs.New(store, cutoffs.Options{TTL: o.cutoffsTTL, Log: log.WithName("cutoffs")})
 	}
 	srv, err := otaserver.New(otaserver.Config{
-		Store: store, Catalog: cat, Cutoffs: cuts, Blobs: blobs, Signer: signer, Tokens: tokens,
+		Store: store, Catalog: cat, Cutoffs: cuts, Blobs: blobs, Signer: signer, Tokens: tokens, Credentials: creds,
+		EnrollFailureRate: rate.Every(o.enrollFailRate), EnrollFailureBurst: o.enrollFailBurst,
 		Metrics: otaserver.NewMetrics(reg), Log: log.WithName("devices"), PublicURL: o.publicURL,
 		AssignmentTTL: o.assignmentTTL, DeviceRate: rate.Limit(o.deviceRate), DeviceBurst: o.deviceBurst,
 		BlobRedirectTTL: o.blobRedirectTTL,
@@ -210,32 +215,25 @@ func run(ctx context.Context, o options) error {
 	return g.Wait()
 }
 
-// loadSigningKey reads the assignment signing key once at start.
-func loadSigningKey(ctx context.Context, o options, c client.Client) (crypto.Signer, error) {
-	var pemBytes []byte
+// signingKeys returns the assignment key set. From --signing-key-file it
+// is one key, read at start; from the signing-key Secret it is watched, so
+// a rotation (docs/security.md) needs no restart, and a version that is
+// refused leaves the last good set signing.
+func signingKeys(ctx context.Context, o options, cfg *rest.Config, scheme *runtime.Scheme, reg prometheus.Registerer, log logr.Logger) (*otaserver.SigningKeys, error) {
+	keys := otaserver.NewSigningKeys(reg)
 	if o.signingKeyFile != "" {
 		b, err := os.ReadFile(o.signingKeyFile)
 		if err != nil {
 			return nil, fmt.Errorf("read signing key: %w", err)
 		}
-		pemBytes = b
-	} else {
-		gctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		defer cancel()
-		var s corev1.Secret
-		if err := c.Get(gctx, client.ObjectKey{Namespace: o.namespace, Name: o.signingSecret}, &s); err != nil {
-			return nil, fmt.Errorf("read signing-key Secret %s/%s: %w", o.namespace, o.signingSecret, err)
+		if _, err := keys.Update(map[string][]byte{o.signField: b}, o.signField); err != nil {
+			return nil, fmt.Errorf("--signing-key-file %s: %w", o.signingKeyFile, err)
 		}
-		pemBytes = s.Data[o.signField]
-		if len(pemBytes) == 0 {
-			return nil, fmt.Errorf("signing-key Secret %s/%s has no key %q", o.namespace, o.signingSecret, o.signField)
-		}
+	} else if err := otaserver.WatchSigningKeySecret(ctx, cfg, scheme, o.namespace, o.signingSecret, o.signField, keys, log); err != nil {
+		return nil, err
 	}
-	k, err := assignment.ParsePrivateKeyPEM(pemBytes)
-	if err != nil {
-		return nil, fmt.Errorf("signing key: %w", err) // the parser never echoes key bytes
-	}
-	return k, nil
+	log.Info("assignment key set", "serial", keys.Serial(), "current", keys.KeyID(), "keys", keys.KeyIDs())
+	return keys, nil
 }
 
 // readyChecks are what /readyz checks, by name: a replica is ready when

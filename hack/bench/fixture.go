@@ -137,7 +137,8 @@ func (f *Fixture) Snapshot() *catalog.Snapshot {
 		},
 		Status: otav1.RolloutStatus{Phase: otav1.RolloutProgressing, CurrentWave: 0},
 	}
-	return catalog.Build([]otav1.Rollout{ro}, []otav1.FirmwareRelease{rel}, keys)
+	// Seeded devices are cluster-wide (no tenant), as the single-team mode.
+	return catalog.BuildWith(catalog.BuildOptions{ClusterWideDevices: true}, []otav1.Rollout{ro}, []otav1.FirmwareRelease{rel}, keys)
 }
 
 // Cutoffs of the fixture's percentage waves (no count waves, so no fleet

@@ -30,7 +30,7 @@ import (
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
-const bootstrapToken = "bench-bootstrap-token"
+const bootstrapToken = "bench-bootstrap-token-0123456789abcdef"
 
 // otaserverMemoryRatio is cmd/otaserver's --memory-limit-ratio default.
 const otaserverMemoryRatio = 0.8

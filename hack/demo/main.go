@@ -86,7 +86,7 @@ func run(ctx context.Context, o options) (err error) {
 	}()
 
 	say("starting kube-apiserver and etcd, the otaflow manager and the OTA server (separate processes)")
-	stack, err := harness.StartStack(ctx, harness.StackOptions{Dir: dir, BinDir: o.binDir})
+	stack, err := harness.StartStack(ctx, harness.StackOptions{Dir: dir, BinDir: o.binDir, Tenants: true})
 	if err != nil {
 		return err
 	}
@@ -96,6 +96,20 @@ func run(ctx context.Context, o options) (err error) {
 
 	const ns = "fleet"
 	if err := stack.CreateNamespace(ctx, ns); err != nil {
+		return err
+	}
+	// The tenant's own bootstrap credential: devices that enroll with it
+	// belong to namespace fleet, and only its Rollouts select them.
+	quota := int64(o.devices + o.away)
+	token, err := stack.CreateDeviceEnrollment(ctx, ns, "factory", quota)
+	if err != nil {
+		return err
+	}
+	if err := waitEnrollmentReady(ctx, c, ns, "factory"); err != nil {
+		return err
+	}
+	say("DeviceEnrollment fleet/factory is Ready: its token enrolls at most %d devices, into namespace %s only", quota, ns)
+	if err := harness.PrintTable(ctx, os.Stdout, stack.CP.Config, ns, "deviceenrollments"); err != nil {
 		return err
 	}
 	say("the vendor signs sensor firmware 2.1.0 (1 MiB, ECDSA P-256, as cosign sign-blob does) and publishes it")
@@ -112,7 +126,7 @@ func run(ctx context.Context, o options) (err error) {
 
 	say("starting %d simulated devices on 2.0.0 (80%% region=eu, 20%% region=us); half of them cannot install 2.2.0", o.devices)
 	fleet, err := stack.StartFleet(harness.FleetOptions{
-		Name: "fleet", Devices: o.devices, IDPrefix: "sensor-", Version: "2.0.0", Seed: 42,
+		Name: "fleet", Devices: o.devices, IDPrefix: "sensor-", Version: "2.0.0", Seed: 42, BootstrapToken: token,
 		Labels:   "region=eu:80,region=us:20",
 		Failures: []string{"--install-failure=0.5@version=2.2.0"},
 	})
@@ -122,7 +136,7 @@ func run(ctx context.Context, o options) (err error) {
 	defer func() { _ = fleet.Stop(10 * time.Second) }()
 	say("starting %d more EU devices on 2.0.0 in a separate simulator; they will go offline before the first rollout's second wave", o.away)
 	away, err := stack.StartFleet(harness.FleetOptions{
-		Name: "away", Devices: o.away, IDPrefix: "sensor-away-", Version: "2.0.0", Seed: 43, Labels: "region=eu:1",
+		Name: "away", Devices: o.away, IDPrefix: "sensor-away-", Version: "2.0.0", Seed: 43, Labels: "region=eu:1", BootstrapToken: token,
 	})
 	if err != nil {
 		return err
@@ -365,4 +379,24 @@ func patch(ctx context.Context, c client.Client, key client.ObjectKey, mutate fu
 		return fmt.Errorf("patch rollout %s: %w", key.Name, err)
 	}
 	return nil
+}
+
+// waitEnrollmentReady waits for the manager to report the DeviceEnrollment
+// Ready (its token Secret exists and follows the rules).
+func waitEnrollmentReady(ctx context.Context, c client.Client, ns, name string) error {
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	for {
+		var e otav1.DeviceEnrollment
+		if err := c.Get(wctx, client.ObjectKey{Namespace: ns, Name: name}, &e); err == nil {
+			if cond := meta.FindStatusCondition(e.Status.Conditions, otav1.ConditionReady); cond != nil && cond.Status == metav1.ConditionTrue {
+				return nil
+			}
+		}
+		select {
+		case <-wctx.Done():
+			return fmt.Errorf("DeviceEnrollment %s/%s not Ready: %w", ns, name, wctx.Err())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
 }

@@ -26,17 +26,19 @@ import (
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
+	"github.com/otaflow/otaflow/protocol/v1/keywrap"
 	"github.com/otaflow/otaflow/protocol/v1/strictjson"
+	"github.com/otaflow/otaflow/protocol/v1/tokenseal"
 )
 
 const (
 	enrollFile     = "4-enroll.json"
-	bootstrapToken = "factory-token-2026"
+	bootstrapToken = "factory-token-2026-0123456789abcdef"
 	tokenPattern   = "^[A-Za-z0-9_-]{43}$"
 )
 
 var enrollClasses = []class{
-	{Accept, "201 Created (new device) or 200 OK (known device, same key: token rotated) with {deviceID, token, assignmentKeyID}"},
+	{Accept, "201 Created (new device) or 200 OK (known device, same key: token rotated) with {deviceID, sealedToken, assignmentKeyID}"},
 	{"bad_request", "400: a field is invalid; the error message starts with the field's name (field)"},
 	{"malformed_json", "400: the body is not one JSON object with known fields of the right types only"},
 	{"bad_bootstrap_token", "401: the bootstrap token is not valid"},
@@ -45,10 +47,13 @@ var enrollClasses = []class{
 
 type enrollDoc struct {
 	fileHeader
-	BootstrapToken  string         `json:"bootstrapToken"`
-	AssignmentKeyID string         `json:"assignmentKeyID"`
-	TokenPattern    string         `json:"tokenPattern"`
-	Vectors         []enrollVector `json:"vectors"`
+	BootstrapToken  string `json:"bootstrapToken"`
+	AssignmentKeyID string `json:"assignmentKeyID"`
+	TokenPattern    string `json:"tokenPattern"`
+	// SealedTokenSizes are the sizes of a sealed 43-character token per
+	// KEM, decoded.
+	SealedTokenSizes map[string]int `json:"sealedTokenSizes"`
+	Vectors          []enrollVector `json:"vectors"`
 }
 
 type enrollVector struct {
@@ -82,11 +87,15 @@ func genEnroll(t *testing.T) any {
 	keys := serverKeys(t)
 	doc := enrollDoc{
 		fileHeader: header("otaflow-conformance/v1 enroll", "docs/protocol.md \"POST /v1/enroll\"",
-			"POST /v1/enroll with Content-Type: application/json and the body request (serialized as JSON) or rawBody, to a server whose bootstrap token is bootstrapToken, after the requests of before. The server's answer must be status and, for refusals, the error code expect; an accepted answer is like response (token: a fresh random tokenPattern, assignmentKeyID: the server's key). Device keys are 2-unwrap.json's; the sealed-token (proof of possession) vectors come with that protocol change.",
+			"POST /v1/enroll with Content-Type: application/json and the body request (serialized as JSON) or rawBody, to a server whose bootstrap token is bootstrapToken, after the requests of before. The server's answer must be status and, for refusals, the error code expect; an accepted answer is like response plus sealedToken (standard base64 of sealedTokenSizes[kem] bytes, random) and no token field: sealedToken opens as in 5-sealed-token.json, with the private key of 2-unwrap.json's device key for the request's publicKey, to a fresh token matching tokenPattern.",
 			enrollClasses...),
 		BootstrapToken:  bootstrapToken,
 		AssignmentKeyID: keys["ed25519"].info.KeyID,
 		TokenPattern:    tokenPattern,
+		SealedTokenSizes: map[string]int{
+			"x25519": tokenseal.SealedSize(keywrap.X25519, 43),
+			"p256":   tokenseal.SealedSize(keywrap.P256, 43),
+		},
 	}
 	base := func() protov1.EnrollRequest {
 		return protov1.EnrollRequest{DeviceID: kw["x25519"].DeviceID, BootstrapToken: bootstrapToken, KEM: "x25519", PublicKey: b64(xPub),
@@ -152,9 +161,16 @@ func genEnroll(t *testing.T) any {
 		{name: "device-id-slash", desc: "deviceID with a slash", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "fleet/sensor-42" })},
 		{name: "device-id-non-ascii", desc: "deviceID with a non-ASCII letter", expect: "bad_request", field: "deviceID", mod: set(func(r *protov1.EnrollRequest) { r.DeviceID = "sensör-42" })},
 		// bootstrapToken.
-		{name: "bootstrap-token-empty", desc: "bootstrapToken empty", expect: "bad_request", field: "bootstrapToken", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = "" })},
-		{name: "bootstrap-token-too-long", desc: "bootstrapToken of 513 characters", expect: "bad_request", field: "bootstrapToken", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = strings.Repeat("t", 513) })},
-		{name: "bootstrap-token-wrong", desc: "a bootstrap token the server does not hold", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = "factory-token-2025" })},
+		// The token is checked before any other field, so a request
+		// without a valid one is 401 whatever else it carries.
+		{name: "bootstrap-token-empty", desc: "bootstrapToken empty: not valid", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = "" })},
+		{name: "bootstrap-token-too-long", desc: "bootstrapToken of 513 characters: not valid", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = strings.Repeat("t", 513) })},
+		{name: "bootstrap-token-wrong", desc: "a bootstrap token the server does not hold", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = "factory-token-2025-0123456789abcdef" })},
+		{name: "bootstrap-token-short", desc: "the server's token cut to 31 characters: tokens are at least 32 bytes", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) { r.BootstrapToken = bootstrapToken[:31] })},
+		{name: "bootstrap-token-first", desc: "a wrong bootstrap token and an invalid kem: the token is checked first", expect: "bad_bootstrap_token", mod: set(func(r *protov1.EnrollRequest) {
+			r.BootstrapToken = "factory-token-2025-0123456789abcdef"
+			r.KEM = "ed25519"
+		})},
 		// kem.
 		{name: "kem-uppercase", desc: "kem X25519: names are lowercase", expect: "bad_request", field: "kem", mod: set(func(r *protov1.EnrollRequest) { r.KEM = "X25519" })},
 		{name: "kem-unknown", desc: "kem ed25519", expect: "bad_request", field: "kem", mod: set(func(r *protov1.EnrollRequest) { r.KEM = "ed25519" })},
@@ -253,8 +269,8 @@ func genEnroll(t *testing.T) any {
 			if len(c.before) > 0 {
 				v.Status = http.StatusOK
 			}
-			tok := base64.RawURLEncoding.EncodeToString(label("example token " + c.name))
-			v.Response = &protov1.EnrollResponse{DeviceID: r.DeviceID, Token: tok, AssignmentKeyID: doc.AssignmentKeyID}
+			// The sealed token is random: the file shows the rest.
+			v.Response = &protov1.EnrollResponse{DeviceID: r.DeviceID, AssignmentKeyID: doc.AssignmentKeyID}
 		}
 		doc.Vectors = append(doc.Vectors, v)
 	}
@@ -322,6 +338,7 @@ func TestEnroll(t *testing.T) {
 	var (
 		names, descs, expects []string
 		shared                = newEnrollServer(t, f.AssignmentKeyID)
+		kw                    = readKeywrapVectors(t)
 	)
 	for _, v := range f.Vectors {
 		names, descs, expects = append(names, v.Name), append(descs, v.Description), append(expects, v.Expect)
@@ -344,6 +361,8 @@ func TestEnroll(t *testing.T) {
 				switch {
 				case v.Expect == "malformed_json":
 					t.Errorf("request decodes strictly; want malformed_json")
+				case v.Expect == "bad_bootstrap_token":
+					// Decided on the token, before Validate runs.
 				case (verr != nil) != (v.Expect == "bad_request"):
 					t.Errorf("Validate = %v, want %s", verr, v.Expect)
 				case verr != nil && !strings.HasPrefix(verr.Error(), v.Field+":"):
@@ -391,8 +410,29 @@ func TestEnroll(t *testing.T) {
 			}
 			want := v.Response
 			if want == nil || got.DeviceID != want.DeviceID || got.DeviceID != req.DeviceID || got.AssignmentKeyID != want.AssignmentKeyID ||
-				!tokenRE.MatchString(got.Token) || !tokenRE.MatchString(want.Token) {
+				got.LegacyToken != "" || want.LegacyToken != "" || want.SealedToken != "" {
 				t.Fatalf("answer %+v, vector %+v", got, want)
+			}
+			// The device's private key (2-unwrap.json's) opens it.
+			var priv *ecdh.PrivateKey
+			for _, kv := range kw {
+				if pub := mustHex(t, "publicKey", kv.PublicKey); b64(pub) == req.PublicKey && kv.KEM == req.KEM {
+					k, err := curveOf(t, kv.KEM).NewPrivateKey(mustHex(t, "privateKey", kv.PrivateKey))
+					if err != nil {
+						t.Fatal(err)
+					}
+					priv = k
+				}
+			}
+			if priv == nil {
+				t.Fatalf("the accepted request's key is not one of %s", unwrapFile)
+			}
+			if sealed, err := base64.StdEncoding.DecodeString(got.SealedToken); err != nil || len(sealed) != f.SealedTokenSizes[req.KEM] {
+				t.Fatalf("sealedToken %q: %d bytes (%v), want %d", got.SealedToken, len(sealed), err, f.SealedTokenSizes[req.KEM])
+			}
+			tok, err := tokenseal.OpenResponse(keywrap.KEM(req.KEM), priv, req.DeviceID, got)
+			if err != nil || !tokenRE.MatchString(tok) {
+				t.Fatalf("sealed token opens to %q, %v", tok, err)
 			}
 		})
 	}

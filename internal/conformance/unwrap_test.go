@@ -158,6 +158,16 @@ func genUnwrap(t *testing.T) any {
 		add("tampered-tag", "a bit of the AEAD tag flipped", unwrapFailed, v.DeviceID, v.BlobDigest, nil, flip(w, len(w)-1, 0x80))
 		add("truncated", "the last byte of wrapped missing", unwrapFailed, v.DeviceID, v.BlobDigest, nil, w[:len(w)-1])
 		add("extended", "a zero byte appended to wrapped", unwrapFailed, v.DeviceID, v.BlobDigest, nil, cat(w, []byte{0}))
+		// Domain separation: a sealed 32-character token has a wrapped
+		// key's size; with the blob digest set to its server key ID only
+		// the info prefixes differ.
+		tv := tokensealVectorOf(t, kem, keywrap.ContentKeySize)
+		tvPriv, err := curveOf(t, kem).NewPrivateKey(mustHex(t, "privateKey", tv.PrivateKey))
+		if err != nil {
+			t.Fatal(err)
+		}
+		add("sealed-token", "5-sealed-token.json's sealed 32-character token (a wrapped key's size) presented as a wrapped key, with blobDigest = its server key ID: the info prefixes differ",
+			unwrapFailed, tv.DeviceID, tv.ServerKeyID, tvPriv, mustHex(t, "sealed", tv.Sealed))
 	}
 	return f
 }

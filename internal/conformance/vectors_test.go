@@ -38,6 +38,8 @@ var vectorFiles = []vectorFile{
 	{"2-unwrap.json", genUnwrap},
 	{"3-assignments.json", genAssignments},
 	{"4-enroll.json", genEnroll},
+	{"5-sealed-token.json", genSealed},
+	{"6-keysets.json", genKeySets},
 }
 
 // class documents one "expect" value of a file.

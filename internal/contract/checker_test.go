@@ -24,6 +24,9 @@ const (
 	token  = "q0bT9mA3cR7yWkL2pX8vN4sJ6hD1fG5eZ0uI9oB3nMc" // 43 base64url characters
 	digest = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 	keyID  = "5f1c9a8e0b7d6c5f4e3d2c1b0a99887766554433221100ffeeddccbbaa998877"
+
+	// sealed is token sealed to an X25519 key (91 bytes, standard base64).
+	sealed = "zKFjtqEPJph6q4OLCU85U+MJVKxm0SvTfzQN4KIo3nkbFa8zEwHNYLFMffY0A7Q16toIEXvvHlWlp1SQroMnStgYpR+HwY6aWhahr74+y0Soath4F9yJ+QRaXQ=="
 )
 
 func spec(t *testing.T) *contract.Spec {
@@ -92,7 +95,7 @@ func (f *fake) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	f.seen = append(f.seen, r.Header.Clone())
 	switch {
 	case r.URL.Path == "/v1/enroll" && r.Method == http.MethodPost:
-		jsonAnswer(w, 201, []byte(`{"deviceID":"dev-1","token":"`+token+`","assignmentKeyID":"`+keyID+`"}`))
+		jsonAnswer(w, 201, []byte(`{"deviceID":"dev-1","sealedToken":"`+sealed+`","assignmentKeyID":"`+keyID+`"}`))
 	case r.URL.Path == "/v1/update" && r.Method == http.MethodGet:
 		if f.update != nil {
 			f.update(w, r)

@@ -29,7 +29,7 @@ func TestSpecValid(t *testing.T) {
 	}
 	slices.Sort(got)
 	want := []string{
-		"GET /v1/blobs/{encryptedSHA256}", "GET /v1/info", "GET /v1/update", "HEAD /v1/blobs/{encryptedSHA256}",
+		"GET /v1/blobs/{encryptedSHA256}", "GET /v1/info", "GET /v1/keys", "GET /v1/update", "HEAD /v1/blobs/{encryptedSHA256}",
 		"POST /v1/enroll", "POST /v1/status",
 	}
 	if !slices.Equal(got, want) {

@@ -21,6 +21,12 @@ var (
 	// ErrKeyMismatch reports an enrollment of a known device ID with another
 	// public key.
 	ErrKeyMismatch = errors.New("devicestore: device enrolled with another key")
+	// ErrTenantMismatch reports an enrollment of a known device ID through
+	// a credential of another namespace: a device never changes tenant.
+	ErrTenantMismatch = errors.New("devicestore: device enrolled in another namespace")
+	// ErrQuotaExceeded reports a new device refused because its enrollment
+	// credential already enrolled its maximum number of devices.
+	ErrQuotaExceeded = errors.New("devicestore: enrollment quota reached")
 	// ErrDuplicateReport reports a report ID the device already sent.
 	ErrDuplicateReport = errors.New("devicestore: report already processed")
 	// ErrUnavailable wraps errors meaning the database cannot be reached
@@ -45,14 +51,23 @@ type Device struct {
 	// Seq increases on every enrollment or re-enrollment, so fleet sync
 	// reads only devices changed since its last pass.
 	Seq int64
+	// Namespace is the device's tenant: the namespace of the enrollment
+	// credential it first enrolled through; "" for the cluster-wide
+	// enrollment Secret. It never changes.
+	Namespace string
+	// Enrollment names the DeviceEnrollment (in Namespace) the device
+	// first enrolled through, whose quota it counts against; "" for the
+	// cluster-wide enrollment Secret. Re-enrollments keep it.
+	Enrollment string
 }
 
 // DeviceRef is the part of a device fleet membership depends on.
 type DeviceRef struct {
-	ID     string
-	Type   string
-	Labels map[string]string // read-only, as Device.Labels
-	Seq    int64
+	ID        string
+	Namespace string
+	Type      string
+	Labels    map[string]string // read-only, as Device.Labels
+	Seq       int64
 }
 
 // Record is one device's progress in one rollout.
@@ -190,8 +205,17 @@ type Store interface {
 	// Enroll creates the device, or rotates the token (and updates type,
 	// labels, version and floor) of a device enrolled with the same public
 	// key; created tells which. Another public key for a known ID fails
-	// with ErrKeyMismatch.
+	// with ErrKeyMismatch, another Namespace with ErrTenantMismatch (a
+	// re-enrollment keeps the device's Namespace and Enrollment).
 	Enroll(ctx context.Context, d Device) (dev Device, created bool, err error)
+	// EnrollWithin is Enroll, except that a new device is refused with
+	// ErrQuotaExceeded when maxDevices (> 0) devices already enrolled
+	// through d's (Namespace, Enrollment). The check and the insert are
+	// one transaction, exact across replicas. maxDevices <= 0: no limit.
+	EnrollWithin(ctx context.Context, d Device, maxDevices int64) (dev Device, created bool, err error)
+	// EnrolledThrough counts the devices enrolled through an enrollment
+	// credential (the quota's count).
+	EnrolledThrough(ctx context.Context, namespace, enrollment string) (int64, error)
 	// DeviceByToken returns the device whose token hashes to tokenHash.
 	DeviceByToken(ctx context.Context, tokenHash []byte) (Device, error)
 	// Device returns the device with the given ID.

@@ -1,5 +1,10 @@
-// Package fetch streams firmware images from http(s) URLs with hard size
+// Package fetch streams firmware images from http(s) URLs, S3 buckets
+// (s3://, minio-go) and OCI registries (oci://, oras-go) with hard size
 // limits and timeouts, and classifies failures as permanent or retryable.
+//
+// Every connection, redirects and registry token endpoints included, goes
+// through one transport whose dialer enforces an egress policy
+// (internal/egress) on the address actually connected to.
 package fetch
 
 import (
@@ -13,6 +18,10 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"golang.org/x/net/http/httpproxy"
+
+	"github.com/otaflow/otaflow/internal/egress"
 )
 
 // Defaults used for zero Options fields.
@@ -29,11 +38,11 @@ const (
 )
 
 var (
-	// ErrUnsupportedScheme is returned for URLs (or redirect targets) whose
-	// scheme is not http or https.
+	// ErrUnsupportedScheme is returned for URLs whose scheme is not http,
+	// https, s3 or oci, and for redirects to anything but http or https.
 	ErrUnsupportedScheme = errors.New("unsupported URL scheme")
-	// ErrInvalidURL is returned for URLs that cannot be parsed or have no
-	// host.
+	// ErrInvalidURL is returned for URLs that cannot be parsed or lack what
+	// their scheme needs (a host, s3://bucket/key, an OCI tag or digest).
 	ErrInvalidURL = errors.New("invalid URL")
 	// ErrTooManyRedirects is returned after MaxRedirects redirects. It is
 	// not permanent: the server's redirect configuration may be fixed.
@@ -89,16 +98,24 @@ func (e *HTTPStatusError) Error() string {
 }
 
 // IsPermanent reports whether retrying the same request cannot succeed: the
-// URL is unusable or the content does not match what was asked for. Network
-// errors, timeouts and HTTP statuses are not permanent; a 404 may be an
-// image that has not been uploaded yet.
+// URL is unusable, the egress policy refuses it, the credentials do not fit
+// the scheme, or the content does not match what was asked for. Network
+// errors, timeouts, HTTP statuses and refused credentials are not
+// permanent: a 404 may be an image that has not been uploaded yet, a 403 a
+// grant that has not propagated.
 func IsPermanent(err error) bool {
 	var tooLarge *TooLargeError
 	var mismatch *SizeMismatchError
+	var digest *DigestMismatchError
+	var forbidden *egress.ForbiddenError
 	return errors.As(err, &tooLarge) ||
 		errors.As(err, &mismatch) ||
+		errors.As(err, &digest) ||
+		errors.As(err, &forbidden) ||
 		errors.Is(err, ErrUnsupportedScheme) ||
-		errors.Is(err, ErrInvalidURL)
+		errors.Is(err, ErrInvalidURL) ||
+		errors.Is(err, ErrCredentials) ||
+		errors.Is(err, ErrArtifact)
 }
 
 // Options configures a Fetcher. Zero values select the defaults.
@@ -109,28 +126,60 @@ type Options struct {
 	ResponseHeaderTimeout time.Duration // default 30s
 	IdleReadTimeout       time.Duration // no body byte for this long fails the read; default 60s
 	UserAgent             string        // default "otaflow"
+	// Egress decides which addresses may be connected to; nil is
+	// egress.Default() (no loopback, link-local, metadata or
+	// cluster-internal addresses).
+	Egress *egress.Policy
+	// Resolver resolves host names for the egress dialer; default the
+	// system resolver.
+	Resolver egress.Resolver
+	// Proxy configures HTTP proxies; nil reads HTTP_PROXY, HTTPS_PROXY and
+	// NO_PROXY. Connections to the proxies are not checked (the operator
+	// configured them); the targets are checked by name or literal address
+	// before a request is handed to a proxy.
+	Proxy *httpproxy.Config
 	// Transport replaces the dedicated transport, e.g. in tests. The
-	// connect, TLS and response header timeouts then do not apply.
+	// connect, TLS and response header timeouts and the egress check at
+	// connect time then do not apply.
 	Transport http.RoundTripper
 }
 
 // Fetcher downloads images. It is safe for concurrent use.
 type Fetcher struct {
+	transport http.RoundTripper
 	client    *http.Client
+	policy    *egress.Policy
 	maxBytes  int64
 	idle      time.Duration
 	userAgent string
 }
 
 // New returns a Fetcher with its own connection pool; it does not share
-// http.DefaultTransport, whose timeouts are unsuitable.
+// http.DefaultTransport, whose timeouts are unsuitable. HTTP, S3 and OCI
+// fetches all use that pool and its egress-checking dialer.
 func New(opts Options) *Fetcher {
 	opts = withDefaults(opts)
+	f := &Fetcher{
+		policy:    opts.Egress,
+		maxBytes:  opts.MaxBytes,
+		idle:      opts.IdleReadTimeout,
+		userAgent: opts.UserAgent,
+	}
 	rt := opts.Transport
 	if rt == nil {
-		dialer := &net.Dialer{Timeout: opts.ConnectTimeout, KeepAlive: 30 * time.Second}
+		proxy := opts.Proxy
+		if proxy == nil {
+			proxy = httpproxy.FromEnvironment()
+		}
+		dialer := &egress.Dialer{
+			Policy:    opts.Egress,
+			Resolver:  opts.Resolver,
+			Timeout:   opts.ConnectTimeout,
+			KeepAlive: 30 * time.Second,
+			Trusted:   proxyAddrs(proxy),
+		}
 		rt = &http.Transport{
-			Proxy:                 http.ProxyFromEnvironment,
+			Proxy:                 f.proxyFunc(proxy.ProxyFunc()),
 			DialContext:           dialer.DialContext,
 			TLSHandshakeTimeout:   opts.TLSHandshakeTimeout,
 			ResponseHeaderTimeout: opts.ResponseHeaderTimeout,
@@ -143,15 +192,55 @@ func New(opts Options) *Fetcher {
 			DisableCompression: true,
 		}
 	}
-	return &Fetcher{
-		client: &http.Client{
-			Transport:     rt,
-			CheckRedirect: checkRedirect,
-		},
-		maxBytes:  opts.MaxBytes,
-		idle:      opts.IdleReadTimeout,
-		userAgent: opts.UserAgent,
+	f.transport = rt
+	f.client = &http.Client{Transport: rt, CheckRedirect: f.checkRedirect}
+	return f
+}
+
+// proxyFunc hands requests to the configured proxy, after checking their
+// target as far as possible without resolving it: the proxy resolves it.
+func (f *Fetcher) proxyFunc(next func(*url.URL) (*url.URL, error)) func(*http.Request) (*url.URL, error) {
+	return func(req *http.Request) (*url.URL, error) {
+		p, err := next(req.URL)
+		if err != nil || p == nil {
+			return p, err
+		}
+		if _, err := f.policy.CheckHost(req.URL.Hostname()); err != nil {
+			return nil, err
+		}
+		return p, nil
 	}
+}
+
+// proxyAddrs are the host:port addresses of the configured proxies, as
+// http.Transport dials them.
+func proxyAddrs(c *httpproxy.Config) map[string]bool {
+	addrs := map[string]bool{}
+	for _, raw := range []string{c.HTTPProxy, c.HTTPSProxy} {
+		if raw == "" {
+			continue
+		}
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			// httpproxy also accepts a bare host[:port].
+			if u, err = url.Parse("http://" + raw); err != nil || u.Host == "" {
+				continue
+			}
+		}
+		port := u.Port()
+		if port == "" {
+			switch u.Scheme {
+			case "https":
+				port = "443"
+			case "socks5", "socks5h":
+				port = "1080"
+			default:
+				port = "80"
+			}
+		}
+		addrs[net.JoinHostPort(u.Hostname(), port)] = true
+	}
+	return addrs
 }
 
 func withDefaults(o Options) Options {
@@ -173,6 +262,9 @@ func withDefaults(o Options) Options {
 	if o.UserAgent == "" {
 		o.UserAgent = DefaultUserAgent
 	}
+	if o.Egress == nil {
+		o.Egress = egress.Default()
+	}
 	return o
 }
 
@@ -181,116 +273,152 @@ func (f *Fetcher) CloseIdleConnections() {
 	f.client.CloseIdleConnections()
 }
 
-func checkRedirect(req *http.Request, via []*http.Request) error {
-	if err := checkScheme(req.URL); err != nil {
-		return fmt.Errorf("redirect to %s: %w", redact(req.URL), err)
+// checkRedirect follows http(s) redirects the egress policy admits by name
+// (the dialer checks the addresses), and drops the Authorization header
+// once the chain has left the first request's origin (scheme, host and
+// port), for good: credentials from a Secret are for that host only.
+// net/http rebuilds each hop's headers from the first request, so the check
+// is against the first request, not the previous hop.
+func (f *Fetcher) checkRedirect(req *http.Request, via []*http.Request) error {
+	switch req.URL.Scheme {
+	case "http", "https":
+	default:
+		return fmt.Errorf("redirect to %s: %w %q: only http and https redirects are followed", redact(req.URL), ErrUnsupportedScheme, req.URL.Scheme)
 	}
 	if len(via) > MaxRedirects {
 		return fmt.Errorf("stopped after %d redirects: %w", MaxRedirects, ErrTooManyRedirects)
 	}
+	if _, err := f.policy.CheckHost(req.URL.Hostname()); err != nil {
+		return fmt.Errorf("redirect to %s: %w", redact(req.URL), err)
+	}
+	if leftOrigin(via, req) {
+		req.Header.Del("Authorization")
+	}
 	return nil
 }
 
-func checkScheme(u *url.URL) error {
-	switch u.Scheme {
-	case "http", "https":
-		return nil
-	case "":
-		return fmt.Errorf("%w: missing scheme", ErrInvalidURL)
-	case "oci":
-		return fmt.Errorf("%w %q: oci:// is not supported yet, use http or https", ErrUnsupportedScheme, u.Scheme)
-	default:
-		return fmt.Errorf("%w %q: only http and https are supported", ErrUnsupportedScheme, u.Scheme)
+func leftOrigin(via []*http.Request, req *http.Request) bool {
+	for _, r := range via[1:] {
+		if !sameOrigin(via[0].URL, r.URL) {
+			return true
+		}
 	}
+	return !sameOrigin(via[0].URL, req.URL)
 }
 
-// Open starts a GET of rawURL. expectedSize < 0 means unknown.
-//
-// The returned body is capped at min(expectedSize, MaxBytes) bytes: past
-// MaxBytes it fails with a *TooLargeError, past or short of a known
-// expectedSize with a *SizeMismatchError. A Content-Length that already
-// violates these limits is refused before any body is read. size is the
-// Content-Length, or -1 if the server did not send one. Reads fail with
-// ErrIdleTimeout when no byte arrives for IdleReadTimeout, and stop when ctx
-// is done. The caller must close body.
-//
-// Errors never contain URL credentials or query strings.
+func sameOrigin(a, b *url.URL) bool {
+	return strings.EqualFold(a.Scheme, b.Scheme) && canonicalHost(a) == canonicalHost(b)
+}
+
+// canonicalHost is host:port with the scheme's default port made explicit.
+func canonicalHost(u *url.URL) string {
+	port := u.Port()
+	if port == "" {
+		port = "80"
+		if strings.EqualFold(u.Scheme, "https") {
+			port = "443"
+		}
+	}
+	return net.JoinHostPort(strings.ToLower(u.Hostname()), port)
+}
+
+// Open starts a fetch of rawURL without credentials or source options;
+// see Fetch. size is the announced size, or -1.
 func (f *Fetcher) Open(ctx context.Context, rawURL string, expectedSize int64) (body io.ReadCloser, size int64, err error) {
-	u, err := parseURL(rawURL)
+	img, err := f.Fetch(ctx, Source{URL: rawURL, ExpectedSize: expectedSize})
 	if err != nil {
 		return nil, -1, err
 	}
-	safeURL := redact(u)
-	if expectedSize > f.maxBytes {
-		return nil, -1, fmt.Errorf("fetch %s: %w", safeURL, &TooLargeError{Limit: f.maxBytes, Size: expectedSize})
-	}
+	return img.Body, img.Size, nil
+}
 
+// openHTTP starts a GET of an http(s) URL.
+func (f *Fetcher) openHTTP(ctx context.Context, u *url.URL, src Source) (*Image, error) {
+	safeURL := redact(u)
+	if src.Credentials != nil && u.User != nil {
+		return nil, fmt.Errorf("fetch %s: %w: credentials both in the URL and in the Secret", safeURL, ErrInvalidURL)
+	}
 	// The request context is cancelled by the idle timer, by Close, or when
 	// ctx is done.
 	reqCtx, cancel := context.WithCancelCause(ctx)
 	req, err := http.NewRequestWithContext(reqCtx, http.MethodGet, u.String(), nil)
 	if err != nil {
 		cancel(nil)
-		return nil, -1, fmt.Errorf("fetch %s: %w: %s", safeURL, ErrInvalidURL, parseErrorReason(err))
+		return nil, fmt.Errorf("fetch %s: %w: %s", safeURL, ErrInvalidURL, parseErrorReason(err))
 	}
 	req.Header.Set("User-Agent", f.userAgent)
 	req.Header.Set("Accept-Encoding", "identity")
+	if c := src.Credentials; c != nil {
+		if c.Token != "" {
+			req.Header.Set("Authorization", "Bearer "+c.Token)
+		} else {
+			req.SetBasicAuth(c.Username, c.Password)
+		}
+	}
 
 	resp, err := f.client.Do(req)
 	if err != nil {
 		cancel(nil)
 		// *url.Error would print the URL with the user name; replace it.
-		return nil, -1, fmt.Errorf("GET %s: %w", safeURL, unwrapURLError(err))
+		return nil, fmt.Errorf("GET %s: %w", safeURL, unwrapURLError(err))
 	}
-	fail := func(err error) (io.ReadCloser, int64, error) {
+	fail := func(err error) (*Image, error) {
 		resp.Body.Close()
 		cancel(nil)
-		return nil, -1, err
+		return nil, err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fail(&HTTPStatusError{URL: safeURL, StatusCode: resp.StatusCode})
-	}
-
-	size = resp.ContentLength
-	if size >= 0 {
-		switch {
-		case expectedSize >= 0 && size != expectedSize:
-			return fail(fmt.Errorf("fetch %s: Content-Length: %w", safeURL, &SizeMismatchError{Expected: expectedSize, Got: size}))
-		case size > f.maxBytes:
-			return fail(fmt.Errorf("fetch %s: %w", safeURL, &TooLargeError{Limit: f.maxBytes, Size: size}))
+		statusErr := &HTTPStatusError{URL: safeURL, StatusCode: resp.StatusCode}
+		if resp.StatusCode == http.StatusUnauthorized || resp.StatusCode == http.StatusForbidden {
+			return fail(fmt.Errorf("%w: %w", ErrUnauthorized, statusErr))
 		}
+		return fail(statusErr)
 	}
+	if err := f.checkSize(safeURL, "Content-Length", resp.ContentLength, src.ExpectedSize); err != nil {
+		return fail(err)
+	}
+	return &Image{
+		Body: f.capBody(ctx, reqCtx, cancel, resp.Body, safeURL, src),
+		Size: resp.ContentLength,
+	}, nil
+}
 
+// checkSize refuses an announced size (-1: unknown) that breaks the
+// expected size or the limit, before any byte is read.
+func (f *Fetcher) checkSize(name, what string, size, expected int64) error {
+	if size < 0 {
+		return nil
+	}
+	switch {
+	case expected >= 0 && size != expected:
+		return fmt.Errorf("fetch %s: %s: %w", name, what, &SizeMismatchError{Expected: expected, Got: size})
+	case size > f.maxBytes:
+		return fmt.Errorf("fetch %s: %w", name, &TooLargeError{Limit: f.maxBytes, Size: size})
+	}
+	return nil
+}
+
+// capBody wraps a response body in the size limits and the idle timer.
+// reqCtx must be the context of the requests that produce rc, and cancel
+// its cancel function.
+func (f *Fetcher) capBody(ctx, reqCtx context.Context, cancel context.CancelCauseFunc, rc io.ReadCloser, name string, src Source) *cappedBody {
 	b := &cappedBody{
-		rc:       resp.Body,
+		rc:       rc,
 		ctx:      ctx,
 		reqCtx:   reqCtx,
 		cancel:   cancel,
-		url:      safeURL,
+		url:      name,
 		limit:    f.maxBytes,
-		expected: expectedSize,
+		expected: src.ExpectedSize,
 		idle:     f.idle,
+		creds:    src.Credentials,
 	}
-	if expectedSize >= 0 {
-		b.limit = expectedSize
+	if src.ExpectedSize >= 0 {
+		b.limit = src.ExpectedSize
 	}
 	b.timer = time.AfterFunc(f.idle, func() { cancel(ErrIdleTimeout) })
 	b.timer.Stop()
-	return b, size, nil
-}
-
-func parseURL(rawURL string) (*url.URL, error) {
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		return nil, fmt.Errorf("fetch: %w: %s", ErrInvalidURL, parseErrorReason(err))
-	}
-	if err := checkScheme(u); err != nil {
-		return nil, fmt.Errorf("fetch %s: %w", redact(u), err)
-	}
-	if u.Host == "" {
-		return nil, fmt.Errorf("fetch %s: %w: missing host", redact(u), ErrInvalidURL)
-	}
-	return u, nil
+	return b
 }
 
 // parseErrorReason describes a url.Parse failure without echoing the input.
@@ -356,6 +484,7 @@ type cappedBody struct {
 	limit    int64
 	expected int64 // -1 if unknown
 	idle     time.Duration
+	creds    *Credentials // scrubbed from errors
 
 	n         int64
 	err       error // sticky
@@ -410,7 +539,7 @@ func (b *cappedBody) overLimit() error {
 }
 
 func (b *cappedBody) wrap(err error) error {
-	return fmt.Errorf("read body of %s: %w", b.url, err)
+	return scrub(fmt.Errorf("read body of %s: %w", b.url, err), b.creds)
 }
 
 func (b *cappedBody) Close() error {

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/net/http/httpproxy"
+
+	"github.com/otaflow/otaflow/internal/egress"
 	"github.com/otaflow/otaflow/internal/fetch"
 )
 
@@ -36,8 +39,27 @@ func newServer(t *testing.T, release chan struct{}, h http.HandlerFunc) *httptes
 	return srv
 }
 
+// loopback admits the test servers, which listen on 127.0.0.1.
+var loopback = mustPolicy(egress.Config{Allow: []string{"127.0.0.0/8", "::1"}})
+
+func mustPolicy(c egress.Config) *egress.Policy {
+	p, err := egress.New(c)
+	if err != nil {
+		panic(err)
+	}
+	return p
+}
+
+// newFetcher returns a fetcher for the test servers: unless opts says
+// otherwise, loopback is allowlisted and no proxy is used.
 func newFetcher(t *testing.T, opts fetch.Options) *fetch.Fetcher {
 	t.Helper()
+	if opts.Egress == nil {
+		opts.Egress = loopback
+	}
+	if opts.Proxy == nil {
+		opts.Proxy = &httpproxy.Config{}
+	}
 	f := fetch.New(opts)
 	t.Cleanup(f.CloseIdleConnections)
 	return f
@@ -304,11 +326,12 @@ func TestUnusableURLsArePermanent(t *testing.T) {
 		wantErr error
 		wantMsg string
 	}{
-		{"file:///etc/passwd", fetch.ErrUnsupportedScheme, "only http and https"},
-		{"ftp://firmware.example/fw.bin", fetch.ErrUnsupportedScheme, "only http and https"},
-		{"oci://registry.example/firmware:1.2.3", fetch.ErrUnsupportedScheme, "oci:// is not supported yet"},
-		{"OCI://registry.example/firmware:1.2.3", fetch.ErrUnsupportedScheme, "oci:// is not supported yet"},
-		{"gopher://firmware.example/", fetch.ErrUnsupportedScheme, "only http and https"},
+		{"file:///etc/passwd", fetch.ErrUnsupportedScheme, "use http, https, s3 or oci"},
+		{"ftp://firmware.example/fw.bin", fetch.ErrUnsupportedScheme, "use http, https, s3 or oci"},
+		{"oci://registry.example/Firmware:1.2.3", fetch.ErrInvalidURL, "invalid repository name"},
+		{"gopher://firmware.example/", fetch.ErrUnsupportedScheme, "use http, https, s3 or oci"},
+		{"oci://registry.example/firmware", fetch.ErrInvalidURL, "needs a :tag or an @sha256: digest"},
+		{"s3://bucket", fetch.ErrInvalidURL, "want s3://bucket/key"},
 		{"firmware.example/fw.bin", fetch.ErrInvalidURL, "missing scheme"},
 		{"http:///fw.bin", fetch.ErrInvalidURL, "missing host"},
 		{"http://[::1/fw.bin", fetch.ErrInvalidURL, ""},

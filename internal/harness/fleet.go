@@ -26,6 +26,9 @@ type FleetOptions struct {
 	SummaryPeriod bool
 	// SecurityFloor the devices start with (fleetsim --security-floor).
 	SecurityFloor int64
+	// BootstrapToken enrolls the fleet; empty: the stack's cluster-wide
+	// BootstrapToken.
+	BootstrapToken string
 	// SummaryInterval makes fleetsim rewrite its summary this often while
 	// it runs (--summary-interval), for WaitSummary; 0 writes it on exit
 	// only.
@@ -80,10 +83,13 @@ func (s *Stack) StartFleet(o FleetOptions) (*Fleet, error) {
 		o.PollInterval = "1s"
 	}
 	summary := filepath.Join(s.Opts.Dir, o.Name+"-summary.json")
+	if o.BootstrapToken == "" {
+		o.BootstrapToken = s.BootstrapToken
+	}
 	args := []string{
 		// Device i talks to replica i mod n (one replica: its URL alone).
 		"--server=" + strings.Join(s.ServerURLs(), ","),
-		"--bootstrap-token=" + s.BootstrapToken,
+		"--bootstrap-token=" + o.BootstrapToken,
 		"--assignment-key=" + s.AssignmentKeyFile,
 		"--vendor-key=" + s.VendorKeyFile,
 		"--devices=" + strconv.Itoa(o.Devices),

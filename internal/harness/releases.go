@@ -19,6 +19,11 @@ import (
 	"github.com/otaflow/otaflow/internal/testenv"
 )
 
+// ManagerEgressAllow is the manager's egress allowlist in a local stack:
+// the download site, and any S3 server or registry a test adds, listen on
+// loopback, which the manager refuses to fetch from by default.
+const ManagerEgressAllow = "--egress-allow=127.0.0.0/8,::1"
+
 // Image returns size bytes of deterministic firmware content for a version.
 func Image(version string, size int) []byte {
 	seed := sha256.Sum256([]byte(version))

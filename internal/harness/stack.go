@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
@@ -50,6 +52,12 @@ type StackOptions struct {
 	// Env is added to the environment of the manager and the OTA servers
 	// (object storage credentials).
 	Env []string
+	// Tenants runs the OTA servers in the namespaced mode: devices enroll
+	// only through DeviceEnrollments (CreateDeviceEnrollment) and each
+	// Rollout selects its namespace's devices. Off, they run with
+	// --cluster-wide-devices and BootstrapToken enrolls devices every
+	// namespace's rollouts may select (one team).
+	Tenants bool
 }
 
 // ReporterLease is the Lease the OTA server replicas elect their reporter
@@ -210,6 +218,7 @@ func (s *Stack) startManager(ctx context.Context) error {
 			fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
 			"--retry-base-delay=500ms",
 			"--retry-max-delay=5s",
+			ManagerEgressAllow,
 		}, append(s.leaderArgs(), s.staleArgs()...)...),
 		Env:     append([]string{"KUBECONFIG=" + s.CP.Kubeconfig}, s.Opts.Env...),
 		LogPath: filepath.Join(s.Opts.Dir, "manager.log"),
@@ -290,6 +299,11 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 		name, logName = r.Identity, r.Identity+".log"
 		extra = append(extra, "--leader-elect", "--leader-election-identity="+r.Identity)
 	}
+	if !s.Opts.Tenants {
+		// One team: devices enroll through the operator namespace's
+		// Secret and every namespace's rollouts may select them.
+		extra = append(extra, "--cluster-wide-devices")
+	}
 	r.Process, err = StartProcess(ProcessSpec{
 		Name: name,
 		Path: filepath.Join(s.Opts.BinDir, "otaserver"),
@@ -345,4 +359,33 @@ func (s *Stack) Stop() {
 	if s.CP != nil {
 		_ = s.CP.Stop()
 	}
+}
+
+// CreateDeviceEnrollment creates a DeviceEnrollment in namespace ns with a
+// fresh token in its Secret (as a platform team does with openssl rand),
+// and returns the token. maxDevices 0 leaves it uncapped.
+func (s *Stack) CreateDeviceEnrollment(ctx context.Context, ns, name string, maxDevices int64) (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	tok := base64.StdEncoding.EncodeToString(raw)
+	sec := &corev1.Secret{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token"},
+		Data:       map[string][]byte{otav1.DefaultEnrollmentTokenKey: []byte(tok)},
+	}
+	if err := s.CP.Client.Create(ctx, sec); err != nil {
+		return "", fmt.Errorf("create enrollment token Secret: %w", err)
+	}
+	e := &otav1.DeviceEnrollment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       otav1.DeviceEnrollmentSpec{TokenSecretRef: otav1.TokenSecretReference{Name: sec.Name}},
+	}
+	if maxDevices > 0 {
+		e.Spec.MaxDevices = &maxDevices
+	}
+	if err := s.CP.Client.Create(ctx, e); err != nil {
+		return "", fmt.Errorf("create DeviceEnrollment: %w", err)
+	}
+	return tok, nil
 }

@@ -34,7 +34,8 @@ type Catalog struct {
 	snap  atomic.Pointer[Snapshot]
 	stale atomic.Bool
 	// gen counts rebuilds; the reporter uses it to skip idle cycles.
-	gen atomic.Uint64
+	gen       atomic.Uint64
+	buildOpts BuildOptions
 }
 
 // Options tune a Catalog; the zero value is what cmd/otaserver uses.
@@ -45,6 +46,8 @@ type Options struct {
 	// Log receives key read errors (default: controller-runtime's logger,
 	// named "catalog").
 	Log logr.Logger
+	// Build tunes snapshots (tenancy).
+	Build BuildOptions
 }
 
 // New creates a catalog watching namespaces (all when empty).
@@ -73,7 +76,7 @@ func NewWithOptions(cfg *rest.Config, scheme *runtime.Scheme, namespaces []strin
 	if o.KeyTTL <= 0 {
 		o.KeyTTL = DefaultKeyTTL
 	}
-	cat := &Catalog{cache: c}
+	cat := &Catalog{cache: c, buildOpts: o.Build}
 	cat.keys = newKeyLoader(direct, o.KeyTTL, func() { cat.stale.Store(true) })
 	cat.keys.log = o.Log
 	if o.Log.GetSink() == nil {
@@ -187,7 +190,7 @@ func (c *Catalog) build(ctx context.Context) (*Snapshot, error) {
 	if err := c.cache.List(ctx, &rels); err != nil {
 		return nil, fmt.Errorf("catalog: list releases: %w", err)
 	}
-	return Build(ros.Items, rels.Items, c.keys.secrets()), nil
+	return BuildWith(c.buildOpts, ros.Items, rels.Items, c.keys.secrets()), nil
 }
 
 // Static serves one fixed snapshot (tests, tools).

@@ -59,15 +59,21 @@ type Rollout struct {
 	Problem string
 	// View is the offer-decision view, without cutoffs.
 	View rollout.RolloutView
+	// clusterDevices: the rollout also selects cluster-wide devices
+	// (enrolled through the cluster-wide Secret, Namespace "").
+	clusterDevices bool
 }
 
 // Key is "namespace/name".
 func (r *Rollout) Key() string { return r.Namespace + "/" + r.Name }
 
-// Matches reports whether the device is in the rollout's fleet: the selector
-// matches its labels and the release accepts its type.
-func (r *Rollout) Matches(deviceType string, l map[string]string) bool {
-	return r.Release != nil && r.Release.Accepts(deviceType) && r.Selector.Matches(labels.Set(l))
+// Matches reports whether the device is in the rollout's fleet: it belongs
+// to the rollout's namespace (its tenant; cluster-wide devices only when
+// the catalog admits them), the selector matches its labels and the release
+// accepts its type.
+func (r *Rollout) Matches(namespace, deviceType string, l map[string]string) bool {
+	return (namespace == r.Namespace || (namespace == "" && r.clusterDevices)) &&
+		r.Release != nil && r.Release.Accepts(deviceType) && r.Selector.Matches(labels.Set(l))
 }
 
 // Snapshot is an immutable view of the catalog.
@@ -86,10 +92,10 @@ func (s *Snapshot) Rollout(key string) *Rollout { return s.byKey[key] }
 func (s *Snapshot) RolloutByUID(uid string) *Rollout { return s.byUID[uid] }
 
 // Matching returns the rollouts whose fleet includes the device, oldest first.
-func (s *Snapshot) Matching(deviceType string, l map[string]string) []*Rollout {
+func (s *Snapshot) Matching(namespace, deviceType string, l map[string]string) []*Rollout {
 	var out []*Rollout
 	for _, r := range s.Rollouts {
-		if r.Matches(deviceType, l) {
+		if r.Matches(namespace, deviceType, l) {
 			out = append(out, r)
 		}
 	}
@@ -108,9 +114,24 @@ func (s *Snapshot) PreviousRelease(namespace, version, deviceType string) *Relea
 	return nil
 }
 
-// Build compiles a snapshot from objects. keys maps "namespace/secret" to
-// the content key Secret.
+// BuildOptions tune how a snapshot is compiled.
+type BuildOptions struct {
+	// ClusterWideDevices lets every rollout also select cluster-wide
+	// devices (Namespace "", enrolled through the cluster-wide enrollment
+	// Secret): the single-team mode. Off, a rollout selects only devices
+	// of its own namespace.
+	ClusterWideDevices bool
+}
+
+// Build compiles a snapshot from objects with the zero BuildOptions (each
+// rollout selects devices of its own namespace only). keys maps
+// "namespace/secret" to the content key Secret.
 func Build(rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[string]*corev1.Secret) *Snapshot {
+	return BuildWith(BuildOptions{}, rollouts, releases, keys)
+}
+
+// BuildWith is Build with options.
+func BuildWith(o BuildOptions, rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[string]*corev1.Secret) *Snapshot {
 	s := &Snapshot{byKey: map[string]*Rollout{}, byUID: map[string]*Rollout{}, byVersion: map[string][]*Release{}}
 	rels := map[string]*Release{}
 	for i := range releases {
@@ -127,6 +148,11 @@ func Build(rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[
 		r := compileRollout(ro, rels[ro.Namespace+"/"+ro.Spec.ReleaseRef.Name])
 		if r == nil {
 			continue
+		}
+		if o.ClusterWideDevices {
+			// Another fleet: a changed mode resyncs it like a new selector.
+			r.clusterDevices = true
+			r.SelectorKey += "|cluster-wide"
 		}
 		s.Rollouts = append(s.Rollouts, r)
 		s.byKey[r.Key()] = r

@@ -71,13 +71,13 @@ func TestBuild(t *testing.T) {
 	if s.RolloutByUID("u-broken").View.ReleaseReady {
 		t.Fatal("release whose key Secret belongs to another release is usable")
 	}
-	if got := s.Matching("t1", map[string]string{"region": "eu"}); len(got) != 3 {
+	if got := s.Matching("ns", "t1", map[string]string{"region": "eu"}); len(got) != 3 {
 		t.Fatalf("matching %d", len(got))
 	}
-	if got := s.Matching("t2", map[string]string{"region": "eu"}); len(got) != 0 {
+	if got := s.Matching("ns", "t2", map[string]string{"region": "eu"}); len(got) != 0 {
 		t.Fatal("incompatible type matched")
 	}
-	if got := s.Matching("t1", map[string]string{"region": "us"}); len(got) != 0 {
+	if got := s.Matching("ns", "t1", map[string]string{"region": "us"}); len(got) != 0 {
 		t.Fatal("selector ignored")
 	}
 	if p := s.PreviousRelease("ns", "1.0.0", "t1"); p == nil || p.Name != "b" {
@@ -150,7 +150,7 @@ func TestInvalidSelectorKept(t *testing.T) {
 	if got == nil || got.Problem == "" {
 		t.Fatalf("rollout with a bad selector: %+v", got)
 	}
-	if got.Matches("t1", map[string]string{"region": "eu"}) || got.Matches("t1", nil) {
+	if got.Matches(ro.Namespace, "t1", map[string]string{"region": "eu"}) || got.Matches(ro.Namespace, "t1", nil) {
 		t.Fatal("a rollout with a bad selector selects devices")
 	}
 }
@@ -177,5 +177,50 @@ func TestViewOfFinishedRollout(t *testing.T) {
 	ro.Spec.Abort, ro.Status.Phase, ro.Spec.Commit = false, otav1.RolloutProgressing, true
 	if v := Build([]otav1.Rollout{ro}, nil, nil).RolloutByUID("u").View; !v.Committed || !v.SucceededAt.IsZero() {
 		t.Fatalf("spec.commit while progressing: %+v", v)
+	}
+}
+
+// A rollout selects devices of its own namespace only; cluster-wide devices
+// (Namespace "") only in the cluster-wide mode, whose fleets get another
+// SelectorKey (so switching modes resyncs them).
+func TestMatchesTenants(t *testing.T) {
+	rel := otav1.FirmwareRelease{ObjectMeta: metav1.ObjectMeta{Namespace: "a", Name: "r"},
+		Spec: otav1.FirmwareReleaseSpec{Version: "1.0.0", Compatibility: otav1.Compatibility{DeviceTypes: []string{"t"}}}}
+	relB := rel
+	relB.Namespace = "b"
+	ro := func(ns string, sel *metav1.LabelSelector) otav1.Rollout {
+		return otav1.Rollout{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ro", UID: types.UID("uid-" + ns)},
+			Spec: otav1.RolloutSpec{ReleaseRef: otav1.ReleaseReference{Name: "r"}, Selector: sel,
+				Waves: []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}}}
+	}
+	eu := &metav1.LabelSelector{MatchLabels: map[string]string{"region": "eu"}}
+	for _, tc := range []struct {
+		name        string
+		clusterWide bool
+		rolloutNS   string
+		sel         *metav1.LabelSelector
+		deviceNS    string
+		want        bool
+	}{
+		{"own namespace", false, "a", eu, "a", true},
+		{"own namespace, empty selector", false, "a", nil, "a", true},
+		{"other namespace", false, "a", eu, "b", false},
+		{"other namespace, empty selector", false, "a", nil, "b", false},
+		{"cluster-wide device, namespaced mode", false, "a", nil, "", false},
+		{"cluster-wide device, cluster-wide mode", true, "a", nil, "", true},
+		{"other namespace, cluster-wide mode", true, "a", nil, "b", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := BuildWith(BuildOptions{ClusterWideDevices: tc.clusterWide},
+				[]otav1.Rollout{ro(tc.rolloutNS, tc.sel)}, []otav1.FirmwareRelease{rel, relB}, nil)
+			if got := len(s.Matching(tc.deviceNS, "t", map[string]string{"region": "eu"})) == 1; got != tc.want {
+				t.Fatalf("device of %q matched by rollout of %q: %v, want %v", tc.deviceNS, tc.rolloutNS, got, tc.want)
+			}
+		})
+	}
+	ns := Build([]otav1.Rollout{ro("a", nil)}, []otav1.FirmwareRelease{rel}, nil).Rollouts[0].SelectorKey
+	cw := BuildWith(BuildOptions{ClusterWideDevices: true}, []otav1.Rollout{ro("a", nil)}, []otav1.FirmwareRelease{rel}, nil).Rollouts[0].SelectorKey
+	if ns == cw {
+		t.Fatalf("the fleet key %q does not change with the tenancy mode", ns)
 	}
 }

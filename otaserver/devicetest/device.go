@@ -31,6 +31,7 @@ import (
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 	"github.com/otaflow/otaflow/protocol/v1/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/tokenseal"
 )
 
 // Device is a simulated device.
@@ -122,7 +123,9 @@ func (d *Device) EnrollRequest(bootstrap string) protov1.EnrollRequest {
 	}
 }
 
-// Enroll enrolls and keeps the token on success.
+// Enroll enrolls and, on success, opens the sealed token with the device
+// key and keeps it. An accepted answer whose token does not open is an
+// error (and the device keeps its previous token).
 func (d *Device) Enroll(ctx context.Context, bootstrap string) (Response, error) {
 	r, err := d.do(ctx, http.MethodPost, "/v1/enroll", d.EnrollRequest(bootstrap), nil)
 	if err == nil && (r.Status == http.StatusOK || r.Status == http.StatusCreated) {
@@ -130,7 +133,11 @@ func (d *Device) Enroll(ctx context.Context, bootstrap string) (Response, error)
 		if err := json.Unmarshal(r.Body, &er); err != nil {
 			return r, err
 		}
-		d.Token = er.Token
+		tok, err := tokenseal.OpenResponse(d.KEM, d.Key, d.ID, er)
+		if err != nil {
+			return r, err
+		}
+		d.Token = tok
 	}
 	return r, err
 }

@@ -97,7 +97,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	store, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "devices.db"), sqlite.Options{})
 	must(t, err)
 	defer store.Close()
-	cat, err := catalog.New(cfg, scheme, []string{ns})
+	cat, err := catalog.NewWithOptions(cfg, scheme, []string{ns}, catalog.Options{Build: catalog.BuildOptions{ClusterWideDevices: true}})
 	must(t, err)
 	go func() { _ = cat.Start(ctx) }()
 	if !cat.WaitForSync(ctx) {
@@ -111,7 +111,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 	signer, _ := assignment.NewSigner(signKey)
 	verifier, _ := assignment.NewVerifier(signKey.Public())
 	tokens := otaserver.NewTokenSet()
-	tokens.Replace(map[string][]byte{"t": []byte("enroll-me")})
+	tokens.Replace(map[string][]byte{"t": []byte("enroll-me-0123456789abcdef0123456789")})
 	srv, err := otaserver.New(otaserver.Config{
 		Store: store, Catalog: cat, Cutoffs: rep, Blobs: blobs, Signer: signer, Tokens: tokens,
 		Metrics: otaserver.NewMetrics(reg), Log: logr.Discard(), DeviceRate: 100, DeviceBurst: 100,
@@ -131,7 +131,7 @@ func TestRolloutEndToEnd(t *testing.T) {
 		d, err := devicetest.New(hs.URL, fmt.Sprintf("dev-%d", i), "sensor-v1", "1.0.0", map[string]string{"region": region})
 		must(t, err)
 		d.SecurityFloor = 1
-		if r, err := d.Enroll(ctx, "enroll-me"); err != nil || r.Status != 201 {
+		if r, err := d.Enroll(ctx, "enroll-me-0123456789abcdef0123456789"); err != nil || r.Status != 201 {
 			t.Fatalf("enroll: %v %d %s", err, r.Status, r.Body)
 		}
 		fleet = append(fleet, d)

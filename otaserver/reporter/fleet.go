@@ -55,7 +55,7 @@ func (r *Reporter) syncFleet(ctx context.Context, ro *catalog.Rollout, frozen bo
 		var up []devicestore.FleetMember
 		var rm []string
 		for _, d := range devs {
-			if ro.Matches(d.Type, d.Labels) {
+			if ro.Matches(d.Namespace, d.Type, d.Labels) {
 				rank := rollout.Rank(ro.UID, d.ID)
 				up = append(up, devicestore.FleetMember{DeviceID: d.ID, Rank: rank, Wave: rollout.WaveOf(rank, cut)})
 			} else {

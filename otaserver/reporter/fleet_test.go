@@ -41,7 +41,7 @@ func TestFinishedFleetsFreeze(t *testing.T) {
 			}
 			t.Cleanup(func() { _ = store.Close() })
 			enroll := func(i int) {
-				if _, _, err := store.Enroll(ctx, storetest.NewDevice(fmt.Sprintf("d%d", i), nil)); err != nil {
+				if _, _, err := store.Enroll(ctx, inNS(storetest.NewDevice(fmt.Sprintf("d%d", i), nil))); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -47,7 +47,7 @@ func TestLeaderChangeResumes(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = store.Close() })
 	for i := range 10 {
-		if _, _, err := store.Enroll(ctx, storetest.NewDevice(fmt.Sprintf("d%d", i), nil)); err != nil {
+		if _, _, err := store.Enroll(ctx, inNS(storetest.NewDevice(fmt.Sprintf("d%d", i), nil))); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -82,7 +82,7 @@ func TestLeaderChangeResumes(t *testing.T) {
 	}
 
 	// The next leader starts where the first stopped.
-	if _, _, err := store.Enroll(ctx, storetest.NewDevice("d10", nil)); err != nil {
+	if _, _, err := store.Enroll(ctx, inNS(storetest.NewDevice("d10", nil))); err != nil {
 		t.Fatal(err)
 	}
 	next := &sinceLog{Store: store}
@@ -104,4 +104,10 @@ func TestLeaderChangeResumes(t *testing.T) {
 	if st, _ := store.RolloutState(ctx, "uid-ro"); st.FleetSeq != 11 {
 		t.Fatalf("stored seq %d, want 11", st.FleetSeq)
 	}
+}
+
+// inNS puts a test device in the tenant of the tests' rollouts.
+func inNS(d devicestore.Device) devicestore.Device {
+	d.Namespace = "ns"
+	return d
 }

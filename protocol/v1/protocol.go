@@ -35,6 +35,9 @@ const (
 	PathEnroll = "/v1/enroll"
 	PathUpdate = "/v1/update"
 	PathStatus = "/v1/status"
+	// PathKeys serves the signed set of assignment keys (revision 4,
+	// FeatureKeyRotation); its body is assignment.SignedKeySet.
+	PathKeys = "/v1/keys"
 	// PathBlobs is the prefix of blob URLs; assignments carry the full URL.
 	PathBlobs = "/v1/blobs/"
 )
@@ -100,10 +103,18 @@ type EnrollRequest struct {
 // EnrollResponse answers an enrollment.
 type EnrollResponse struct {
 	DeviceID string `json:"deviceID"`
-	// Token is the device's bearer token; the server stores only its hash,
-	// so it cannot be shown again.
-	Token string `json:"token"`
-	// AssignmentKeyID identifies the key assignments are signed with.
+	// SealedToken is the device's bearer token sealed to the device's
+	// enrolled public key (package tokenseal: tokenseal.OpenResponse opens
+	// it), standard base64. Only the holder of the private key can read
+	// it. The server stores only the token's hash, so it cannot be shown
+	// again. Revision 4 (FeatureSealedToken).
+	SealedToken string `json:"sealedToken,omitempty"`
+	// LegacyToken is the bearer token in clear, as servers before revision
+	// 4 sent it. A revision 4 server never sends it; a client may take it
+	// only from an answer without SealedToken.
+	LegacyToken string `json:"token,omitempty"`
+	// AssignmentKeyID identifies the key assignments are signed with
+	// (lowercase hex SHA-256); the sealed token is bound to it.
 	AssignmentKeyID string `json:"assignmentKeyID"`
 }
 
@@ -193,6 +204,12 @@ const (
 	CodeNotFound        = "not_found"
 	CodeUnknownRollout  = "unknown_rollout"
 	CodeKeyMismatch     = "key_mismatch"
+	// CodeTenantMismatch: the device ID is enrolled through another
+	// namespace's credential; a device never changes tenant.
+	CodeTenantMismatch = "tenant_mismatch"
+	// CodeEnrollmentQuota: the bootstrap credential enrolled its maximum
+	// number of devices.
+	CodeEnrollmentQuota = "enrollment_quota_exceeded"
 	CodeInvalidState    = "invalid_transition"
 	CodeFinal           = "final"
 	CodeCanceled        = "canceled"

@@ -21,6 +21,7 @@ import (
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 	"github.com/otaflow/otaflow/protocol/v1/keywrap"
+	"github.com/otaflow/otaflow/protocol/v1/tokenseal"
 )
 
 // installer is a device's own Installer: it only knows what runs.
@@ -55,7 +56,7 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	switch r.URL.Path {
 	case protov1.PathInfo:
 		write(200, protov1.Info{Protocol: protov1.Name, Revision: protov1.Revision,
-			Features: []string{protov1.FeatureCommit}, AssignmentKeyIDs: []string{s.signer.KeyID()}})
+			Features: []string{protov1.FeatureCommit, protov1.FeatureSealedToken}, AssignmentKeyIDs: []string{s.signer.KeyID()}})
 	case protov1.PathEnroll:
 		var req protov1.EnrollRequest
 		if err := json.NewDecoder(r.Body).Decode(&req); err != nil {
@@ -68,7 +69,13 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		s.kem, s.pub, s.token = keywrap.KEM(req.KEM), pub, "device-token-"+req.DeviceID
-		write(201, protov1.EnrollResponse{DeviceID: req.DeviceID, Token: s.token, AssignmentKeyID: s.signer.KeyID()})
+		// The token sealed to the device's key: only the device reads it.
+		sealed, err := tokenseal.Seal(s.kem, pub, s.token, s.signer.KeyID(), req.DeviceID)
+		if err != nil {
+			write(500, protov1.Error{Code: protov1.CodeInternal, Message: err.Error()})
+			return
+		}
+		write(201, protov1.EnrollResponse{DeviceID: req.DeviceID, SealedToken: base64.StdEncoding.EncodeToString(sealed), AssignmentKeyID: s.signer.KeyID()})
 	case protov1.PathUpdate:
 		if r.Header.Get("Authorization") != "Bearer "+s.token {
 			write(401, protov1.Error{Code: protov1.CodeUnauthenticated, Message: "no"})

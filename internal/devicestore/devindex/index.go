@@ -17,8 +17,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash/maphash"
+	"strings"
 	"sync"
 	"time"
+
+	"k8s.io/apimachinery/pkg/util/validation"
 
 	"github.com/otaflow/otaflow/internal/devicestore"
 )
@@ -35,6 +38,7 @@ type entry struct {
 	kem      uint16 // interned
 	version  uint32 // interned
 	records  bool   // the device has (or had) a rollout record
+	tenant   uint32 // interned (namespace, enrollment); fits the padding after records
 	floor    int64
 	enrolled int64 // unix nanoseconds; 0 is the zero time
 	seen     int64
@@ -72,6 +76,7 @@ type Index struct {
 
 	arena    arena
 	strs     interner
+	tenants  interner // "namespace\x00enrollment": a fleet has few
 	profs    []profile
 	profByKy map[string]uint32
 
@@ -141,6 +146,9 @@ func Check(d devicestore.Device) error {
 }
 
 func check(d devicestore.Device) ([]byte, error) {
+	if err := checkTenant(d.Namespace, d.Enrollment); err != nil {
+		return nil, fmt.Errorf("device %s: %w", d.ID, err)
+	}
 	if len(d.TokenHash) != 32 {
 		return nil, fmt.Errorf("device %s: token hash has %d bytes, want 32 (SHA-256)", d.ID, len(d.TokenHash))
 	}
@@ -155,6 +163,28 @@ func check(d devicestore.Device) ([]byte, error) {
 		return nil, fmt.Errorf("device %s: type and labels exceed %d bytes", d.ID, maxItem)
 	}
 	return labels, nil
+}
+
+// checkTenant validates a device's tenant as Kubernetes names: the
+// namespace a DNS-1123 label, the DeviceEnrollment's name a DNS-1123
+// subdomain, and no enrollment outside a namespace. "" (the cluster-wide
+// enrollment Secret) is valid for both.
+func checkTenant(namespace, enrollment string) error {
+	if namespace != "" {
+		if errs := validation.IsDNS1123Label(namespace); len(errs) > 0 {
+			return fmt.Errorf("namespace %q: %s", namespace, strings.Join(errs, "; "))
+		}
+	}
+	if enrollment == "" {
+		return nil
+	}
+	if namespace == "" {
+		return fmt.Errorf("enrollment %q has no namespace", enrollment)
+	}
+	if errs := validation.IsDNS1123Subdomain(enrollment); len(errs) > 0 {
+		return fmt.Errorf("enrollment %q: %s", enrollment, strings.Join(errs, "; "))
+	}
+	return nil
 }
 
 // Put inserts the device, or replaces an indexed device with the same ID
@@ -212,6 +242,7 @@ func (x *Index) put(d devicestore.Device, replace bool) error {
 		return err
 	}
 	e.kem = uint16(x.strs.id(d.KEM))
+	e.tenant = x.tenants.id(d.Namespace + "\x00" + d.Enrollment)
 	e.version = x.strs.id(d.Version)
 	e.floor = d.SecurityFloor
 	e.enrolled, e.seen, e.seq = nanos(d.EnrolledAt), nanos(d.LastSeen), d.Seq
@@ -251,6 +282,7 @@ func (x *Index) device(e *entry) (devicestore.Device, error) {
 		Version: x.strs.strs[e.version], SecurityFloor: e.floor,
 		EnrolledAt: fromNanos(e.enrolled), LastSeen: fromNanos(e.seen), Seq: e.seq,
 	}
+	d.Namespace, d.Enrollment, _ = strings.Cut(x.tenants.strs[e.tenant], "\x00")
 	if e.prof != noProfile {
 		p := &x.profs[e.prof]
 		d.Type, d.Labels = p.typ, p.labels
@@ -374,6 +406,8 @@ func (x *Index) MayHaveRecords(id string) bool {
 type Stats struct {
 	Devices  int
 	Profiles int
+	// Tenants counts the distinct (namespace, enrollment) pairs.
+	Tenants int
 	// Bytes estimates the memory held: entries, arena and maps.
 	Bytes int64
 }
@@ -385,7 +419,7 @@ func (x *Index) Stats() Stats {
 	const entrySize, mapSlot = 96, 24 // mapSlot: key, value, control byte and load factor
 	b := int64(len(x.pages))*pageSize*entrySize + x.arena.size() +
 		int64(len(x.byToken)+len(x.byID))*mapSlot
-	return Stats{Devices: x.n, Profiles: len(x.profs), Bytes: b}
+	return Stats{Devices: x.n, Profiles: len(x.profs), Tenants: len(x.tenants.strs), Bytes: b}
 }
 
 func nonNil(l map[string]string) map[string]string {

@@ -21,6 +21,7 @@ func dev(id string, labels map[string]string) devicestore.Device {
 		ID: id, Type: "sensor", Labels: labels, KEM: "x25519", PublicKey: []byte("pk-" + id),
 		TokenHash: tokenHash("tok-" + id), Version: "1.0.0", SecurityFloor: 3,
 		EnrolledAt: t0, LastSeen: t0.Add(time.Second), Seq: 7,
+		Namespace: "fleet-a", Enrollment: "factory.line-1",
 	}
 }
 
@@ -49,6 +50,7 @@ func equalDevice(t *testing.T, got, want devicestore.Device) {
 	if got.ID != want.ID || got.Type != want.Type || got.KEM != want.KEM || string(got.PublicKey) != string(want.PublicKey) ||
 		string(got.TokenHash) != string(want.TokenHash) || got.Version != want.Version || got.SecurityFloor != want.SecurityFloor ||
 		!got.EnrolledAt.Equal(want.EnrolledAt) || !got.LastSeen.Equal(want.LastSeen) || got.Seq != want.Seq ||
+		got.Namespace != want.Namespace || got.Enrollment != want.Enrollment ||
 		!maps.Equal(got.Labels, want.Labels) && !(len(got.Labels) == 0 && len(want.Labels) == 0) {
 		t.Fatalf("device\n got %+v\nwant %+v", got, want)
 	}
@@ -63,6 +65,8 @@ func TestIndex(t *testing.T) {
 				dev("b", map[string]string{"region": "eu"}),
 				dev("c", nil),
 			}
+			devs[1].Enrollment = ""
+			devs[2].Namespace, devs[2].Enrollment = "", "" // the cluster-wide enrollment Secret
 			for _, d := range devs {
 				if err := x.Put(d); err != nil {
 					t.Fatal(err)
@@ -173,6 +177,74 @@ func TestPutRefusesBadDevices(t *testing.T) {
 	}
 	if st := x.Stats(); st.Devices != 0 {
 		t.Fatalf("refused devices were indexed: %+v", st)
+	}
+}
+
+func TestPutRefusesBadTenants(t *testing.T) {
+	long := func(n int) string {
+		b := make([]byte, n)
+		for i := range b {
+			b[i] = 'a'
+		}
+		return string(b)
+	}
+	for _, c := range []struct{ ns, enr string }{
+		{"Upper", ""},
+		{"a.b", ""}, // a namespace is a label, not a subdomain
+		{"-a", "e"},
+		{long(64), ""},
+		{"", "e"}, // an enrollment belongs to a namespace
+		{"ns", "Bad_Name"},
+		{"ns", "a..b"},
+		{"ns", long(254)},
+		{"ns\x00x", "e"},
+	} {
+		d := dev("a", nil)
+		d.Namespace, d.Enrollment = c.ns, c.enr
+		if err := Check(d); err == nil {
+			t.Errorf("Check accepted namespace %q enrollment %q", c.ns, c.enr)
+		}
+		if err := New().Put(d); err == nil {
+			t.Errorf("Put accepted namespace %q enrollment %q", c.ns, c.enr)
+		}
+	}
+	for _, c := range []struct{ ns, enr string }{
+		{"", ""}, {"ns", ""}, {long(63), long(253)}, {"a-1", "x.y-2.z"},
+	} {
+		d := dev("a", nil)
+		d.Namespace, d.Enrollment = c.ns, c.enr
+		if err := Check(d); err != nil {
+			t.Errorf("Check refused namespace %q enrollment %q: %v", c.ns, c.enr, err)
+		}
+	}
+}
+
+// TestTenantsAreShared: devices of one enrollment share its interned
+// names, so tenancy costs no memory per device.
+func TestTenantsAreShared(t *testing.T) {
+	x := New()
+	for i := range 1000 {
+		d := dev(fmt.Sprint(i), nil)
+		d.Namespace, d.Enrollment = []string{"ns-a", "ns-b"}[i%2], []string{"e1", "e2", ""}[i%3]
+		if err := x.Put(d); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if st := x.Stats(); st.Tenants != 6 {
+		t.Fatalf("%d tenants for 6 distinct (namespace, enrollment) pairs", st.Tenants)
+	}
+	for _, id := range []string{"0", "7", "999"} {
+		d, _, _ := x.ByID(id)
+		var i int
+		fmt.Sscan(id, &i)
+		if d.Namespace != []string{"ns-a", "ns-b"}[i%2] || d.Enrollment != []string{"e1", "e2", ""}[i%3] {
+			t.Fatalf("device %s: namespace %q enrollment %q", id, d.Namespace, d.Enrollment)
+		}
+	}
+	a, _, _ := x.ByID("0")
+	b, _, _ := x.ByID("6")
+	if unsafe.StringData(a.Namespace) != unsafe.StringData(b.Namespace) {
+		t.Fatal("equal namespaces are not shared")
 	}
 }
 

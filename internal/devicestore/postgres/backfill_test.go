@@ -55,6 +55,17 @@ func TestCountersBackfill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
+	// Devices stored before migration 5 enrolled through the cluster-wide
+	// Secret, and count against no quota.
+	for _, id := range []string{"d1", "d2"} {
+		d, err := s.Device(ctx, id)
+		if err != nil || d.Namespace != "" || d.Enrollment != "" || d.Seq == 0 {
+			t.Fatalf("%s stored before tenancy: %+v %v", id, d, err)
+		}
+	}
+	if n, err := s.EnrolledThrough(ctx, "", ""); err != nil || n != 0 {
+		t.Fatalf("devices stored before tenancy counted: %d %v", n, err)
+	}
 	for _, uid := range []string{"r1", "r2"} {
 		cut := time.Unix(0, 2000)
 		got, err := s.Counts(ctx, uid, cut)

@@ -27,6 +27,8 @@ const (
 	security_floor bigint NOT NULL,
 	enrolled_at    bigint NOT NULL,
 	last_seen      bigint NOT NULL,
+	namespace      text NOT NULL,
+	enrollment     text NOT NULL,
 	inserted       boolean NOT NULL DEFAULT false
 ) ON COMMIT DROP`
 	// Bulk loads are sized by the caller, not by a request: like
@@ -37,13 +39,21 @@ const (
 	// ORDER BY keeps it from being flattened, so nextval runs on sorted
 	// rows); the staging rows inserted are marked for the offline flags.
 	qBulkInsert = `WITH ins AS (
-		INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq)
-		SELECT x.id, x.type, x.labels::jsonb, x.kem, x.public_key, x.token_hash, x.version, x.security_floor, x.enrolled_at, x.last_seen, nextval('device_seq')
+		INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq, namespace, enrollment)
+		SELECT x.id, x.type, x.labels::jsonb, x.kem, x.public_key, x.token_hash, x.version, x.security_floor, x.enrolled_at, x.last_seen, nextval('device_seq'),
+		x.namespace, x.enrollment
 		FROM (SELECT b.* FROM ` + bulkTable + ` b WHERE NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = b.id) ORDER BY b.ord) x
 		ON CONFLICT (id) DO NOTHING
 		RETURNING id
 	)
 	UPDATE ` + bulkTable + ` b SET inserted = true FROM ins WHERE b.id = ins.id`
+	// The devices inserted count towards their enrollments' quotas: one
+	// counter update per (namespace, enrollment) in the batch, in key
+	// order.
+	qBulkCount = `INSERT INTO enrollment_counts AS c (namespace, enrollment, devices)
+	SELECT namespace, enrollment, count(*) FROM ` + bulkTable + ` WHERE inserted
+	GROUP BY namespace, enrollment ORDER BY namespace, enrollment
+	ON CONFLICT (namespace, enrollment) DO UPDATE SET devices = c.devices + excluded.devices`
 	qBulkHasCursors = `SELECT EXISTS (SELECT 1 FROM offline_cursors)`
 	// Enroll's qLockSeen and qReflagDevice for every device inserted.
 	qBulkLockSeen = `SELECT s.at FROM device_seen s JOIN ` + bulkTable + ` b ON b.id = s.id
@@ -54,7 +64,7 @@ const (
 	AND f.offline <> (NOT f.has_record AND coalesce((` + seenOfF + `) < c.before, false))`
 )
 
-var bulkCols = []string{"ord", "id", "type", "labels", "kem", "public_key", "token_hash", "version", "security_floor", "enrolled_at", "last_seen"}
+var bulkCols = []string{"ord", "id", "type", "labels", "kem", "public_key", "token_hash", "version", "security_floor", "enrolled_at", "last_seen", "namespace", "enrollment"}
 
 // BulkEnroll inserts many new devices in one transaction, for seeding a
 // store or importing a fleet, as the SQLite store's BulkEnroll does;
@@ -64,8 +74,10 @@ var bulkCols = []string{"ord", "id", "type", "labels", "kem", "public_key", "tok
 // devs, are skipped (never changed); the others draw Seq in devs' order
 // under the enrollment lock, as one by one enrollments would, and get
 // their offline flags in rollouts whose fleet already lists them. A token
-// hash another device holds fails the whole batch. It returns how many
-// devices it inserted.
+// hash another device holds fails the whole batch. Inserted devices count
+// towards their (Namespace, Enrollment)'s quota but are never refused by
+// it: an import is not an enrollment. It returns how many devices it
+// inserted.
 func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int, error) {
 	if len(devs) == 0 {
 		return 0, nil
@@ -86,7 +98,7 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 			return 0, err
 		}
 		rows = append(rows, []any{int32(len(rows)), d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash,
-			d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen)})
+			d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), d.Namespace, d.Enrollment})
 	}
 	var n int
 	err := s.tx(ctx, fmt.Sprintf("bulk enroll %d devices", len(rows)), writeTx, func(tx pgx.Tx) error {
@@ -107,11 +119,17 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 			return fmt.Errorf("postgres: bulk enroll: insert: %w", err)
 		}
 		n = int(tag.RowsAffected())
+		if n == 0 {
+			return nil
+		}
+		if _, err := tx.Exec(ctx, qBulkCount); err != nil {
+			return fmt.Errorf("postgres: bulk enroll: count devices per enrollment: %w", err)
+		}
 		var cursors bool
 		if err := tx.QueryRow(ctx, qBulkHasCursors).Scan(&cursors); err != nil {
 			return fmt.Errorf("postgres: bulk enroll: offline cursors: %w", err)
 		}
-		if !cursors || n == 0 {
+		if !cursors {
 			return nil
 		}
 		b = batch{}

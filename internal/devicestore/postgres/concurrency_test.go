@@ -271,3 +271,19 @@ func TestReplicasSeqOrder(t *testing.T) {
 		}
 	}
 }
+
+// TestReplicasQuota: replicas enrolling new devices through one
+// enrollment at once create exactly its quota between them, however the
+// enrollments interleave; each replica reads the same count.
+func TestReplicasQuota(t *testing.T) {
+	rs := replicas(t, 4)
+	stores := make([]devicestore.Store, len(rs))
+	for i, s := range rs {
+		stores[i] = s
+	}
+	storetest.QuotaRace(t, stores, "team-r", "line-1", 60, 23)
+	var rows int64
+	if err := rs[0].pool.QueryRow(context.Background(), `SELECT count(*) FROM devices WHERE namespace = 'team-r' AND enrollment = 'line-1'`).Scan(&rows); err != nil || rows != 23 {
+		t.Fatalf("%d devices stored (%v), want 23", rows, err)
+	}
+}

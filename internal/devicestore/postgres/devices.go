@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"slices"
 	"time"
+	"unique"
 
 	"github.com/jackc/pgx/v5"
 
@@ -24,7 +25,7 @@ func scanDeviceFor(row pgx.Row, c *deviceCache, hasRecords *bool) (devicestore.D
 	var d devicestore.Device
 	var labels []byte
 	var enrolled, seen int64
-	dest := []any{&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq}
+	dest := []any{&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq, &d.Namespace, &d.Enrollment}
 	if hasRecords != nil {
 		dest = append(dest, hasRecords)
 	}
@@ -38,6 +39,8 @@ func scanDeviceFor(row pgx.Row, c *deviceCache, hasRecords *bool) (devicestore.D
 	var err error
 	if c != nil {
 		l, err = c.decodeLabels(labels)
+		// A fleet has few tenants: cached devices share their names.
+		d.Namespace, d.Enrollment = intern(d.Namespace), intern(d.Enrollment)
 	} else {
 		l, err = decLabels(labels)
 	}
@@ -70,10 +73,16 @@ func decLabels(b []byte) (map[string]string, error) {
 	return l, nil
 }
 
-// Enroll implements devicestore.Store. Enrollments serialize on one
-// advisory lock so that Seq order is commit order (see the package
-// comment).
+// Enroll implements devicestore.Store.
 func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.Device, bool, error) {
+	return s.EnrollWithin(ctx, d, 0)
+}
+
+// EnrollWithin implements devicestore.Store. Enrollments serialize on one
+// advisory lock so that Seq order is commit order (see the package
+// comment); a new device is counted against its enrollment's quota by the
+// statement that inserts it (qInsertDevice), in the same transaction.
+func (s *Store) EnrollWithin(ctx context.Context, d devicestore.Device, maxDevices int64) (devicestore.Device, bool, error) {
 	// The same limits as the SQLite store, so a device one store accepts
 	// the other does too.
 	if err := devindex.Check(d); err != nil {
@@ -86,7 +95,7 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 	var known bool
 	var out devicestore.Device
 	err = s.tx(ctx, "enroll", writeTx, func(tx pgx.Tx) error {
-		var kem string
+		var kem, ns string
 		var pub []byte
 		b := &pgx.Batch{}
 		b.Queue(qLock, enrollLock)
@@ -98,7 +107,7 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 			_, err = br.Exec()
 		}
 		if err == nil {
-			err = br.QueryRow().Scan(&kem, &pub)
+			err = br.QueryRow().Scan(&kem, &pub, &ns)
 		}
 		_ = br.Close()
 		known = err == nil
@@ -108,11 +117,15 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		if known && (kem != d.KEM || !bytes.Equal(pub, d.PublicKey)) {
 			return devicestore.ErrKeyMismatch
 		}
+		if known && ns != d.Namespace {
+			return fmt.Errorf("postgres: enroll %s in namespace %q: %w", d.ID, d.Namespace, devicestore.ErrTenantMismatch)
+		}
 		b = &pgx.Batch{}
 		if known {
 			b.Queue(qReenroll, d.ID, d.Type, labels, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.LastSeen))
 		} else {
-			b.Queue(qInsertDevice, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen))
+			b.Queue(qInsertDevice, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen),
+				d.Namespace, d.Enrollment, maxDevices)
 		}
 		// The device's last-seen time may have moved either way: its
 		// offline flags are re-evaluated with its last-seen row locked, so
@@ -124,8 +137,14 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		b.Queue(qDeviceByID, d.ID)
 		br = tx.SendBatch(ctx, b)
 		defer br.Close()
-		if _, err := br.Exec(); err != nil {
+		tag, err := br.Exec()
+		if err != nil {
 			return fmt.Errorf("postgres: enroll %s: %w", d.ID, err)
+		}
+		if !known && tag.RowsAffected() == 0 {
+			// The rest of the batch found no device: the rollback
+			// only releases the locks.
+			return fmt.Errorf("postgres: enroll %s through %s/%s (at most %d devices): %w", d.ID, d.Namespace, d.Enrollment, maxDevices, devicestore.ErrQuotaExceeded)
 		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("postgres: enroll %s: lock last-seen: %w", d.ID, err)
@@ -250,7 +269,7 @@ func (s *Store) DevicesSince(ctx context.Context, after int64, n int) ([]devices
 	for rows.Next() {
 		var d devicestore.DeviceRef
 		var labels []byte
-		if err := rows.Scan(&d.ID, &d.Type, &labels, &d.Seq); err != nil {
+		if err := rows.Scan(&d.ID, &d.Type, &labels, &d.Seq, &d.Namespace); err != nil {
 			return nil, fmt.Errorf("postgres: devices since %d: %w", after, err)
 		}
 		if d.Labels, err = decLabels(labels); err != nil {
@@ -262,4 +281,26 @@ func (s *Store) DevicesSince(ctx context.Context, after int64, n int) ([]devices
 		return nil, unavailable(fmt.Errorf("postgres: devices since %d: %w", after, err))
 	}
 	return out, nil
+}
+
+// EnrolledThrough implements devicestore.Store: one primary-key read.
+func (s *Store) EnrolledThrough(ctx context.Context, namespace, enrollment string) (int64, error) {
+	var n int64
+	err := s.pool.QueryRow(ctx, qEnrolledThrough, namespace, enrollment).Scan(&n)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, unavailable(fmt.Errorf("postgres: devices enrolled through %s/%s: %w", namespace, enrollment, err))
+	}
+	return n, nil
+}
+
+// intern returns the canonical copy of s, so equal strings held by many
+// cached devices share their bytes.
+func intern(s string) string {
+	if s == "" {
+		return s
+	}
+	return unique.Make(s).Value()
 }

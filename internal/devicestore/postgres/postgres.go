@@ -21,7 +21,9 @@
 //     inside it, so Seq order is commit order: a fleet sync paging
 //     DevicesSince never sees seq n+1 committed while n is still in flight
 //     and skips it forever. Enrollments are rare, so serializing them costs
-//     little.
+//     little. A new device is counted against its enrollment's quota by
+//     the statement that inserts it (enrollment_counts, migration 5),
+//     inside that lock, so quotas hold exactly across replicas.
 //   - Counters are maintained by statement-level triggers in the writing
 //     transaction, on rows sharded by backend so replicas do not queue on
 //     one hot row; offline flags are kept under the offline advisory lock

@@ -242,6 +242,7 @@ func TestQueryPlans(t *testing.T) {
 		{qTrimFailures, []any{"r", 100}},
 		{qPruneReports, []any{1}},
 		{qTouch, []any{[]string{"d"}, []int64{1}}},
+		{qEnrolledThrough, []any{"ns", "e"}},
 	}
 	for _, c := range cases {
 		rows, err := conn.Query(ctx, "EXPLAIN "+c.q, c.args...)

@@ -12,7 +12,7 @@ const recordCols = `rollout_uid, device_id, wave, state, release, version, blob,
 
 // deviceRead reads a device, its last-seen merged with device_seen.
 const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
-	greatest(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq FROM devices d`
+	greatest(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq, d.namespace, d.enrollment FROM devices d`
 
 const (
 	qLock = `SELECT pg_advisory_xact_lock($1)`
@@ -21,15 +21,26 @@ const (
 	// qDeviceByTokenToCache also says whether the device has any record,
 	// which the cache keeps so check-ins of devices with none skip Records.
 	qDeviceByTokenToCache = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
-	greatest(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq,
+	greatest(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq, d.namespace, d.enrollment,
 	EXISTS (SELECT 1 FROM records r WHERE r.device_id = d.id) FROM devices d WHERE d.token_hash = $1`
 	qDeviceByID   = deviceRead + ` WHERE d.id = $1`
-	qDevicesSince = `SELECT id, type, labels, seq FROM devices WHERE seq > $1 ORDER BY seq LIMIT $2`
-	qEnrollKey    = `SELECT kem, public_key FROM devices WHERE id = $1 FOR UPDATE`
-	qInsertDevice = `INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, nextval('device_seq'))`
-	qReenroll   = `UPDATE devices SET type = $2, labels = $3, token_hash = $4, version = $5, security_floor = $6, last_seen = $7, seq = nextval('device_seq') WHERE id = $1`
-	qSetRunning = `UPDATE devices SET version = $2, security_floor = $3, last_seen = greatest(last_seen, $4) WHERE id = $1`
+	qDevicesSince = `SELECT id, type, labels, seq, namespace FROM devices WHERE seq > $1 ORDER BY seq LIMIT $2`
+	qEnrollKey    = `SELECT kem, public_key, namespace FROM devices WHERE id = $1 FOR UPDATE`
+	// A new device is counted for its (namespace, enrollment) and inserted
+	// only if the count was below $13 (> 0; otherwise no limit): no row
+	// inserted means the quota is reached (migration 5). Seq is drawn
+	// only for a device inserted.
+	qInsertDevice = `WITH counted AS (
+		INSERT INTO enrollment_counts AS c (namespace, enrollment, devices) VALUES ($11, $12, 1)
+		ON CONFLICT (namespace, enrollment) DO UPDATE SET devices = c.devices + 1 WHERE $13::bigint <= 0 OR c.devices < $13::bigint
+		RETURNING 1
+	)
+	INSERT INTO devices (id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq, namespace, enrollment)
+	SELECT $1::text, $2::text, $3::jsonb, $4::text, $5::bytea, $6::bytea, $7::text, $8::bigint, $9::bigint, $10::bigint, nextval('device_seq'), $11::text, $12::text
+	FROM counted`
+	qEnrolledThrough = `SELECT devices FROM enrollment_counts WHERE namespace = $1 AND enrollment = $2`
+	qReenroll        = `UPDATE devices SET type = $2, labels = $3, token_hash = $4, version = $5, security_floor = $6, last_seen = $7, seq = nextval('device_seq') WHERE id = $1`
+	qSetRunning      = `UPDATE devices SET version = $2, security_floor = $3, last_seen = greatest(last_seen, $4) WHERE id = $1`
 	// Sorted, so concurrent batches lock rows in one order; unknown
 	// devices are skipped.
 	qTouch = `INSERT INTO device_seen (id, at)

@@ -16,7 +16,10 @@ const bulkCacheKiB = 128 << 10
 // store or importing a fleet; callers pass batches of a few thousand to a
 // hundred thousand. Devices whose ID is already enrolled are skipped (never
 // changed); the others get consecutive sequence numbers after the current
-// highest, as one by one enrollments would. It returns how many it inserted.
+// highest, as one by one enrollments would. Inserted devices count
+// towards their (Namespace, Enrollment)'s quota, one counter write per
+// distinct pair in the batch, but are never refused by it: an import is
+// not an enrollment. It returns how many it inserted.
 func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int, error) {
 	if len(devs) == 0 {
 		return 0, nil
@@ -60,19 +63,22 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 	ins := tx.StmtContext(ctx, s.ws.bulkDevice)
 	n := 0
 	var added []devicestore.Device // inserted, with their Seq
+	type tenant struct{ ns, enr string }
+	counts := map[tenant]int64{}
 	for i := range devs {
 		d := &devs[i]
 		labels, err := encLabels(d.Labels)
 		if err != nil {
 			return 0, err
 		}
-		res, err := ins.ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), seq+1)
+		res, err := ins.ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), seq+1, d.Namespace, d.Enrollment)
 		if err != nil {
 			return 0, fmt.Errorf("sqlite: bulk enroll %s: %w", d.ID, err)
 		}
 		if k, _ := res.RowsAffected(); k == 1 {
 			seq++
 			n++
+			counts[tenant{d.Namespace, d.Enrollment}]++
 			if cursors > 0 {
 				if _, err := reflag.ExecContext(ctx, d.ID); err != nil {
 					return 0, fmt.Errorf("sqlite: bulk enroll %s: offline flags: %w", d.ID, err)
@@ -83,6 +89,12 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 				dd.Seq = seq
 				added = append(added, dd)
 			}
+		}
+	}
+	add := tx.StmtContext(ctx, s.ws.addEnrolled)
+	for t, k := range counts {
+		if _, err := add.ExecContext(ctx, t.ns, t.enr, k); err != nil {
+			return 0, fmt.Errorf("sqlite: bulk enroll: count devices of %s/%s: %w", t.ns, t.enr, err)
 		}
 	}
 	if err := tx.Commit(); err != nil {

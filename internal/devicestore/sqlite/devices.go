@@ -18,7 +18,7 @@ func scanDevice(row scanner) (devicestore.Device, error) {
 	var d devicestore.Device
 	var labels string
 	var enrolled, seen int64
-	if err := row.Scan(&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq); err != nil {
+	if err := row.Scan(&d.ID, &d.Type, &labels, &d.KEM, &d.PublicKey, &d.TokenHash, &d.Version, &d.SecurityFloor, &enrolled, &seen, &d.Seq, &d.Namespace, &d.Enrollment); err != nil {
 		if errors.Is(err, sql.ErrNoRows) {
 			return d, devicestore.ErrNotFound
 		}
@@ -34,6 +34,14 @@ func scanDevice(row scanner) (devicestore.Device, error) {
 
 // Enroll implements devicestore.Store.
 func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.Device, bool, error) {
+	return s.EnrollWithin(ctx, d, 0)
+}
+
+// EnrollWithin implements devicestore.Store. A new device is counted in
+// enrollment_counts by the statement that checks the quota, in the
+// enrollment's transaction; writes are serialized on the one writer
+// connection, so the count is exact.
+func (s *Store) EnrollWithin(ctx context.Context, d devicestore.Device, maxDevices int64) (devicestore.Device, bool, error) {
 	if err := devindex.Check(d); err != nil {
 		return d, false, fmt.Errorf("sqlite: enroll: %w", err)
 	}
@@ -50,15 +58,28 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		}
 	}
 	err = s.writeThen(ctx, "enroll", func(ctx context.Context, tx *sql.Tx) error {
-		var kem string
+		var kem, ns string
 		var pub []byte
-		err := tx.StmtContext(ctx, s.ws.enrollKey).QueryRowContext(ctx, d.ID).Scan(&kem, &pub)
+		err := tx.StmtContext(ctx, s.ws.enrollKey).QueryRowContext(ctx, d.ID).Scan(&kem, &pub, &ns)
 		known = err == nil
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
 		}
 		if known && (kem != d.KEM || !bytes.Equal(pub, d.PublicKey)) {
 			return devicestore.ErrKeyMismatch
+		}
+		if known && ns != d.Namespace {
+			return fmt.Errorf("sqlite: enroll %s in namespace %q: %w", d.ID, d.Namespace, devicestore.ErrTenantMismatch)
+		}
+		if !known {
+			var n int64
+			err := tx.StmtContext(ctx, s.ws.countEnrolled).QueryRowContext(ctx, d.Namespace, d.Enrollment, maxDevices).Scan(&n)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlite: enroll %s through %s/%s (at most %d devices): %w", d.ID, d.Namespace, d.Enrollment, maxDevices, devicestore.ErrQuotaExceeded)
+			}
+			if err != nil {
+				return fmt.Errorf("sqlite: enroll %s: count enrollment: %w", d.ID, err)
+			}
 		}
 		var seq int64
 		if err := tx.StmtContext(ctx, s.ws.maxSeq).QueryRowContext(ctx).Scan(&seq); err != nil {
@@ -68,7 +89,7 @@ func (s *Store) Enroll(ctx context.Context, d devicestore.Device) (devicestore.D
 		if known {
 			_, err = tx.StmtContext(ctx, s.ws.reenroll).ExecContext(ctx, d.Type, labels, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.LastSeen), d.Seq, d.ID)
 		} else {
-			_, err = tx.StmtContext(ctx, s.ws.insertDevice).ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), d.Seq)
+			_, err = tx.StmtContext(ctx, s.ws.insertDevice).ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), d.Seq, d.Namespace, d.Enrollment)
 		}
 		if err != nil {
 			return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
@@ -194,7 +215,7 @@ func (s *Store) DevicesSince(ctx context.Context, after int64, limit int) ([]dev
 	err = eachRow(rows, err, fmt.Sprintf("devices since %d", after), func(row scanner) error {
 		var d devicestore.DeviceRef
 		var labels string
-		if err := row.Scan(&d.ID, &d.Type, &labels, &d.Seq); err != nil {
+		if err := row.Scan(&d.ID, &d.Type, &labels, &d.Seq, &d.Namespace); err != nil {
 			return err
 		}
 		var err error
@@ -203,4 +224,17 @@ func (s *Store) DevicesSince(ctx context.Context, after int64, limit int) ([]dev
 		return err
 	})
 	return out, err
+}
+
+// EnrolledThrough implements devicestore.Store: one primary-key read.
+func (s *Store) EnrolledThrough(ctx context.Context, namespace, enrollment string) (int64, error) {
+	var n int64
+	err := s.rs.enrolledThrough.QueryRowContext(ctx, namespace, enrollment).Scan(&n)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("sqlite: devices enrolled through %s/%s: %w", namespace, enrollment, err)
+	}
+	return n, nil
 }

@@ -39,7 +39,11 @@ func TestIndexMatchesDatabase(t *testing.T) {
 			}
 			var devs []devicestore.Device
 			for i := range 6 {
-				devs = append(devs, storetest.NewDevice(fmt.Sprint("d", i), map[string]string{"region": []string{"eu", "us"}[i%2]}))
+				d := storetest.NewDevice(fmt.Sprint("d", i), map[string]string{"region": []string{"eu", "us"}[i%2]})
+				if d.Namespace = []string{"", "ns-a", "ns-b"}[i%3]; d.Namespace != "" {
+					d.Enrollment = []string{"e1", "e2"}[i%2]
+				}
+				devs = append(devs, d)
 			}
 			for _, d := range devs[:3] {
 				if _, _, err := s.Enroll(ctx, d); err != nil {
@@ -51,9 +55,11 @@ func TestIndexMatchesDatabase(t *testing.T) {
 			}
 			re := storetest.NewDevice("d1", map[string]string{"region": "apac"})
 			re.TokenHash = storetest.NewDevice("rotated", nil).TokenHash
+			re.Namespace, re.Enrollment = devs[1].Namespace, "e-other" // keeps its first enrollment
 			if _, _, err := s.Enroll(ctx, re); err != nil {
 				t.Fatal(err)
 			}
+			re.Enrollment = devs[1].Enrollment
 			devs[1] = re
 			if err := s.SetRunning(ctx, "d2", "3.0.0", 9, time.Now()); err != nil {
 				t.Fatal(err)
@@ -83,7 +89,9 @@ func TestIndexMatchesDatabase(t *testing.T) {
 					if got.ID != fromSQL.ID || got.Type != fromSQL.Type || !maps.Equal(got.Labels, fromSQL.Labels) ||
 						got.Version != fromSQL.Version || got.SecurityFloor != fromSQL.SecurityFloor || got.Seq != fromSQL.Seq ||
 						!got.LastSeen.Equal(fromSQL.LastSeen) || !got.EnrolledAt.Equal(fromSQL.EnrolledAt) ||
-						string(got.PublicKey) != string(fromSQL.PublicKey) || got.KEM != fromSQL.KEM {
+						string(got.PublicKey) != string(fromSQL.PublicKey) || got.KEM != fromSQL.KEM ||
+						got.Namespace != fromSQL.Namespace || got.Enrollment != fromSQL.Enrollment ||
+						got.Namespace != d.Namespace || got.Enrollment != d.Enrollment {
 						t.Fatalf("index and SQLite differ\nindex  %+v\nsqlite %+v", got, fromSQL)
 					}
 					recs, err := s.Records(ctx, d.ID)

@@ -139,6 +139,14 @@ func TestAdoptReleasedDatabase(t *testing.T) {
 	if err != nil || d.Labels["region"] != "eu" || d.Seq != 1 || d.LastSeen.UnixNano() != 2000 {
 		t.Fatalf("device after adoption: %+v %v", d, err)
 	}
+	// Devices stored before migration 6 enrolled through the cluster-wide
+	// Secret, and count against no quota.
+	if d.Namespace != "" || d.Enrollment != "" {
+		t.Fatalf("device stored before tenancy: namespace %q enrollment %q", d.Namespace, d.Enrollment)
+	}
+	if n, err := s.EnrolledThrough(ctx, "", ""); err != nil || n != 0 {
+		t.Fatalf("devices stored before tenancy counted: %d %v", n, err)
+	}
 	r, err := s.Record(ctx, "r1", "d1")
 	if err != nil || r.State != rollout.StateOffered || r.OfferBoot != "boot-1" {
 		t.Fatalf("record after adoption: %+v %v", r, err)
@@ -193,7 +201,7 @@ func TestAdoptReleasedDatabase(t *testing.T) {
 		applied = append(applied, v)
 	}
 	rows.Close()
-	if !reflect.DeepEqual(applied, []int64{0, 1, 2, 3, 4, 5, 99}) {
+	if !reflect.DeepEqual(applied, []int64{0, 1, 2, 3, 4, 5, 6, 99}) {
 		t.Fatalf("versions recorded %v", applied)
 	}
 	// This server does not know migration 99: it refuses the database.

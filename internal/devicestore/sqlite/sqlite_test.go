@@ -91,6 +91,7 @@ func TestQueryPlans(t *testing.T) {
 		{qTrimFailures, []any{"r", "r", 100}},
 		{qPruneReports, []any{1}},
 		{qTouch, []any{"d", 1}},
+		{qEnrolledThrough, []any{"ns", "e"}},
 	}
 	for _, c := range cases {
 		plan, err := s.Explain(ctx, c.q, c.args...)

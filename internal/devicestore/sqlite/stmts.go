@@ -6,12 +6,12 @@ import (
 	"fmt"
 )
 
-const deviceCols = `id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq`
+const deviceCols = `id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq, namespace, enrollment`
 
 // deviceRead reads deviceCols from devices d, last-seen merged with
 // device_seen.
 const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
-	max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq FROM devices d`
+	max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq, d.namespace, d.enrollment FROM devices d`
 
 // seenOf is the last-seen time of fleet.device_id (NULL for a device
 // never enrolled, which is never offline).
@@ -23,7 +23,7 @@ const recordCols = `rollout_uid, device_id, wave, state, release, version, blob,
 const (
 	qDeviceByToken = deviceRead + ` WHERE d.token_hash = ?`
 	qDeviceByID    = deviceRead + ` WHERE d.id = ?`
-	qDevicesSince  = `SELECT id, type, labels, seq FROM devices WHERE seq > ? ORDER BY seq LIMIT ?`
+	qDevicesSince  = `SELECT id, type, labels, seq, namespace FROM devices WHERE seq > ? ORDER BY seq LIMIT ?`
 	qRecord        = `SELECT ` + recordCols + ` FROM records WHERE rollout_uid = ? AND device_id = ?`
 	qRecordsByDev  = `SELECT ` + recordCols + ` FROM records WHERE device_id = ?`
 	qNthRank       = `SELECT rank FROM fleet WHERE rollout_uid = ? ORDER BY rank LIMIT 1 OFFSET ?`
@@ -76,9 +76,9 @@ const (
 	qRecentFailures = `SELECT device_id, wave, reason, at FROM failures WHERE rollout_uid = ? ORDER BY at DESC, id DESC LIMIT ?`
 	qWrappedKey     = `SELECT wrapped FROM wrapped_keys WHERE device_id = ? AND blob = ?`
 
-	qEnrollKey    = `SELECT kem, public_key FROM devices WHERE id = ?`
+	qEnrollKey    = `SELECT kem, public_key, namespace FROM devices WHERE id = ?`
 	qMaxSeq       = `SELECT coalesce(max(seq), 0) FROM devices`
-	qInsertDevice = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
+	qInsertDevice = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qReenroll     = `UPDATE devices SET type = ?, labels = ?, token_hash = ?, version = ?, security_floor = ?, last_seen = ?, seq = ? WHERE id = ?`
 	qSetRunning   = `UPDATE devices SET version = ?, security_floor = ?, last_seen = max(last_seen, ?) WHERE id = ?`
 	qTouchKnown   = `INSERT INTO device_seen (id, at) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET at = max(at, excluded.at)`
@@ -101,14 +101,22 @@ const (
 	qExpire       = `UPDATE records SET state = 'timedOut', reason = ?, updated_at = ? WHERE rollout_uid = ? AND state = ? AND offered_at < ? AND rollback_release = '' RETURNING device_id, wave`
 	qPutWrapped   = `INSERT OR REPLACE INTO wrapped_keys (device_id, blob, wrapped) VALUES (?, ?, ?)`
 	qPruneReports = `DELETE FROM reports WHERE at < ?`
-	qBulkDevice   = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
-	qTrimFailures = `DELETE FROM failures WHERE rollout_uid = ? AND at < (SELECT at FROM failures WHERE rollout_uid = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`
+	qBulkDevice   = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`
+	// Enrollment quotas (schema migration 6). qCountEnrolled counts a new
+	// device of (?1, ?2) unless ?3 (> 0) are counted already: no row
+	// returned means the quota is reached.
+	qCountEnrolled = `INSERT INTO enrollment_counts (namespace, enrollment, devices) VALUES (?1, ?2, 1)
+	ON CONFLICT (namespace, enrollment) DO UPDATE SET devices = devices + 1 WHERE ?3 <= 0 OR devices < ?3 RETURNING devices`
+	qAddEnrolled = `INSERT INTO enrollment_counts (namespace, enrollment, devices) VALUES (?1, ?2, ?3)
+	ON CONFLICT (namespace, enrollment) DO UPDATE SET devices = devices + excluded.devices`
+	qEnrolledThrough = `SELECT devices FROM enrollment_counts WHERE namespace = ? AND enrollment = ?`
+	qTrimFailures    = `DELETE FROM failures WHERE rollout_uid = ? AND at < (SELECT at FROM failures WHERE rollout_uid = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`
 )
 
 type readStmts struct {
 	deviceByToken, deviceByID, devicesSince, record, recordsByDev *sql.Stmt
 	nthRank, fleetSize, targeted, stateCounts, conflicts, offline *sql.Stmt
-	skipReasons, rolloutState                                     *sql.Stmt
+	skipReasons, rolloutState, enrolledThrough                    *sql.Stmt
 	recentFailures, wrappedKey                                    *sql.Stmt
 }
 
@@ -121,6 +129,7 @@ type writeStmts struct {
 	deviceByID, bulkDevice, recordsByDev                             *sql.Stmt
 	counters, offlineCursor, putCursor, flagAll, flagWindow          *sql.Stmt
 	clearSeen, reflagDevice, putState, latestCursor                  *sql.Stmt
+	countEnrolled, addEnrolled                                       *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -145,6 +154,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.r, &s.rs.recentFailures, qRecentFailures},
 		{s.r, &s.rs.wrappedKey, qWrappedKey},
 		{s.r, &s.rs.rolloutState, qRolloutState},
+		{s.r, &s.rs.enrolledThrough, qEnrolledThrough},
 		{s.w, &s.ws.enrollKey, qEnrollKey},
 		{s.w, &s.ws.maxSeq, qMaxSeq},
 		{s.w, &s.ws.insertDevice, qInsertDevice},
@@ -179,6 +189,8 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.reflagDevice, qReflagDevice},
 		{s.w, &s.ws.putState, qPutState},
 		{s.w, &s.ws.latestCursor, qLatestCursor},
+		{s.w, &s.ws.countEnrolled, qCountEnrolled},
+		{s.w, &s.ws.addEnrolled, qAddEnrolled},
 	}
 	for _, x := range list {
 		st, err := x.db.PrepareContext(ctx, x.q)
@@ -194,12 +206,13 @@ func (s *Store) allStmts() []*sql.Stmt {
 	r, w := &s.rs, &s.ws
 	return []*sql.Stmt{
 		r.deviceByToken, r.deviceByID, r.devicesSince, r.record, r.recordsByDev,
-		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.offline, r.skipReasons, r.recentFailures, r.wrappedKey, r.rolloutState,
+		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.offline, r.skipReasons, r.recentFailures, r.wrappedKey, r.rolloutState, r.enrolledThrough,
 		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch, w.touchKnown,
 		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
 		w.reportSeen, w.addReport, w.expire, w.putWrapped, w.pruneReports, w.trimFai,
 		w.deviceByID, w.bulkDevice, w.recordsByDev,
 		w.counters, w.offlineCursor, w.putCursor, w.flagAll, w.flagWindow, w.clearSeen, w.reflagDevice, w.putState, w.latestCursor,
+		w.countEnrolled, w.addEnrolled,
 	}
 }

@@ -31,6 +31,12 @@ func Run(t *testing.T, open func(t *testing.T) devicestore.Store) {
 		{"Offline", testOffline},
 		{"RolloutState", testRolloutState},
 		{"CountsMatchRecount", testCountsMatchRecount},
+		{"TenancyRoundTrip", testTenancyRoundTrip},
+		{"TenantMismatch", testTenantMismatch},
+		{"ReenrollKeepsEnrollment", testReenrollKeepsEnrollment},
+		{"QuotaConcurrent", testQuotaConcurrent},
+		{"TenantValidation", testTenantValidation},
+		{"QuotaModel", testQuotaModel},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -50,7 +56,7 @@ func NewDevice(id string, labels map[string]string) devicestore.Device {
 	}
 }
 
-func must(t *testing.T, err error) {
+func must(t testing.TB, err error) {
 	t.Helper()
 	if err != nil {
 		t.Fatal(err)

@@ -13,6 +13,7 @@ import (
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -26,7 +27,27 @@ import (
 )
 
 // ImageServer serves firmware images by path (the harness's download site).
-type ImageServer = harness.FileServer
+// Its URLs name the host the suite gave it (Options.ImageHost), or
+// 127.0.0.1.
+type ImageServer struct {
+	*harness.FileServer
+	host string
+}
+
+// Put publishes content at path and returns its URL.
+func (s *ImageServer) Put(path string, content []byte) string {
+	return s.rename(s.FileServer.Put(path, content))
+}
+
+// At is the URL of a path, published or not.
+func (s *ImageServer) At(path string) string { return s.rename(s.FileServer.At(path)) }
+
+func (s *ImageServer) rename(u string) string {
+	if s.host == "" {
+		return u
+	}
+	return strings.Replace(u, "//127.0.0.1:", "//"+s.host+":", 1)
+}
 
 // VendorKey is a firmware vendor's signing key; the cluster only sees its
 // public half, PEM.

@@ -14,6 +14,7 @@ import (
 
 	"github.com/go-logr/logr"
 	"go.uber.org/zap/zapcore"
+	"golang.org/x/net/http/httpproxy"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -23,6 +24,7 @@ import (
 
 	"github.com/otaflow/otaflow/controllers"
 	"github.com/otaflow/otaflow/internal/blobstore"
+	"github.com/otaflow/otaflow/internal/egress"
 	"github.com/otaflow/otaflow/internal/fetch"
 	"github.com/otaflow/otaflow/internal/harness"
 	"github.com/otaflow/otaflow/internal/testenv"
@@ -45,6 +47,15 @@ type Options struct {
 	RetryBaseDelay, RetryMaxDelay time.Duration
 	// Setup adds more to the manager (other reconcilers) before it starts.
 	Setup func(ctrl.Manager) error
+	// Egress is the fetcher's egress policy; by default loopback
+	// (127.0.0.0/8, ::1), where the image server listens, is allowlisted.
+	Egress *egress.Policy
+	// Resolver resolves the fetcher's host names; default the system's.
+	Resolver egress.Resolver
+	// ImageHost names the image server in its URLs instead of 127.0.0.1,
+	// for a suite whose policy refuses loopback: Resolver must resolve it
+	// to 127.0.0.1 and Egress admit it.
+	ImageHost string
 }
 
 // Suite is a running control plane and manager.
@@ -85,6 +96,13 @@ func Start(opts Options) (_ *Suite, err error) {
 	if opts.RetryMaxDelay == 0 {
 		opts.RetryMaxDelay = time.Second
 	}
+	if opts.Egress == nil {
+		p, err := egress.New(egress.Config{Allow: []string{"127.0.0.0/8", "::1"}})
+		if err != nil {
+			return nil, err
+		}
+		opts.Egress = p
+	}
 	ctrl.SetLogger(opts.Logger)
 
 	s := &Suite{Scheme: Scheme()}
@@ -103,9 +121,11 @@ func Start(opts Options) (_ *Suite, err error) {
 	if s.Blobs, err = blobstore.NewFS(filepath.Join(s.Dir, "blobs")); err != nil {
 		return nil, err
 	}
-	if s.Images, err = harness.StartFileServer(); err != nil {
+	files, err := harness.StartFileServer()
+	if err != nil {
 		return nil, err
 	}
+	s.Images = &ImageServer{FileServer: files, host: opts.ImageHost}
 
 	mgr, err := ctrl.NewManager(s.Config, ctrl.Options{
 		Scheme:  s.Scheme,
@@ -119,11 +139,15 @@ func Start(opts Options) (_ *Suite, err error) {
 		return nil, err
 	}
 	rel := &controllers.FirmwareReleaseReconciler{
-		Client:         mgr.GetClient(),
-		APIReader:      mgr.GetAPIReader(),
-		Recorder:       mgr.GetEventRecorder("otaflow-manager"),
-		Blobs:          s.Blobs,
-		Fetcher:        fetch.New(fetch.Options{MaxBytes: opts.MaxImageSize, IdleReadTimeout: 5 * time.Second}),
+		Client:    mgr.GetClient(),
+		APIReader: mgr.GetAPIReader(),
+		Recorder:  mgr.GetEventRecorder("otaflow-manager"),
+		Blobs:     s.Blobs,
+		Fetcher: fetch.New(fetch.Options{
+			MaxBytes: opts.MaxImageSize, IdleReadTimeout: 5 * time.Second,
+			Egress: opts.Egress, Resolver: opts.Resolver,
+			Proxy: &httpproxy.Config{}, // the test servers are local
+		}),
 		FetchTimeout:   30 * time.Second,
 		RetryBaseDelay: opts.RetryBaseDelay,
 		RetryMaxDelay:  opts.RetryMaxDelay,

@@ -9,6 +9,10 @@
 // Devices refuse assignments for other devices and outside their validity
 // window; replay of an old answer is bounded by ExpiresAt and, when the
 // device sent a nonce, by comparing Nonce with it.
+//
+// The server's keys rotate through a signed key set (keyset.go): a device
+// holds a Trust, verifies each assignment with the trusted key its keyID
+// names, and follows the server's key sets.
 package assignment
 
 import (

@@ -1,6 +1,7 @@
 package assignment
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/ed25519"
@@ -106,4 +107,43 @@ func ParsePublicKeyPEM(data []byte) (crypto.PublicKey, error) {
 		return nil, err
 	}
 	return pub, nil
+}
+
+// ParsePublicKeysPEM parses a bundle: one or more PKIX "PUBLIC KEY"
+// blocks, each an Ed25519 or ECDSA P-256 key, and nothing else but
+// whitespace. A device is provisioned with a bundle when it should trust
+// several assignment keys from the start. The same key twice is refused,
+// as is anything that is not a block (a truncated bundle would otherwise
+// lose keys silently).
+func ParsePublicKeysPEM(data []byte) ([]crypto.PublicKey, error) {
+	var keys []crypto.PublicKey
+	seen := map[string]bool{}
+	rest := data
+	for n := 1; ; n++ {
+		block, next := pem.Decode(rest)
+		if block == nil {
+			break
+		}
+		pub, err := ParsePublicKeyPEM(pem.EncodeToMemory(block))
+		if err != nil {
+			return nil, fmt.Errorf("key %d of the bundle: %w", n, err)
+		}
+		id, err := keyID(pub)
+		if err != nil {
+			return nil, err
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("%w: key %d of the bundle repeats key %s", ErrMalformed, n, id)
+		}
+		seen[id] = true
+		keys = append(keys, pub)
+		rest = next
+	}
+	if len(bytes.TrimSpace(rest)) > 0 {
+		return nil, fmt.Errorf("%w: data that is not a PEM block after key %d of the bundle", ErrMalformed, len(keys))
+	}
+	if len(keys) == 0 {
+		return nil, fmt.Errorf("%w: no PEM block", ErrMalformed)
+	}
+	return keys, nil
 }

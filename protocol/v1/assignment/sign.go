@@ -36,6 +36,9 @@ func NewSigner(key crypto.Signer) (*Signer, error) {
 // KeyID returns the lowercase hex SHA-256 of the PKIX DER public key.
 func (s *Signer) KeyID() string { return s.verifier.keyID }
 
+// Public returns the signer's public key.
+func (s *Signer) Public() crypto.PublicKey { return s.verifier.pub }
+
 // Sign validates a, serializes it once and signs the serialization.
 func (s *Signer) Sign(a Assignment) (Signed, error) {
 	if err := a.Validate(); err != nil {
@@ -54,7 +57,15 @@ func (s *Signer) signPayload(payload []byte) (Signed, error) {
 	if len(payload) > MaxPayloadSize {
 		return Signed{}, fmt.Errorf("%w: payload is %d bytes, limit %d", ErrMalformed, len(payload), MaxPayloadSize)
 	}
-	msg := signedMessage(payload)
+	sig, err := s.signMessage(signedMessage(payload))
+	if err != nil {
+		return Signed{}, err
+	}
+	return Signed{Payload: payload, Signature: sig, KeyID: s.KeyID()}, nil
+}
+
+// signMessage signs msg (domain ‖ payload) and checks the signature.
+func (s *Signer) signMessage(msg []byte) ([]byte, error) {
 	var (
 		sig []byte
 		err error
@@ -67,14 +78,14 @@ func (s *Signer) signPayload(payload []byte) (Signed, error) {
 		sig, err = s.key.Sign(rand.Reader, d[:], crypto.SHA256)
 	}
 	if err != nil {
-		return Signed{}, fmt.Errorf("assignment: sign: %w", err)
+		return nil, fmt.Errorf("assignment: sign: %w", err)
 	}
 	// A remote signer that answers with a bad signature would otherwise
 	// only show up as every device refusing its update.
 	if !s.verifier.verifySignature(msg, sig) {
-		return Signed{}, fmt.Errorf("assignment: signer %s produced a signature that does not verify", s.KeyID())
+		return nil, fmt.Errorf("assignment: signer %s produced a signature that does not verify", s.KeyID())
 	}
-	return Signed{Payload: payload, Signature: sig, KeyID: s.KeyID()}, nil
+	return sig, nil
 }
 
 // Verifier checks assignments on behalf of one device.

@@ -1,0 +1,126 @@
+package otaserver
+
+import (
+	"crypto/sha256"
+	"errors"
+	"sync/atomic"
+	"time"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/enrolltoken"
+)
+
+// Credential is what one bootstrap token admits: enrollments into a tenant
+// (Namespace) through one DeviceEnrollment, within its limits. The
+// cluster-wide enrollment Secret's tokens admit cluster-wide devices
+// (Namespace and Name "").
+type Credential struct {
+	Namespace, Name string
+	// ExpiresAt: zero is never.
+	ExpiresAt time.Time
+	// MaxDevices: 0 is no cap.
+	MaxDevices int64
+	// Allowed: nil admits any device ID.
+	Allowed map[string]struct{}
+}
+
+// Key is "namespace/name".
+func (c *Credential) Key() string { return c.Namespace + "/" + c.Name }
+
+// refuses says why the credential refuses the device ID at now ("" when
+// it does not).
+func (c *Credential) refuses(deviceID string, now time.Time) string {
+	if !c.ExpiresAt.IsZero() && !now.Before(c.ExpiresAt) {
+		return "bootstrap token expired"
+	}
+	if c.Allowed != nil {
+		if _, ok := c.Allowed[deviceID]; !ok {
+			return "this device ID is not on the enrollment's allowlist"
+		}
+	}
+	return ""
+}
+
+// CredentialSet holds the namespaced bootstrap credentials by the SHA-256
+// of their token: a lookup hashes the presented token and indexes a map,
+// so its time does not depend on how much of a valid token matched.
+type CredentialSet struct {
+	m atomic.Pointer[map[[32]byte]*Credential]
+}
+
+// NewCredentialSet returns an empty set.
+func NewCredentialSet() *CredentialSet {
+	c := &CredentialSet{}
+	c.m.Store(&map[[32]byte]*Credential{})
+	return c
+}
+
+// Replace swaps in a new set at once.
+func (c *CredentialSet) Replace(m map[[32]byte]*Credential) { c.m.Store(&m) }
+
+// Len is the number of credentials.
+func (c *CredentialSet) Len() int { return len(*c.m.Load()) }
+
+func (c *CredentialSet) lookup(h [32]byte) (*Credential, bool) {
+	cr, ok := (*c.m.Load())[h]
+	return cr, ok
+}
+
+// errDuplicateToken: two DeviceEnrollments share a token, so it would not
+// say which tenant a device joins; both are refused.
+var errDuplicateToken = errors.New("another DeviceEnrollment has the same token")
+
+// CompileCredentials builds the set's map from DeviceEnrollments and their
+// tokens (tokens[i] belongs to es[i]; nil when unreadable). It returns the
+// map and, per "namespace/name", why an object enrolls nothing.
+func CompileCredentials(es []otav1.DeviceEnrollment, tokens [][]byte) (map[[32]byte]*Credential, map[string]error) {
+	out := map[[32]byte]*Credential{}
+	problems := map[string]error{}
+	owner := map[[32]byte]string{}
+	for i := range es {
+		e := &es[i]
+		key := e.Namespace + "/" + e.Name
+		if e.Spec.Suspend {
+			problems[key] = errors.New("suspended")
+			continue
+		}
+		tok := tokens[i]
+		if tok == nil {
+			problems[key] = errors.New("token Secret not readable")
+			continue
+		}
+		if _, err := enrolltoken.Check(tok); err != nil {
+			problems[key] = err
+			continue
+		}
+		h := sha256.Sum256(tok)
+		if other, dup := owner[h]; dup {
+			problems[key], problems[other] = errDuplicateToken, errDuplicateToken
+			delete(out, h)
+			continue
+		}
+		owner[h] = key
+		cr := &Credential{Namespace: e.Namespace, Name: e.Name}
+		if e.Spec.ExpiresAt != nil {
+			cr.ExpiresAt = e.Spec.ExpiresAt.Time
+		}
+		if e.Spec.MaxDevices != nil {
+			cr.MaxDevices = *e.Spec.MaxDevices
+		}
+		if e.Spec.AllowedDeviceIDs != nil {
+			cr.Allowed = make(map[string]struct{}, len(e.Spec.AllowedDeviceIDs))
+			for _, id := range e.Spec.AllowedDeviceIDs {
+				cr.Allowed[id] = struct{}{}
+			}
+		}
+		out[h] = cr
+	}
+	// A token seen three times was deleted at the second and re-added at
+	// none; owner still marks it, so drop any survivor of a duplicate.
+	for h, cr := range out {
+		if problems[cr.Key()] != nil {
+			delete(out, h)
+		}
+	}
+	return out, problems
+}

@@ -1,0 +1,158 @@
+package otaserver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/go-logr/logr"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	toolscache "k8s.io/client-go/tools/cache"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+)
+
+// DeviceEnrollments, cluster-wide: the namespaced bootstrap credentials.
+// Their token Secrets are read by name with the Secret get rule above.
+// +kubebuilder:rbac:groups=ota.otaflow.io,resources=deviceenrollments,verbs=get;list;watch
+
+// CredentialWatchOptions tune WatchCredentials.
+type CredentialWatchOptions struct {
+	// Resync re-reads every token Secret this often: the server may not
+	// watch Secrets, so a token changed in its Secret (without a change of
+	// the DeviceEnrollment) takes effect within this time. Default 1 min.
+	Resync time.Duration
+	// Namespaces limits the DeviceEnrollments watched (empty: all), as the
+	// server's --namespaces limits what it serves.
+	Namespaces []string
+	// Timeout bounds each Secret read (default 10 s).
+	Timeout time.Duration
+	Log     logr.Logger
+}
+
+// WatchCredentials keeps set equal to the DeviceEnrollments of the cluster
+// and their tokens until ctx ends. It blocks until the first set is built.
+func WatchCredentials(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, set *CredentialSet, o CredentialWatchOptions) error {
+	if o.Resync <= 0 {
+		o.Resync = time.Minute
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 10 * time.Second
+	}
+	copts := cache.Options{Scheme: scheme}
+	if len(o.Namespaces) > 0 {
+		copts.DefaultNamespaces = map[string]cache.Config{}
+		for _, ns := range o.Namespaces {
+			copts.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	c, err := cache.New(cfg, copts)
+	if err != nil {
+		return fmt.Errorf("DeviceEnrollment cache: %w", err)
+	}
+	direct, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return fmt.Errorf("DeviceEnrollment client: %w", err)
+	}
+	inf, err := c.GetInformer(ctx, &otav1.DeviceEnrollment{})
+	if err != nil {
+		return fmt.Errorf("DeviceEnrollment informer: %w", err)
+	}
+	poke := make(chan struct{}, 1)
+	mark := func(any) {
+		select {
+		case poke <- struct{}{}:
+		default:
+		}
+	}
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc: mark, UpdateFunc: func(_, o any) { mark(o) }, DeleteFunc: mark,
+	}); err != nil {
+		return fmt.Errorf("DeviceEnrollment handler: %w", err)
+	}
+	go func() { _ = c.Start(ctx) }()
+	if !c.WaitForCacheSync(ctx) {
+		return fmt.Errorf("DeviceEnrollment cache did not sync")
+	}
+	w := &credentialWatch{cache: c, secrets: direct, set: set, o: o}
+	if err := w.rebuild(ctx); err != nil {
+		return err
+	}
+	go func() {
+		t := time.NewTicker(o.Resync)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-poke:
+			case <-t.C:
+			}
+			if err := w.rebuild(ctx); err != nil && ctx.Err() == nil {
+				o.Log.Error(err, "rebuild enrollment credentials")
+			}
+		}
+	}()
+	return nil
+}
+
+type credentialWatch struct {
+	cache   cache.Cache
+	secrets client.Reader
+	set     *CredentialSet
+	o       CredentialWatchOptions
+	last    map[string]string // problems last logged, so each is logged once
+	prev    map[string][]byte // tokens last read, by "namespace/name"
+}
+
+func (w *credentialWatch) rebuild(ctx context.Context) error {
+	var list otav1.DeviceEnrollmentList
+	if err := w.cache.List(ctx, &list); err != nil {
+		return fmt.Errorf("list DeviceEnrollments: %w", err)
+	}
+	tokens := make([][]byte, len(list.Items))
+	read := map[string][]byte{}
+	for i := range list.Items {
+		e := &list.Items[i]
+		if e.Spec.Suspend {
+			continue
+		}
+		tokens[i] = w.token(ctx, e)
+		read[e.Namespace+"/"+e.Name] = tokens[i]
+	}
+	w.prev = read
+	m, problems := CompileCredentials(list.Items, tokens)
+	w.set.Replace(m)
+	now := map[string]string{}
+	for k, err := range problems {
+		now[k] = err.Error()
+		if w.last[k] != now[k] {
+			w.o.Log.Info("DeviceEnrollment enrolls nothing", "deviceEnrollment", k, "reason", now[k])
+		}
+	}
+	w.last = now
+	return nil
+}
+
+// token reads the DeviceEnrollment's token, or nil. A deleted Secret
+// revokes its token at once; a failed read keeps the token last read, so an
+// API server hiccup does not stop enrollments.
+func (w *credentialWatch) token(ctx context.Context, e *otav1.DeviceEnrollment) []byte {
+	gctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
+	defer cancel()
+	var s corev1.Secret
+	key := client.ObjectKey{Namespace: e.Namespace, Name: e.Spec.TokenSecretRef.Name}
+	if err := w.secrets.Get(gctx, key, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil
+		}
+		w.o.Log.Error(err, "read enrollment token Secret; keeping the last token read", "secret", key.String())
+		return w.prev[e.Namespace+"/"+e.Name]
+	}
+	return s.Data[e.TokenKey()]
+}
