@@ -52,7 +52,11 @@ func PrintTable(ctx context.Context, w io.Writer, cfg *rest.Config, namespace, r
 	for _, row := range t.Rows {
 		var cells []string
 		for _, i := range keep {
-			cells = append(cells, fmt.Sprint(row.Cells[i]))
+			c := row.Cells[i]
+			if c == nil {
+				c = "<none>" // as kubectl prints an absent value
+			}
+			cells = append(cells, fmt.Sprint(c))
 		}
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
