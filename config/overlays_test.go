@@ -497,7 +497,8 @@ func TestOverlaysApplyToAPIServer(t *testing.T) {
 			{ota, []string{"watch", "rollouts.ota.otaflow.io", "--all-namespaces"}, true},
 			{ota, []string{"watch", "deviceenrollments.ota.otaflow.io", "--all-namespaces"}, true},
 			{ota, []string{"update", "deviceenrollments.ota.otaflow.io", "-n", "tenant-a"}, false},
-			{ota, []string{"patch", "deviceenrollments.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, false},
+			{ota, []string{"patch", "deviceenrollments.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, true}, // status.enrolledDevices
+			{ota, []string{"update", "deviceenrollments.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, false},
 			{ota, []string{"list", "firmwarereleases.ota.otaflow.io", "--all-namespaces"}, true},
 			{ota, []string{"patch", "rollouts.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, true},
 			{ota, []string{"update", "rollouts.ota.otaflow.io", "--subresource=status", "-n", "tenant-a"}, false},

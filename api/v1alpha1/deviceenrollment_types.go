@@ -88,6 +88,10 @@ type DeviceEnrollmentStatus struct {
 	// ObservedGeneration is the generation the conditions describe.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	// EnrolledDevices counts the devices enrolled through this object (its
+	// maxDevices quota's count), written by the OTA server.
+	// +optional
+	EnrolledDevices int64 `json:"enrolledDevices,omitempty"`
 	// Conditions: Ready is True while the token enrolls devices.
 	// +listType=map
 	// +listMapKey=type
@@ -101,6 +105,7 @@ type DeviceEnrollmentStatus struct {
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=denr,categories=ota
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.spec.tokenSecretRef.name`
+// +kubebuilder:printcolumn:name="Enrolled",type=integer,JSONPath=`.status.enrolledDevices`
 // +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.maxDevices`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

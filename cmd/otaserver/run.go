@@ -149,14 +149,19 @@ func run(ctx context.Context, o options) error {
 	if err != nil {
 		return err
 	}
+	enrolled := &otaserver.EnrollmentStatus{Client: k8s, Store: store, Log: log.WithName("enrollments")}
 	if o.leaderElect {
 		g.Go(func() error {
 			return leader.Run(gctx, cfg, leader.Config{Namespace: o.namespace, Name: "otaflow-otaserver-reporter",
 				Identity: o.leaderElectionID, Log: log.WithName("leader")},
-				func(ctx context.Context) { _ = rep.Run(ctx) })
+				func(ctx context.Context) {
+					go func() { _ = enrolled.Run(ctx) }()
+					_ = rep.Run(ctx)
+				})
 		})
 	} else {
 		g.Go(func() error { return rep.Run(gctx) })
+		g.Go(func() error { return enrolled.Run(gctx) })
 	}
 	g.Go(func() error { return srv.Run(gctx) })
 

@@ -170,6 +170,17 @@ func TestTenants(t *testing.T) {
 		t.Fatalf("enrolled through %s/factory: %d, %v; want 4", nsA, n, err)
 	}
 
+	// Quota use shows in each DeviceEnrollment's status.
+	es := &otaserver.EnrollmentStatus{Client: k8s, Store: store}
+	must(t, es.Pass(ctx))
+	for key, want := range map[client.ObjectKey]int64{{Namespace: nsA, Name: "factory"}: 4, {Namespace: nsB, Name: "factory"}: 2, {Namespace: nsA, Name: "serials"}: 1, {Namespace: nsA, Name: "paused"}: 0} {
+		var e otav1.DeviceEnrollment
+		must(t, k8s.Get(ctx, key, &e))
+		if e.Status.EnrolledDevices != want {
+			t.Errorf("%s: status.enrolledDevices %d, want %d", key, e.Status.EnrolledDevices, want)
+		}
+	}
+
 	// Offers: wait until both fleets are counted, then every device asks.
 	for _, ro := range []*otav1.Rollout{roA, roB} {
 		must(t, k8s.Get(ctx, client.ObjectKeyFromObject(ro), ro))
