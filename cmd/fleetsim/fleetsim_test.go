@@ -27,7 +27,7 @@ func TestParseOptions(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if o.devices != 10 || o.poll != 250*time.Millisecond || o.duration != 3*time.Second || len(o.labels) != 2 {
+	if o.devices != 10 || o.concurrency != 1024 || o.poll != 250*time.Millisecond || o.duration != 3*time.Second || len(o.labels) != 2 {
 		t.Fatalf("options %+v", o)
 	}
 	if got := o.faults[faultInstall].String(); got != "0.1,0.5@version=2.0.0" {
@@ -53,6 +53,7 @@ func TestParseOptions(t *testing.T) {
 		{"bad weight", append(slices.Clone(base), "--labels", "region=eu:x"), "weight"},
 		{"bad progress", append(slices.Clone(base), "--progress", "fancy"), "--progress"},
 		{"no devices", append(slices.Clone(base), "--devices", "0"), "--devices"},
+		{"no concurrency", append(slices.Clone(base), "--concurrency", "0"), "--concurrency must be at least 1"},
 		{"summary interval without file", append(slices.Clone(base), "--summary-interval", "1s"), "--summary-interval needs --summary-json"},
 		{"negative summary interval", append(slices.Clone(base), "--summary-json", "s.json", "--summary-interval", "-1s"), "must not be negative"},
 		{"missing key file", []string{"--server", "s", "--bootstrap-token", "t", "--assignment-key", "a.key", "--vendor-key", "v.pem"}, "no such file"},

@@ -1,16 +1,19 @@
 // Command fleetsim simulates a fleet of devices in one process, each an
 // otaflow agent (package agent) with in-memory state, a simulated
 // installer and bootloader, and one shared HTTP transport, to exercise an
-// OTA server and its rollouts at scale.
+// OTA server and its rollouts at scale. A pool of --concurrency workers
+// runs the devices' steps when they are due (a waiting device is data,
+// not a goroutine), so at most that many devices (twice as many
+// connections) talk to the servers at once.
 //
 // Usage:
 //
 //	fleetsim --server URL --bootstrap-token TOKEN --assignment-key FILE.pem --vendor-key FILE.pem \
-//	         [--devices 500] [--id-prefix sim-] [--device-type sensor-v1] [--version 1.0.0] [--security-floor 0] \
+//	         [--devices 500] [--concurrency 1024] [--id-prefix sim-] [--device-type sensor-v1] [--version 1.0.0] [--security-floor 0] \
 //	         [--labels 'region=eu:80,region=us:20;hw=rev1:50,hw=rev2:50'] [--poll-interval 1s] \
 //	         [--install-failure RATE[@SEL]] [--corrupt-download RATE[@SEL]] [--never-return RATE[@SEL]] [--revert RATE[@SEL]] \
 //	         [--seed 1] [--summary-json FILE] [--summary-interval 0] [--duration 0] [--progress auto|tty|plain|none] \
-//	         [--insecure-skip-verify] [-v]
+//	         [--insecure-skip-verify] [--pprof-address ADDR] [-v]
 //
 // --server may list several URLs separated by commas (replicas without a
 // load balancer): device i talks to URL i mod n.
@@ -47,7 +50,8 @@
 // neverReturned. refusals counts refusals by code (see package agent).
 // responses counts the HTTP answers the devices got by status code,
 // retryAfter those that carried Retry-After, transportErrors requests
-// that got no answer (a server down).
+// that got no answer (a server down, or none within the agent's request
+// timeout).
 // securityFloor is the committed floor, raised when the server sends a
 // commit (the rollout that updated the device committed), not at boot;
 // pendingFloor is the running release's securityVersion until then.
@@ -63,7 +67,9 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -84,9 +90,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "fleetsim:", err)
 		return 2
 	}
+	// Before the devices are made: making 100,000 takes a while too.
+	if o.pprofAddr != "" {
+		closeProf, err := servePprof(o.pprofAddr, stderr)
+		if err != nil {
+			fmt.Fprintln(stderr, "fleetsim:", err)
+			return 2
+		}
+		defer closeProf()
+	}
 	transport := http.DefaultTransport.(*http.Transport).Clone()
+	// At most --concurrency devices step at once, each over one
+	// connection, two while a download reports its progress (the blob's
+	// body stays open): the pool keeps them all. No MaxConnsPerHost: a
+	// cap at the number of workers would leave every worker waiting for
+	// a second connection with its first one held.
 	transport.MaxIdleConns = 0
-	transport.MaxIdleConnsPerHost = max(o.devices, 100)
+	transport.MaxIdleConnsPerHost = 2 * o.concurrency
 	transport.IdleConnTimeout = 90 * time.Second
 	if o.insecure {
 		transport.TLSClientConfig = &tls.Config{InsecureSkipVerify: true} //nolint:gosec // demo with self-signed TLS, opt-in
@@ -128,6 +148,26 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	return 0
+}
+
+// servePprof serves Go's profiles on addr (its own mux, not
+// http.DefaultServeMux) until the returned function is called.
+func servePprof(addr string, stderr io.Writer) (func(), error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--pprof-address: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	// No write timeout: a CPU profile or trace answers after ?seconds=.
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: time.Minute}
+	fmt.Fprintf(stderr, "fleetsim: profiles on http://%s/debug/pprof/\n", ln.Addr())
+	go func() { _ = srv.Serve(ln) }()
+	return func() { _ = srv.Close() }, nil
 }
 
 // writeSummaries rewrites --summary-json every --summary-interval until

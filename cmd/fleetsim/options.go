@@ -18,6 +18,7 @@ type options struct {
 	assignmentKey        []byte
 	vendorKeys           [][]byte
 	devices              int
+	concurrency          int
 	idPrefix, deviceType string
 	version              string
 	floor                int64
@@ -33,6 +34,7 @@ type options struct {
 	progress             string
 	insecure             bool
 	verbose              bool
+	pprofAddr            string
 }
 
 type stringList []string
@@ -50,6 +52,7 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	fs.StringVar(&o.assignmentKeyFile, "assignment-key", "", "PEM public key the server signs assignments with, or a bundle of several (required); the devices then follow the server's signed key set")
 	fs.Var(&o.vendorKeyFiles, "vendor-key", "PEM public key of the firmware vendor (required, repeatable)")
 	fs.IntVar(&o.devices, "devices", 500, "number of simulated devices")
+	fs.IntVar(&o.concurrency, "concurrency", 1024, "devices that talk to the servers at once, each over one connection (two while a download reports progress)")
 	fs.StringVar(&o.idPrefix, "id-prefix", "sim-", "device ID prefix (IDs are <prefix><5-digit index>)")
 	fs.StringVar(&o.deviceType, "device-type", "sensor-v1", "device type")
 	fs.StringVar(&o.version, "version", "1.0.0", "firmware version the devices start with")
@@ -77,6 +80,7 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	fs.StringVar(&o.progress, "progress", "auto", "progress display: auto, tty, plain or none")
 	fs.BoolVar(&o.insecure, "insecure-skip-verify", false, "do not verify the server's TLS certificate")
 	fs.BoolVar(&o.verbose, "v", false, "log every device's agent")
+	fs.StringVar(&o.pprofAddr, "pprof-address", "", "serve Go's /debug/pprof/ profiles (heap, CPU, goroutines) on this address, e.g. 127.0.0.1:6060 (empty: off)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -101,6 +105,9 @@ func parseOptions(args []string, stderr io.Writer, readFile func(string) ([]byte
 	}
 	if o.devices < 1 || o.devices > 100_000 {
 		errs = append(errs, errors.New("--devices must be 1..100000"))
+	}
+	if o.concurrency < 1 {
+		errs = append(errs, errors.New("--concurrency must be at least 1"))
 	}
 	if o.poll < 10*time.Millisecond {
 		errs = append(errs, errors.New("--poll-interval must be at least 10ms"))

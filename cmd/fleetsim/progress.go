@@ -32,14 +32,22 @@ func (s *sim) showProgress(ctx context.Context, w io.Writer, done <-chan struct{
 			return
 		case <-t.C:
 		}
-		sum := s.summary()
+		sum := s.summarize(false)
+		late := lateNote(s.sched.takeLag())
 		elapsed := time.Since(s.started)
 		if s.opts.progress == "plain" {
-			fmt.Fprintf(w, "%s %s\n", elapsed.Round(time.Second), oneLine(sum))
+			line := oneLine(sum)
+			if late != "" {
+				line += " " + late
+			}
+			fmt.Fprintf(w, "%s %s\n", elapsed.Round(time.Second), line)
 			continue
 		}
 		var b bytes.Buffer
 		writeTable(&b, sum, elapsed)
+		if late != "" {
+			fmt.Fprintln(&b, late)
+		}
 		if lines > 0 {
 			fmt.Fprintf(w, "\x1b[%dA", lines) // back to the table's first line
 		}
@@ -54,4 +62,14 @@ func oneLine(s Summary) string {
 	writeTable(&b, s, 0)
 	fields := strings.Fields(strings.ReplaceAll(b.String(), "\n", " | "))
 	return strings.Join(fields, " ")
+}
+
+// lateNote says when due steps waited a second or more for a free worker
+// since the last line: the fleet runs behind its poll interval (too small
+// a --concurrency, or a saturated CPU).
+func lateNote(lag time.Duration) string {
+	if lag < time.Second {
+		return ""
+	}
+	return fmt.Sprintf("steps late by up to %s", lag.Round(time.Second))
 }

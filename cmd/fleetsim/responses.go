@@ -1,6 +1,8 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"maps"
 	"net/http"
 	"strconv"
@@ -9,7 +11,8 @@ import (
 
 // responseCounts counts what the fleet's HTTP transport saw: answers by
 // status code, those carrying Retry-After, and requests that got no answer
-// (connection refused or reset: a replica down). A caller checking how the
+// (connection refused or reset: a replica down; or none within the agent's
+// request timeout: a server overloaded). A caller checking how the
 // servers behaved in an outage (503 with Retry-After while the database is
 // down) reads them from the summary.
 type responseCounts struct {
@@ -17,6 +20,9 @@ type responseCounts struct {
 	byCode     map[int]int
 	retryAfter map[int]int
 	errors     int
+	// fleet is the fleet's context (set before the first request): once
+	// it ended (--duration), failed requests are not counted.
+	fleet context.Context
 }
 
 func newResponseCounts() *responseCounts {
@@ -30,8 +36,11 @@ func (c *responseCounts) counting(next http.RoundTripper) http.RoundTripper {
 		c.mu.Lock()
 		defer c.mu.Unlock()
 		if err != nil {
-			// A canceled request (the fleet stopping) is not the server's doing.
-			if r.Context().Err() == nil {
+			// A request canceled (a device gone, the fleet stopping) is not
+			// the server's doing; one the agent's request timeout ended got
+			// no answer.
+			stopped := errors.Is(r.Context().Err(), context.Canceled) || (c.fleet != nil && c.fleet.Err() != nil)
+			if !stopped {
 				c.errors++
 			}
 			return resp, err

@@ -8,15 +8,16 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/otaflow/otaflow/agent"
 )
@@ -40,7 +41,9 @@ type simDevice struct {
 	neverReturned bool
 	refusals      map[string]int
 	reports       int
-	stop          context.CancelFunc
+	// stop ends the device's current step.
+	stop context.CancelFunc
+	log  logr.Logger
 }
 
 func (d *simDevice) Running(context.Context) (string, error) {
@@ -150,65 +153,98 @@ func (f rtFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r)
 type sim struct {
 	opts    *options
 	devices []*simDevice
-	started time.Time
-	running atomic.Int64
+	started time.Time // when the devices were made and could start
+	sched   *scheduler
 	// responses counts what every device's transport saw.
 	responses *responseCounts
 }
 
 func newSim(o *options, transport http.RoundTripper, log logr.Logger) (*sim, error) {
-	s := &sim{opts: o, responses: newResponseCounts()}
+	s := &sim{opts: o, responses: newResponseCounts(), sched: newScheduler(o.devices, time.Now), devices: make([]*simDevice, o.devices)}
 	transport = s.responses.counting(transport)
 	labels := assignLabels(o.labels, o.devices, o.seed)
 	fl := &faults{seed: o.seed, rules: o.faults}
+	// Each agent makes its key pair (X25519 scalar multiplications), which
+	// at 100,000 devices is CPU seconds: use every core.
+	var g errgroup.Group
+	g.SetLimit(runtime.GOMAXPROCS(0))
 	for i := range o.devices {
-		d := &simDevice{
-			id: fmt.Sprintf("%s%05d", o.idPrefix, i), labels: labels[i], faults: fl,
-			running: o.version, refusals: map[string]int{}, stop: func() {},
-		}
-		a, err := agent.New(agent.Config{
-			ServerURL: o.servers[i%len(o.servers)], DeviceID: d.id, DeviceType: o.deviceType, Labels: d.labels,
-			BootstrapToken: o.bootstrap, AssignmentKeyPEM: o.assignmentKey, VendorKeysPEM: o.vendorKeys,
-			HTTPClient:   &http.Client{Transport: d.corrupting(transport)},
-			PollInterval: o.poll, PollJitter: 0.2, ProgressInterval: 5 * o.poll, KeyCheckInterval: o.keyCheck,
-			Backoff: agent.Backoff{Initial: o.poll, Max: 30 * o.poll},
-			Store:   agent.NewMemStore(), Staging: agent.DiscardStaging{}, Installer: d,
-			Reboot: d.reboot, BootID: d.bootID, Version: o.version, SecurityFloor: o.floor,
-			Log: log.WithValues("device", d.id), OnEvent: d.onEvent,
+		g.Go(func() error {
+			d := &simDevice{
+				id: fmt.Sprintf("%s%05d", o.idPrefix, i), labels: labels[i], faults: fl,
+				running: o.version, refusals: map[string]int{}, stop: func() {},
+			}
+			d.log = log.WithValues("device", d.id)
+			a, err := agent.New(agent.Config{
+				ServerURL: o.servers[i%len(o.servers)], DeviceID: d.id, DeviceType: o.deviceType, Labels: d.labels,
+				BootstrapToken: o.bootstrap, AssignmentKeyPEM: o.assignmentKey, VendorKeysPEM: o.vendorKeys,
+				HTTPClient:   &http.Client{Transport: d.corrupting(transport)},
+				PollInterval: o.poll, PollJitter: 0.2, ProgressInterval: 5 * o.poll, KeyCheckInterval: o.keyCheck,
+				Backoff: agent.Backoff{Initial: o.poll, Max: 30 * o.poll},
+				Store:   agent.NewMemStore(), Staging: agent.DiscardStaging{}, Installer: d,
+				Reboot: d.reboot, BootID: d.bootID, Version: o.version, SecurityFloor: o.floor,
+				Log: d.log, OnEvent: d.onEvent,
+			})
+			if err != nil {
+				return err
+			}
+			d.a = a
+			s.devices[i] = d
+			return nil
 		})
-		if err != nil {
-			return nil, err
-		}
-		d.a = a
-		s.devices = append(s.devices, d)
 	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	s.started = time.Now()
 	return s, nil
 }
 
-// run starts every device, spread over the first poll interval, and
-// returns when ctx ends and every device stopped.
+// run steps every device, the first steps spread over the first poll
+// interval, until ctx ends; it returns once every step ended. At most
+// --concurrency devices step at once (sched.go).
 func (s *sim) run(ctx context.Context) {
-	s.started = time.Now()
-	var wg sync.WaitGroup
-	for _, d := range s.devices {
-		dctx, cancel := context.WithCancel(ctx)
-		d.mu.Lock()
-		d.stop = cancel
-		d.mu.Unlock()
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			defer cancel()
-			delay := time.Duration(rand.Int64N(int64(s.opts.poll) + 1))
-			select {
-			case <-dctx.Done():
-				return
-			case <-time.After(delay):
-			}
-			s.running.Add(1)
-			defer s.running.Add(-1)
-			_ = d.a.Run(dctx)
-		}()
+	s.responses.fleet = ctx
+	for i := range s.devices {
+		s.sched.add(i, s.started.Add(time.Duration(rand.Int64N(int64(s.opts.poll)+1))))
 	}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(s.opts.concurrency, len(s.devices)) {
+		wg.Go(func() {
+			for i := range work {
+				if wait, ok := s.step(ctx, s.devices[i]); ok {
+					s.sched.add(i, time.Now().Add(wait))
+				}
+			}
+		})
+	}
+	s.sched.dispatch(ctx, work)
 	wg.Wait()
+}
+
+// step runs one agent step of d, as agent.Run does between its sleeps, and
+// returns when d is due again; false when d is gone (it never returned
+// from a reboot) or the fleet stops.
+func (s *sim) step(ctx context.Context, d *simDevice) (time.Duration, bool) {
+	sctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	d.mu.Lock()
+	if d.neverReturned {
+		d.mu.Unlock()
+		return 0, false
+	}
+	d.stop = cancel // the reboot hook ends the step of a device that never returns
+	d.mu.Unlock()
+	wait, err := d.a.Step(sctx)
+	d.mu.Lock()
+	d.stop = func() {} // the step's context is not kept while the device waits
+	d.mu.Unlock()
+	if sctx.Err() != nil {
+		return 0, false
+	}
+	if err != nil {
+		d.log.Info("update step failed", "err", err.Error(), "retryIn", wait.String())
+	}
+	return wait, true
 }

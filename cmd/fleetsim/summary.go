@@ -51,7 +51,11 @@ type DeviceDetail struct {
 // StateNeverReturned is the state of a device that rebooted and never came back.
 const StateNeverReturned = "neverReturned"
 
-func (s *sim) summary() Summary {
+func (s *sim) summary() Summary { return s.summarize(true) }
+
+// summarize counts the fleet; with detail it lists every device too (the
+// progress line needs only the counts).
+func (s *sim) summarize(detail bool) Summary {
 	out := Summary{Devices: len(s.devices), ByVersion: map[string]int{}, ByState: map[string]int{}, Refusals: map[string]int{}, DevicesDetail: []DeviceDetail{}}
 	out.Responses, out.RetryAfter, out.TransportErrors = s.responses.snapshot()
 	for _, d := range s.devices {
@@ -70,10 +74,12 @@ func (s *sim) summary() Summary {
 			out.Refusals[k] += v
 		}
 		out.Reports += d.reports
-		out.DevicesDetail = append(out.DevicesDetail, DeviceDetail{
-			ID: d.id, Version: d.running, SecurityFloor: st.SecurityFloor, PendingFloor: st.PendingFloor, LastState: state, LastReason: d.lastReason,
-			Reports: d.reports,
-		})
+		if detail {
+			out.DevicesDetail = append(out.DevicesDetail, DeviceDetail{
+				ID: d.id, Version: d.running, SecurityFloor: st.SecurityFloor, PendingFloor: st.PendingFloor, LastState: state, LastReason: d.lastReason,
+				Reports: d.reports,
+			})
+		}
 		d.mu.Unlock()
 	}
 	return out

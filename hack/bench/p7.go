@@ -115,7 +115,7 @@ func runP7(ctx context.Context, c config, res *Results) error {
 	t := harness.Totals(got)
 	row.Figure = fmt.Sprintf("%s (%d succeeded; all enrolled after %s)", took.Round(time.Second), t.Succeeded, enrolled.Round(time.Second))
 	row.Result = passIf(took <= 10*time.Minute)
-	row.Notes = "processes as in a cluster (internal/harness: envtest control plane, manager, otaserver with TLS off), 64 KiB image, poll interval 20 s ± 20%, no pauses, no offer rate limit; the rollout is created paused and unpaused once status.fleet.size shows every device enrolled; time from starting fleetsim (enrollment) to phase Succeeded"
+	row.Notes = "processes as in a cluster (internal/harness: envtest control plane, manager, otaserver with TLS off), 64 KiB image, poll interval 20 s ± 20%, fleetsim's default --concurrency (1024 devices stepping at once), no pauses, no offer rate limit; the rollout is created paused and unpaused once status.fleet.size shows every device enrolled; time from starting fleetsim (enrollment) to phase Succeeded"
 	res.add(row)
 	return nil
 }

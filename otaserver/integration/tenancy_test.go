@@ -45,7 +45,7 @@ func enrollment(t *testing.T, ns, name, token string, mut func(*otav1.DeviceEnro
 	must(t, k8s.Create(rootCtx, e))
 }
 
-func token(prefix string) string { return prefix + "-" + strings.Repeat("0123456789", 4) }
+
 
 func errCode(r devicetest.Response) string {
 	var e protov1.Error
@@ -62,6 +62,10 @@ func errCode(r devicetest.Response) string {
 func TestTenants(t *testing.T) {
 	ctx, cancel := context.WithCancel(rootCtx)
 	defer cancel()
+	// Tokens differ from earlier runs' DeviceEnrollments on the same API
+	// server (-count): a token in two objects enrolls nothing.
+	runID := rand.Text()
+	token := func(prefix string) string { return prefix + "-" + runID + "-" + strings.Repeat("0123456789", 2) }
 	nsA := releasetest.NewNamespace(t, k8s, "tenant-a-")
 	nsB := releasetest.NewNamespace(t, k8s, "tenant-b-")
 	_, relA := readyRelease(t, nsA)
@@ -174,11 +178,17 @@ func TestTenants(t *testing.T) {
 	es := &otaserver.EnrollmentStatus{Client: k8s, Store: store}
 	must(t, es.Pass(ctx))
 	for key, want := range map[client.ObjectKey]int64{{Namespace: nsA, Name: "factory"}: 4, {Namespace: nsB, Name: "factory"}: 2, {Namespace: nsA, Name: "serials"}: 1, {Namespace: nsA, Name: "paused"}: 0} {
-		var e otav1.DeviceEnrollment
-		must(t, k8s.Get(ctx, key, &e))
-		if e.Status.EnrolledDevices != want {
-			t.Errorf("%s: status.enrolledDevices %d, want %d", key, e.Status.EnrolledDevices, want)
-		}
+		// The suite's client reads through a cache.
+		releasetest.Eventually(t, 10*time.Second, func() error {
+			var e otav1.DeviceEnrollment
+			if err := k8s.Get(ctx, key, &e); err != nil {
+				return err
+			}
+			if e.Status.EnrolledDevices != want {
+				return fmt.Errorf("%s: status.enrolledDevices %d, want %d", key, e.Status.EnrolledDevices, want)
+			}
+			return nil
+		})
 	}
 
 	// Offers: wait until both fleets are counted, then every device asks.
