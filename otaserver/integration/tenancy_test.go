@@ -45,8 +45,6 @@ func enrollment(t *testing.T, ns, name, token string, mut func(*otav1.DeviceEnro
 	must(t, k8s.Create(rootCtx, e))
 }
 
-
-
 func errCode(r devicetest.Response) string {
 	var e protov1.Error
 	_ = json.Unmarshal(r.Body, &e)
