@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"sync"
 )
 
 // KEM names a key encapsulation mechanism as written in APIs and status.
@@ -147,14 +148,20 @@ func canonicalX25519(raw []byte) bool {
 	return raw[0] < 0xed
 }
 
+// x25519Probe is the probe key of checkX25519Order, made once: making it
+// costs a scalar multiplication (its public key), as much as the check.
+var x25519Probe = sync.OnceValues(func() (*ecdh.PrivateKey, error) {
+	var scalar [32]byte
+	scalar[0] = 1
+	return ecdh.X25519().NewPrivateKey(scalar[:])
+})
+
 // checkX25519Order refuses keys of small order. X25519 clamps this probe
 // scalar to 2^254, a multiple of the cofactor and not of the prime group
 // order, so it maps exactly the small-order points to zero, and crypto/ecdh
 // reports an all-zero shared secret as an error.
 func checkX25519Order(pub *ecdh.PublicKey) error {
-	var scalar [32]byte
-	scalar[0] = 1
-	probe, err := ecdh.X25519().NewPrivateKey(scalar[:])
+	probe, err := x25519Probe()
 	if err != nil {
 		return fmt.Errorf("keywrap: probe key: %w", err)
 	}
