@@ -13,7 +13,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
-	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
@@ -117,14 +116,5 @@ func (r *DeviceEnrollmentReconciler) SetupWithManager(ctx context.Context, mgr c
 }
 
 func (r *DeviceEnrollmentReconciler) enrollmentsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
-	var list otav1.DeviceEnrollmentList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexEnrollmentSecret: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "map Secret to DeviceEnrollments", "secret", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return referrers(ctx, r.Client, &otav1.DeviceEnrollmentList{}, indexEnrollmentSecret, o)
 }

@@ -442,16 +442,7 @@ func (r *FirmwareReleaseReconciler) releasesForConfigMap(ctx context.Context, o 
 }
 
 func (r *FirmwareReleaseReconciler) releasesByIndex(ctx context.Context, o client.Object, index string) []reconcile.Request {
-	var list otav1.FirmwareReleaseList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "map object to releases", "index", index, "name", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for _, rel := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&rel)})
-	}
-	return reqs
+	return referrers(ctx, r.Client, &otav1.FirmwareReleaseList{}, index, o)
 }
 
 func releaseOfRollout(_ context.Context, o client.Object) []reconcile.Request {

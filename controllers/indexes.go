@@ -4,7 +4,11 @@ import (
 	"context"
 	"fmt"
 
+	"k8s.io/apimachinery/pkg/api/meta"
+	"k8s.io/apimachinery/pkg/runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 )
@@ -50,4 +54,20 @@ func SetupIndexes(ctx context.Context, indexer client.FieldIndexer) error {
 		return fmt.Errorf("index %s: %w", indexRolloutRelease, err)
 	}
 	return nil
+}
+
+// referrers maps o to reconcile requests for the objects of list (same
+// namespace) whose index field names it; what names a changed object is
+// reconciled again.
+func referrers(ctx context.Context, c client.Reader, list client.ObjectList, index string, o client.Object) []reconcile.Request {
+	if err := c.List(ctx, list, client.InNamespace(o.GetNamespace()), client.MatchingFields{index: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "map object to referrers", "index", index, "name", o.GetName())
+		return nil
+	}
+	var reqs []reconcile.Request
+	_ = meta.EachListItem(list, func(obj runtime.Object) error {
+		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(obj.(client.Object))})
+		return nil
+	})
+	return reqs
 }

@@ -231,14 +231,5 @@ func (r *RolloutReconciler) SetupWithManager(mgr ctrl.Manager) error {
 }
 
 func (r *RolloutReconciler) rolloutsOfRelease(ctx context.Context, o client.Object) []reconcile.Request {
-	var list otav1.RolloutList
-	if err := r.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{indexRolloutRelease: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "map release to rollouts", "release", o.GetName())
-		return nil
-	}
-	reqs := make([]reconcile.Request, 0, len(list.Items))
-	for i := range list.Items {
-		reqs = append(reqs, reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&list.Items[i])})
-	}
-	return reqs
+	return referrers(ctx, r.Client, &otav1.RolloutList{}, indexRolloutRelease, o)
 }

@@ -40,19 +40,9 @@ import (
 // metadata.name field selector, so RBAC can grant them for this one Secret
 // (resourceNames) rather than for every Secret of the namespace.
 func WatchTokenSecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string, set *TokenSet, onChange func(n int)) error {
-	c, err := cache.New(cfg, cache.Options{
-		Scheme:            scheme,
-		DefaultNamespaces: map[string]cache.Config{namespace: {}},
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Field: fields.OneTermEqualSelector("metadata.name", name)},
-		},
-	})
+	c, inf, err := namedSecretInformer(ctx, cfg, scheme, namespace, name)
 	if err != nil {
-		return fmt.Errorf("enrollment Secret cache: %w", err)
-	}
-	inf, err := c.GetInformer(ctx, &corev1.Secret{})
-	if err != nil {
-		return fmt.Errorf("enrollment Secret informer: %w", err)
+		return fmt.Errorf("enrollment Secret: %w", err)
 	}
 	update := func(obj any) {
 		if s, ok := obj.(*corev1.Secret); ok && s.Name == name {
@@ -71,4 +61,25 @@ func WatchTokenSecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Sch
 		return fmt.Errorf("enrollment Secret %s/%s: cache did not sync", namespace, name)
 	}
 	return nil
+}
+
+// namedSecretInformer returns a cache and its Secret informer narrowed to
+// one Secret by a metadata.name field selector, which RBAC authorizes by
+// resourceNames. The caller adds handlers, then starts the cache.
+func namedSecretInformer(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string) (cache.Cache, cache.Informer, error) {
+	c, err := cache.New(cfg, cache.Options{
+		Scheme:            scheme,
+		DefaultNamespaces: map[string]cache.Config{namespace: {}},
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Field: fields.OneTermEqualSelector("metadata.name", name)},
+		},
+	})
+	if err != nil {
+		return nil, nil, fmt.Errorf("cache: %w", err)
+	}
+	inf, err := c.GetInformer(ctx, &corev1.Secret{})
+	if err != nil {
+		return nil, nil, fmt.Errorf("informer: %w", err)
+	}
+	return c, inf, nil
 }

@@ -17,12 +17,9 @@ import (
 	"github.com/go-logr/logr"
 	"github.com/prometheus/client_golang/prometheus"
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
-	"sigs.k8s.io/controller-runtime/pkg/cache"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
@@ -372,19 +369,9 @@ func (s *Server) keys(w http.ResponseWriter, r *http.Request) {
 // leave the last good set in use: they are logged and counted, and signing
 // never stops.
 func WatchSigningKeySecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name, legacyKey string, keys *SigningKeys, log logr.Logger) error {
-	c, err := cache.New(cfg, cache.Options{
-		Scheme:            scheme,
-		DefaultNamespaces: map[string]cache.Config{namespace: {}},
-		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Field: fields.OneTermEqualSelector("metadata.name", name)},
-		},
-	})
+	c, inf, err := namedSecretInformer(ctx, cfg, scheme, namespace, name)
 	if err != nil {
-		return fmt.Errorf("signing-key Secret cache: %w", err)
-	}
-	inf, err := c.GetInformer(ctx, &corev1.Secret{})
-	if err != nil {
-		return fmt.Errorf("signing-key Secret informer: %w", err)
+		return fmt.Errorf("signing-key Secret: %w", err)
 	}
 	update := func(obj any) {
 		s, ok := obj.(*corev1.Secret)
