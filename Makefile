@@ -9,11 +9,13 @@ ROOT          := $(shell pwd)
 BIN           := $(ROOT)/bin
 ENVTEST_BIN   := $(BIN)/k8s
 S3_BIN        := $(BIN)/s3
+SWUPDATE_BIN  := $(BIN)/swupdate
 CONTROLLER_GEN := go tool controller-gen
 IMG           ?= ghcr.io/otaflow/otaflow:dev
 GOTEST_FLAGS  ?= -race -count=1
 BENCH_TIME    ?= 2s
 export KUBEBUILDER_ASSETS := $(ENVTEST_BIN)
+export OTAFLOW_SWUPDATE := $(SWUPDATE_BIN)/run
 
 .PHONY: all
 all: build
@@ -59,8 +61,12 @@ s3server: ## Build versitygw, the S3 server of the object-storage tests, into bi
 postgres: ## Install PostgreSQL 15 (apt) for the PostgreSQL store tests, when missing.
 	hack/ensure-postgres.sh
 
+.PHONY: swupdate
+swupdate: ## Unpack Debian's SWUpdate client (apt-get download, no install) into bin/swupdate for the DDI tests (once).
+	hack/ensure-swupdate.sh $(SWUPDATE_BIN)
+
 .PHONY: test
-test: envtest s3server postgres check-fmt verify-generated vet ## Run every test.
+test: envtest s3server postgres swupdate check-fmt verify-generated vet ## Run every test.
 	hack/openapi-lint.sh
 	go test $(GOTEST_FLAGS) ./...
 

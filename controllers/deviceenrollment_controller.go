@@ -2,7 +2,10 @@ package controllers
 
 import (
 	"context"
+	"crypto/subtle"
 	"fmt"
+	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -17,12 +20,15 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/enrolltoken"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=deviceenrollments,verbs=get;list;watch
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=deviceenrollments/status,verbs=get;update;patch
 
-const indexEnrollmentSecret = "spec.tokenSecretRef.name"
+// indexEnrollmentSecret lists the Secrets a DeviceEnrollment reads: its
+// token's and its DDI target tokens'.
+const indexEnrollmentSecret = "spec.secretNames"
 
 // DeviceEnrollmentReconciler reports whether a DeviceEnrollment's token
 // enrolls devices: the Secret exists, holds the key, the token follows the
@@ -82,12 +88,21 @@ func (r *DeviceEnrollmentReconciler) assess(ctx context.Context, e *otav1.Device
 	if reason, err := enrolltoken.Check(tok); err != nil {
 		return metav1.ConditionFalse, reason, fmt.Sprintf("Secret %q key %q: %v", ref.Name, e.TokenKey(), err), 0, nil
 	}
+	if status, reason, msg, err := r.assessDDI(ctx, e, tok); err != nil || status != "" {
+		return status, reason, msg, 0, err
+	}
 	msg := "devices enrolling with this token join namespace " + e.Namespace
 	if e.Spec.MaxDevices != nil {
 		msg += fmt.Sprintf(", at most %d devices", *e.Spec.MaxDevices)
 	}
 	if e.Spec.AllowedDeviceIDs != nil {
 		msg += fmt.Sprintf(", only the %d allowed device IDs", len(e.Spec.AllowedDeviceIDs))
+	}
+	if d := e.Spec.DDI; d != nil {
+		msg += "; hawkBit DDI devices register as type " + d.DeviceType
+		if d.GatewayToken {
+			msg += ", with the token as GatewayToken"
+		}
 	}
 	var requeue time.Duration
 	if e.Spec.ExpiresAt != nil {
@@ -97,14 +112,94 @@ func (r *DeviceEnrollmentReconciler) assess(ctx context.Context, e *otav1.Device
 	return metav1.ConditionTrue, otav1.ReasonEnrollmentActive, msg, requeue, nil
 }
 
-// SetupWithManager registers the controller; a change of a token Secret
-// re-assesses the DeviceEnrollments naming it.
+// assessDDI checks the target-tokens Secret of spec.ddi: a status, reason
+// and message when it is missing or has unusable entries (named by key,
+// never by token), "" when fine. The OTA server drops the same entries and
+// keeps the others.
+func (r *DeviceEnrollmentReconciler) assessDDI(ctx context.Context, e *otav1.DeviceEnrollment, enrollToken []byte) (metav1.ConditionStatus, string, string, error) {
+	if e.Spec.DDI == nil || e.Spec.DDI.TargetTokensSecretRef == nil {
+		return "", "", "", nil
+	}
+	name := e.Spec.DDI.TargetTokensSecretRef.Name
+	var s corev1.Secret
+	if err := r.Get(ctx, client.ObjectKey{Namespace: e.Namespace, Name: name}, &s); err != nil {
+		if apierrors.IsNotFound(err) {
+			return metav1.ConditionFalse, otav1.ReasonTargetTokensSecretAbsent, fmt.Sprintf("DDI target-tokens Secret %q not found in namespace %s: no DDI device authenticates with a TargetToken", name, e.Namespace), nil
+		}
+		return "", "", "", fmt.Errorf("read target-tokens Secret %s: %w", name, err)
+	}
+	if bad := badTargetTokens(s.Data, enrollToken); len(bad) > 0 {
+		shown := bad[:min(len(bad), maxBadKeysShown)]
+		msg := fmt.Sprintf("DDI target-tokens Secret %q: %d unusable entries (the others work): %s", name, len(bad), strings.Join(shown, "; "))
+		if len(bad) > len(shown) {
+			msg += fmt.Sprintf(" (and %d more)", len(bad)-len(shown))
+		}
+		return metav1.ConditionFalse, otav1.ReasonTargetTokensInvalid, msg, nil
+	}
+	return "", "", "", nil
+}
+
+// maxBadKeysShown bounds the keys a condition message names.
+const maxBadKeysShown = 3
+
+// badTargetTokens describes the unusable entries of a target-tokens
+// Secret, sorted by key: keys that are no device IDs, tokens breaking the
+// rules, the enrollment token reused, a token in two entries.
+func badTargetTokens(data map[string][]byte, enrollToken []byte) []string {
+	keys := make([]string, 0, len(data))
+	for k := range data {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	seen := map[string]string{} // token → first key
+	var bad []string
+	for _, k := range keys {
+		tok := data[k]
+		if why := targetTokenProblem(k, tok); why != "" {
+			bad = append(bad, fmt.Sprintf("key %q: %s", k, why))
+			continue
+		}
+		if subtle.ConstantTimeCompare(tok, enrollToken) == 1 {
+			bad = append(bad, fmt.Sprintf("key %q: the token is the enrollment token", k))
+			continue
+		}
+		if first, dup := seen[string(tok)]; dup {
+			bad = append(bad, fmt.Sprintf("key %q: same token as key %q", k, first))
+			continue
+		}
+		seen[string(tok)] = k
+	}
+	return bad
+}
+
+// targetTokenProblem: the OTA server's rule for one entry
+// (otaserver.CheckDDITargetToken; the manager does not link the server).
+func targetTokenProblem(key string, tok []byte) string {
+	if err := protov1.ValidateDeviceID(key); err != nil {
+		return "not a device ID: " + err.Error()
+	}
+	if _, err := enrolltoken.Check(tok); err != nil {
+		return err.Error()
+	}
+	if !otav1.HeaderSafeToken(tok) {
+		return "the token holds spaces, control or non-ASCII characters (a trailing newline?), which an Authorization header cannot carry"
+	}
+	return ""
+}
+
+// SetupWithManager registers the controller; a change of a token or
+// target-tokens Secret re-assesses the DeviceEnrollments naming it.
 func (r *DeviceEnrollmentReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	if r.Clock == nil {
 		r.Clock = clock.RealClock{}
 	}
 	if err := mgr.GetFieldIndexer().IndexField(ctx, &otav1.DeviceEnrollment{}, indexEnrollmentSecret, func(o client.Object) []string {
-		return []string{o.(*otav1.DeviceEnrollment).Spec.TokenSecretRef.Name}
+		e := o.(*otav1.DeviceEnrollment)
+		names := []string{e.Spec.TokenSecretRef.Name}
+		if e.Spec.DDI != nil && e.Spec.DDI.TargetTokensSecretRef != nil {
+			names = append(names, e.Spec.DDI.TargetTokensSecretRef.Name)
+		}
+		return names
 	}); err != nil {
 		return fmt.Errorf("index DeviceEnrollments by Secret: %w", err)
 	}

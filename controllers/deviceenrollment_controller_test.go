@@ -96,15 +96,89 @@ func TestDeviceEnrollmentValidation(t *testing.T) {
 	ctx := context.Background()
 	ns := newNamespace(t)
 	for name, spec := range map[string]otav1.DeviceEnrollmentSpec{
-		"secret-name":  {TokenSecretRef: otav1.TokenSecretReference{Name: "Not_A_Name"}},
-		"no-secret":    {},
-		"zero-max":     {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, MaxDevices: ptr.To[int64](0)},
-		"empty-id":     {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, AllowedDeviceIDs: []string{""}},
-		"duplicate-id": {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, AllowedDeviceIDs: []string{"a", "a"}},
+		"secret-name":   {TokenSecretRef: otav1.TokenSecretReference{Name: "Not_A_Name"}},
+		"no-secret":     {},
+		"zero-max":      {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, MaxDevices: ptr.To[int64](0)},
+		"empty-id":      {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, AllowedDeviceIDs: []string{""}},
+		"duplicate-id":  {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, AllowedDeviceIDs: []string{"a", "a"}},
+		"ddi-no-way-in": {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, DDI: &otav1.DDIEnrollment{DeviceType: "sensor-v1"}},
+		"ddi-no-type":   {TokenSecretRef: otav1.TokenSecretReference{Name: "s"}, DDI: &otav1.DDIEnrollment{GatewayToken: true}},
 	} {
 		e := &otav1.DeviceEnrollment{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}, Spec: spec}
 		if err := k8s.Create(ctx, e); err == nil {
 			t.Errorf("%s: created %+v", name, spec)
 		}
 	}
+}
+
+// TestDeviceEnrollmentDDIConditions: spec.ddi's target-tokens Secret is
+// assessed after the enrollment token: missing, then with unusable entries
+// (named by key, the tokens never shown), then fixed; each Secret change
+// is noticed without touching the DeviceEnrollment.
+func TestDeviceEnrollmentDDIConditions(t *testing.T) {
+	ctx := context.Background()
+	ns := newNamespace(t)
+	token := strings.Repeat("k", otav1.MinEnrollmentTokenLength)
+	if err := k8s.Create(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "factory-token"},
+		Data: map[string][]byte{"token": []byte(token)}}); err != nil {
+		t.Fatal(err)
+	}
+	e := &otav1.DeviceEnrollment{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "factory"},
+		Spec: otav1.DeviceEnrollmentSpec{TokenSecretRef: otav1.TokenSecretReference{Name: "factory-token"},
+			DDI: &otav1.DDIEnrollment{DeviceType: "sensor-v1", TargetTokensSecretRef: &otav1.LocalSecretReference{Name: "factory-ddi"}}},
+	}
+	if err := k8s.Create(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKeyFromObject(e)
+	waitEnrollment(t, key, metav1.ConditionFalse, otav1.ReasonTargetTokensSecretAbsent)
+
+	good := func(s string) []byte { return []byte("device-token-" + s + "-0123456789abcdefghij") }
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "factory-ddi"}, Data: map[string][]byte{
+		"dev-1":    good("1"),
+		"bad..key": good("x"), // not a Secret key the API server refuses, and a valid device ID
+		"dev-2":    []byte("short-secret"),
+		"dev-3":    append(good("3"), '\n'),
+		"dev-4":    good("1"),     // same token as dev-1
+		"dev-5":    []byte(token), // the enrollment token
+		"dev-6":    good("6"),
+	}}
+	if err := k8s.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	got := waitEnrollment(t, key, metav1.ConditionFalse, otav1.ReasonTargetTokensInvalid)
+	msg := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady).Message
+	for _, want := range []string{"4 unusable entries", `key "dev-2"`, `key "dev-3"`, `key "dev-4": same token as key "dev-1"`, "(and 1 more)"} {
+		if !strings.Contains(msg, want) {
+			t.Errorf("message %q does not say %s", msg, want)
+		}
+	}
+	for _, secret := range []string{"short-secret", "0123456789abcdefghij", token} {
+		if strings.Contains(msg, secret) {
+			t.Fatalf("the condition shows a token: %q", msg)
+		}
+	}
+
+	sec.Data = map[string][]byte{"dev-1": good("1"), "bad..key": good("x"), "dev-6": good("6")}
+	if err := k8s.Update(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	got = waitEnrollment(t, key, metav1.ConditionTrue, otav1.ReasonEnrollmentActive)
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady); !strings.Contains(c.Message, "DDI devices register as type sensor-v1") {
+		t.Fatalf("message %q does not describe spec.ddi", c.Message)
+	}
+	// A key that is no device ID (too long: Secret keys may have 253).
+	sec.Data[strings.Repeat("d", 129)] = good("long")
+	if err := k8s.Update(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	got = waitEnrollment(t, key, metav1.ConditionFalse, otav1.ReasonTargetTokensInvalid)
+	if c := meta.FindStatusCondition(got.Status.Conditions, otav1.ConditionReady); !strings.Contains(c.Message, "not a device ID") {
+		t.Fatalf("message %q does not say the key is no device ID", c.Message)
+	}
+	if err := k8s.Delete(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	waitEnrollment(t, key, metav1.ConditionFalse, otav1.ReasonTargetTokensSecretAbsent)
 }

@@ -139,6 +139,19 @@ func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *ot
 		if v := rel.Status.Verification; v != nil && v.InputsDigest == in.Digest {
 			// Same image, same signature and keys: the artifact holds for
 			// this generation as it is.
+			if !hasPlainSums(rel.Status.Artifact) {
+				// Built before plaintext SHA-1/MD5 were recorded: read
+				// them from the blob. The artifact stays servable
+				// meanwhile; nothing about it changes but the new fields.
+				logger.Info("recording plaintext SHA-1 and MD5 of the stored artifact", "encryptedSHA256", rel.Status.Artifact.EncryptedSHA256)
+				key, err := r.readContentKey(ctx, rel)
+				if err != nil {
+					return r.fail(ctx, rel, fmt.Errorf("%w: read content key: %w", errStorage, err))
+				}
+				if err := r.backfillPlainSums(ctx, rel, key); err != nil {
+					return r.fail(ctx, rel, err)
+				}
+			}
 			confirmArtifact(rel)
 			r.markReady(rel, false)
 			return ctrl.Result{}, r.collectGarbage(ctx, rel)
@@ -188,12 +201,16 @@ func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *ot
 // confirmArtifact records that the artifact was built or verified for the
 // current spec. The OTA server serves it only while artifact.generation is
 // metadata.generation. Artifacts written before these fields existed get
-// them here, without a rebuild.
+// them here, without a rebuild. A derived filename, once recorded, stays
+// through source URL edits: a DDI client's download of it may be under way.
 func confirmArtifact(rel *otav1.FirmwareRelease) {
 	art := rel.Status.Artifact
 	art.Version = rel.Spec.Version
 	art.SecurityVersion = rel.Spec.SecurityVersion
 	art.Generation = rel.Generation
+	if f := rel.Spec.ArtifactFilename; f != "" || art.Filename == "" {
+		art.Filename = artifactFilename(rel)
+	}
 }
 
 // artifactCurrent reports whether status.artifact is the image the spec pins

@@ -626,6 +626,8 @@ func TestURLEditConfirmsWithoutRefetch(t *testing.T) {
 		EncryptedSHA256: first.Status.Artifact.EncryptedSHA256, EncryptedSize: first.Status.Artifact.EncryptedSize,
 		Suite: first.Status.Artifact.Suite, KeySecretName: first.Status.Artifact.KeySecretName,
 		Version: "2.1.0", SecurityVersion: 7, Generation: want,
+		// The name DDI clients see stays that of the first source.
+		PlainSHA1: first.Status.Artifact.PlainSHA1, PlainMD5: first.Status.Artifact.PlainMD5, Filename: "sensor.bin",
 	}) {
 		t.Errorf("artifact %+v after a URL edit, want the first one %+v at generation %d", got.Status.Artifact, first.Status.Artifact, want)
 	}

@@ -2,10 +2,14 @@ package controllers
 
 import (
 	"context"
+	"crypto/md5"  // what DDI clients check; SHA-256 pins the image
+	"crypto/sha1" // likewise
+	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 
 	corev1 "k8s.io/api/core/v1"
@@ -37,8 +41,9 @@ type built struct {
 	verification otav1.Verification
 }
 
-// buildArtifact fetches the image once and, in that single pass, hashes it,
-// feeds the signature check and encrypts it into a temporary blob. Only an
+// buildArtifact fetches the image once and, in that single pass, hashes it
+// (SHA-256 in the signature check; SHA-1 and MD5 for DDI clients), feeds the
+// signature check and encrypts it into a temporary blob. Only an
 // image whose digest matches and whose signature verifies is committed: the
 // key Secret is written first (it records the blob for cleanup), then the
 // blob is committed.
@@ -67,7 +72,8 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 	}
 	defer func() { _ = w.Abort() }() // no-op after Commit
 
-	plainSize, err := envelope.Encrypt(writeTagger{w}, io.TeeReader(body, check), key)
+	sums := newPlainSums()
+	plainSize, err := envelope.Encrypt(writeTagger{w}, io.TeeReader(body, io.MultiWriter(check, sums)), key)
 	if err != nil {
 		if errors.Is(err, errWrite) {
 			return nil, fmt.Errorf("%w: write blob: %w", errStorage, err)
@@ -97,6 +103,9 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 		artifact: otav1.Artifact{
 			PlainSHA256:     plainDigest,
 			Size:            plainSize,
+			PlainSHA1:       sums.sha1Hex(),
+			PlainMD5:        sums.md5Hex(),
+			Filename:        artifactFilename(rel),
 			EncryptedSHA256: info.Digest,
 			EncryptedSize:   info.Size,
 			Suite:           envelope.Suite,
@@ -167,11 +176,31 @@ func (r *FirmwareReleaseReconciler) readContentKey(ctx context.Context, rel *ota
 	return key, nil
 }
 
-// reverify checks the signature again (keys or signature changed) by
-// decrypting the stored blob: this needs no network and also proves the
-// blob still decrypts to the signed image.
-func (r *FirmwareReleaseReconciler) reverify(ctx context.Context, rel *otav1.FirmwareRelease, key []byte, in *verifyInputs) (*otav1.Verification, error) {
-	art := rel.Status.Artifact
+// plainSums hashes the plaintext for DDI clients, beside the SHA-256 the
+// signature check computes.
+type plainSums struct{ sha1, md5 hash.Hash }
+
+func newPlainSums() *plainSums {
+	return &plainSums{sha1: sha1.New(), md5: md5.New()}
+}
+
+func (s *plainSums) Write(p []byte) (int, error) {
+	s.sha1.Write(p) // hash.Hash writes never fail
+	s.md5.Write(p)
+	return len(p), nil
+}
+
+func (s *plainSums) sha1Hex() string { return hex.EncodeToString(s.sha1.Sum(nil)) }
+func (s *plainSums) md5Hex() string  { return hex.EncodeToString(s.md5.Sum(nil)) }
+
+// hasPlainSums reports whether the artifact records the plaintext digests
+// DDI clients check; artifacts built before they existed do not.
+func hasPlainSums(a *otav1.Artifact) bool { return a.PlainSHA1 != "" && a.PlainMD5 != "" }
+
+// readPlaintext decrypts the stored blob into w and the plaintext hashes,
+// and fails unless it decrypts to the pinned image. sha256Of is the SHA-256
+// w computed, or nil to compute one here.
+func (r *FirmwareReleaseReconciler) readPlaintext(ctx context.Context, art *otav1.Artifact, key []byte, w io.Writer, sha256Of func() []byte) (*plainSums, error) {
 	blob, err := r.Blobs.Open(ctx, art.EncryptedSHA256)
 	if err != nil {
 		return nil, fmt.Errorf("%w: open blob %s: %w", errStorage, art.EncryptedSHA256, err)
@@ -181,20 +210,53 @@ func (r *FirmwareReleaseReconciler) reverify(ctx context.Context, rel *otav1.Fir
 	if err != nil {
 		return nil, fmt.Errorf("%w: decrypt blob %s: %w", errStorage, art.EncryptedSHA256, err)
 	}
+	sums := newPlainSums()
+	if sha256Of == nil {
+		h := sha256.New()
+		w = io.MultiWriter(w, h)
+		sha256Of = func() []byte { return h.Sum(nil) }
+	}
+	if _, err := io.Copy(io.MultiWriter(w, sums), plain); err != nil {
+		return nil, fmt.Errorf("%w: decrypt blob %s: %w", errStorage, art.EncryptedSHA256, err)
+	}
+	if got := hex.EncodeToString(sha256Of()); got != art.PlainSHA256 {
+		return nil, fmt.Errorf("%w: blob %s decrypts to sha256 %s, want %s", errStorage, art.EncryptedSHA256, got, art.PlainSHA256)
+	}
+	return sums, nil
+}
+
+// backfillPlainSums records the plaintext SHA-1 and MD5 of an artifact built
+// before they were computed, read back from the stored blob (no network).
+// The artifact stays as it is otherwise, and so does its verification.
+func (r *FirmwareReleaseReconciler) backfillPlainSums(ctx context.Context, rel *otav1.FirmwareRelease, key []byte) error {
+	art := rel.Status.Artifact
+	sums, err := r.readPlaintext(ctx, art, key, io.Discard, nil)
+	if err != nil {
+		return err
+	}
+	art.PlainSHA1, art.PlainMD5 = sums.sha1Hex(), sums.md5Hex()
+	return nil
+}
+
+// reverify checks the signature again (keys or signature changed) by
+// decrypting the stored blob: this needs no network and also proves the
+// blob still decrypts to the signed image. It records the plaintext SHA-1
+// and MD5 on the way, for artifacts built before they were.
+func (r *FirmwareReleaseReconciler) reverify(ctx context.Context, rel *otav1.FirmwareRelease, key []byte, in *verifyInputs) (*otav1.Verification, error) {
+	art := rel.Status.Artifact
 	check, err := signature.NewCheck(in.Signature, in.Keys)
 	if err != nil {
 		return nil, fmt.Errorf("prepare signature check: %w", err)
 	}
-	if _, err := io.Copy(check, plain); err != nil {
-		return nil, fmt.Errorf("%w: decrypt blob %s: %w", errStorage, art.EncryptedSHA256, err)
-	}
-	if got := hex.EncodeToString(check.SHA256()); got != art.PlainSHA256 {
-		return nil, fmt.Errorf("%w: blob %s decrypts to sha256 %s, want %s", errStorage, art.EncryptedSHA256, got, art.PlainSHA256)
+	sums, err := r.readPlaintext(ctx, art, key, check, check.SHA256)
+	if err != nil {
+		return nil, err
 	}
 	verifiedBy, err := check.Verify()
 	if err != nil {
 		return nil, fmt.Errorf("verify signature of %s: %w", art.PlainSHA256, err)
 	}
+	art.PlainSHA1, art.PlainMD5 = sums.sha1Hex(), sums.md5Hex()
 	return &otav1.Verification{
 		Key:          verifiedBy.Name,
 		KeyID:        verifiedBy.ID,

@@ -3,6 +3,7 @@ package otaserver
 import (
 	"crypto/sha256"
 	"errors"
+	"maps"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,18 @@ type Credential struct {
 	MaxDevices int64
 	// Allowed: nil admits any device ID.
 	Allowed map[string]struct{}
+	// DDI: how hawkBit DDI devices of this object are registered; nil when
+	// it admits none (spec.ddi absent).
+	DDI *DDISettings
+}
+
+// DDISettings is a DeviceEnrollment's spec.ddi as the DDI front needs it.
+type DDISettings struct {
+	// DeviceType and Labels are given to DDI devices at registration.
+	DeviceType string
+	Labels     map[string]string
+	// Gateway: the enrollment token is accepted as a GatewayToken.
+	Gateway bool
 }
 
 // Key is "namespace/name".
@@ -45,25 +58,58 @@ func (c *Credential) refuses(deviceID string, now time.Time) string {
 // of their token: a lookup hashes the presented token and indexes a map,
 // so its time does not depend on how much of a valid token matched.
 type CredentialSet struct {
-	m atomic.Pointer[map[[32]byte]*Credential]
+	m atomic.Pointer[credentialMaps]
+}
+
+// credentialMaps are swapped together: DDI target tokens find their
+// DeviceEnrollment's credential by key, and why it has none.
+type credentialMaps struct {
+	byHash   map[[32]byte]*Credential
+	byKey    map[string]*Credential
+	problems map[string]error
 }
 
 // NewCredentialSet returns an empty set.
 func NewCredentialSet() *CredentialSet {
 	c := &CredentialSet{}
-	c.m.Store(&map[[32]byte]*Credential{})
+	c.Replace(nil)
 	return c
 }
 
 // Replace swaps in a new set at once.
-func (c *CredentialSet) Replace(m map[[32]byte]*Credential) { c.m.Store(&m) }
+func (c *CredentialSet) Replace(m map[[32]byte]*Credential) { c.ReplaceWithProblems(m, nil) }
+
+// ReplaceWithProblems swaps in a new set and, per "namespace/name", why a
+// DeviceEnrollment has no credential (CompileCredentials' problems), which
+// DDI refusals quote.
+func (c *CredentialSet) ReplaceWithProblems(m map[[32]byte]*Credential, problems map[string]error) {
+	byKey := make(map[string]*Credential, len(m))
+	for _, cr := range m {
+		byKey[cr.Key()] = cr
+	}
+	c.m.Store(&credentialMaps{byHash: m, byKey: byKey, problems: problems})
+}
 
 // Len is the number of credentials.
-func (c *CredentialSet) Len() int { return len(*c.m.Load()) }
+func (c *CredentialSet) Len() int { return len(c.m.Load().byHash) }
 
 func (c *CredentialSet) lookup(h [32]byte) (*Credential, bool) {
-	cr, ok := (*c.m.Load())[h]
+	cr, ok := c.m.Load().byHash[h]
 	return cr, ok
+}
+
+// byKey finds a DeviceEnrollment's credential by namespace and name; when
+// there is none, the error says why if known.
+func (c *CredentialSet) byKey(namespace, name string) (*Credential, error) {
+	m := c.m.Load()
+	key := namespace + "/" + name
+	if cr, ok := m.byKey[key]; ok {
+		return cr, nil
+	}
+	if err := m.problems[key]; err != nil {
+		return nil, err
+	}
+	return nil, errors.New("no such DeviceEnrollment")
 }
 
 // errDuplicateToken: two DeviceEnrollments share a token, so it would not
@@ -112,6 +158,9 @@ func CompileCredentials(es []otav1.DeviceEnrollment, tokens [][]byte) (map[[32]b
 			for _, id := range e.Spec.AllowedDeviceIDs {
 				cr.Allowed[id] = struct{}{}
 			}
+		}
+		if d := e.Spec.DDI; d != nil {
+			cr.DDI = &DDISettings{DeviceType: d.DeviceType, Labels: maps.Clone(d.Labels), Gateway: d.GatewayToken}
 		}
 		out[h] = cr
 	}

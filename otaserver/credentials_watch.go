@@ -23,20 +23,26 @@ import (
 
 // CredentialWatchOptions tune WatchCredentials.
 type CredentialWatchOptions struct {
-	// Resync re-reads every token Secret this often: the server may not
-	// watch Secrets, so a token changed in its Secret (without a change of
-	// the DeviceEnrollment) takes effect within this time. Default 1 min.
+	// Resync re-reads every token (and DDI target-tokens) Secret this
+	// often: the server may not watch Secrets, so a token changed in its
+	// Secret (without a change of the DeviceEnrollment) takes effect within
+	// this time. Default 1 min.
 	Resync time.Duration
 	// Namespaces limits the DeviceEnrollments watched (empty: all), as the
 	// server's --namespaces limits what it serves.
 	Namespaces []string
 	// Timeout bounds each Secret read (default 10 s).
 	Timeout time.Duration
-	Log     logr.Logger
+	// DDITargets, when set, is kept equal to the hawkBit DDI target tokens
+	// of the DeviceEnrollments' spec.ddi.targetTokensSecretRef Secrets,
+	// read by name like the token Secrets (nil: those are not read).
+	DDITargets *DDITokens
+	Log        logr.Logger
 }
 
-// WatchCredentials keeps set equal to the DeviceEnrollments of the cluster
-// and their tokens until ctx ends. It blocks until the first set is built.
+// WatchCredentials keeps set (and o.DDITargets) equal to the
+// DeviceEnrollments of the cluster and their tokens until ctx ends. It
+// blocks until the first set is built.
 func WatchCredentials(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, set *CredentialSet, o CredentialWatchOptions) error {
 	if o.Resync <= 0 {
 		o.Resync = time.Minute
@@ -108,6 +114,9 @@ type credentialWatch struct {
 	o       CredentialWatchOptions
 	last    map[string]string // problems last logged, so each is logged once
 	prev    map[string][]byte // tokens last read, by "namespace/name"
+	// target-tokens Secrets' data last read, by "namespace/secret"
+	prevTargets map[string]map[string][]byte
+	lastDDI     map[string]string
 }
 
 func (w *credentialWatch) rebuild(ctx context.Context) error {
@@ -127,16 +136,66 @@ func (w *credentialWatch) rebuild(ctx context.Context) error {
 	}
 	w.prev = read
 	m, problems := CompileCredentials(list.Items, tokens)
-	w.set.Replace(m)
+	w.set.ReplaceWithProblems(m, problems)
+	w.last = logNew(w.o.Log, w.last, problems, "DeviceEnrollment enrolls nothing")
+	if w.o.DDITargets != nil {
+		targets := w.targetSecrets(ctx, list.Items)
+		dm, dproblems := CompileDDITokens(list.Items, tokens, targets)
+		w.o.DDITargets.Replace(dm)
+		w.lastDDI = logNew(w.o.Log, w.lastDDI, dproblems, "DeviceEnrollment has unusable DDI target tokens")
+	}
+	return nil
+}
+
+// logNew logs each problem not logged last time and returns the problems
+// as logged.
+func logNew(log logr.Logger, last map[string]string, problems map[string]error, msg string) map[string]string {
 	now := map[string]string{}
 	for k, err := range problems {
 		now[k] = err.Error()
-		if w.last[k] != now[k] {
-			w.o.Log.Info("DeviceEnrollment enrolls nothing", "deviceEnrollment", k, "reason", now[k])
+		if last[k] != now[k] {
+			log.Info(msg, "deviceEnrollment", k, "reason", now[k])
 		}
 	}
-	w.last = now
-	return nil
+	return now
+}
+
+// targetSecrets reads the target-tokens Secret of each DeviceEnrollment
+// with spec.ddi (suspended ones too: suspension stops registrations, not
+// registered devices). A deleted Secret revokes its tokens at once; a
+// failed read keeps the data last read.
+func (w *credentialWatch) targetSecrets(ctx context.Context, es []otav1.DeviceEnrollment) []map[string][]byte {
+	out := make([]map[string][]byte, len(es))
+	read := map[string]map[string][]byte{}
+	for i := range es {
+		e := &es[i]
+		if e.Spec.DDI == nil || e.Spec.DDI.TargetTokensSecretRef == nil {
+			continue
+		}
+		key := client.ObjectKey{Namespace: e.Namespace, Name: e.Spec.DDI.TargetTokensSecretRef.Name}
+		if data, ok := read[key.String()]; ok { // two objects naming one Secret
+			out[i] = data
+			continue
+		}
+		gctx, cancel := context.WithTimeout(ctx, w.o.Timeout)
+		var s corev1.Secret
+		err := w.secrets.Get(gctx, key, &s)
+		cancel()
+		switch {
+		case apierrors.IsNotFound(err):
+			out[i] = nil
+		case err != nil:
+			w.o.Log.Error(err, "read DDI target-tokens Secret; keeping the tokens last read", "secret", key.String())
+			out[i] = w.prevTargets[key.String()]
+		default:
+			out[i] = s.Data
+		}
+		if out[i] != nil {
+			read[key.String()] = out[i]
+		}
+	}
+	w.prevTargets = read
+	return out
 }
 
 // token reads the DeviceEnrollment's token, or nil. A deleted Secret

@@ -138,7 +138,9 @@ func servedCN(t *testing.T, addr string) string {
 
 func waitCN(t *testing.T, addr, want string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
+	// certwatcher also re-reads the files every 10 s, so a change whose
+	// file event is lost on a loaded machine is still seen: wait past that.
+	deadline := time.Now().Add(25 * time.Second)
 	for {
 		got := servedCN(t, addr)
 		if got == want {

@@ -1,6 +1,7 @@
 package otaserver
 
 import (
+	"context"
 	"errors"
 	"net/http"
 
@@ -31,20 +32,7 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, protov1.CodeUnknownRollout, "no such rollout")
 		return
 	}
-	now := s.cfg.Now()
-	rec, err := s.store.ApplyReport(ctx, devicestore.Report{DeviceID: d.ID, ReportID: rep.ReportID, RolloutUID: ro.UID, At: now},
-		func(cur devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
-			next, failure, err := rollout.ApplyReport(*pureRecord(&cur), rollout.State(rep.State), rep.Reason)
-			if err != nil {
-				return cur, nil, err
-			}
-			var f *devicestore.Failure
-			if failure {
-				f = &devicestore.Failure{DeviceID: d.ID, Wave: cur.Wave, Reason: next.Reason, At: now}
-			}
-			cur.State, cur.Reason, cur.UpdatedAt = next.State, next.Reason, now
-			return cur, f, nil
-		})
+	rec, err := s.Report(ctx, d.ID, ro.UID, rep.ReportID, rollout.State(rep.State), rep.Reason)
 	switch {
 	case err == nil:
 		s.cfg.Metrics.Reports.WithLabelValues(string(rep.State)).Inc()
@@ -62,4 +50,33 @@ func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	default:
 		s.internal(w, r, "store report", err)
 	}
+}
+
+// Report applies a device's report of a state (with its reason) to the
+// device's record in a rollout by the rollout rules (rollout.ApplyReport),
+// at most once per report ID (devicestore.ErrDuplicateReport after).
+func (s *Server) Report(ctx context.Context, deviceID, rolloutUID, reportID string, state rollout.State, reason string) (devicestore.Record, error) {
+	return s.ReportWith(ctx, deviceID, rolloutUID, reportID, func(cur rollout.Record) (rollout.Record, bool, error) {
+		return rollout.ApplyReport(cur, state, reason)
+	})
+}
+
+// ReportWith is Report with the rule given: it returns the record's next
+// state and reason, whether that is a failure for the rollout's failure
+// log, or an error that refuses the report (nothing is stored then).
+func (s *Server) ReportWith(ctx context.Context, deviceID, rolloutUID, reportID string, rule func(cur rollout.Record) (next rollout.Record, failure bool, err error)) (devicestore.Record, error) {
+	now := s.cfg.Now()
+	return s.store.ApplyReport(ctx, devicestore.Report{DeviceID: deviceID, ReportID: reportID, RolloutUID: rolloutUID, At: now},
+		func(cur devicestore.Record) (devicestore.Record, *devicestore.Failure, error) {
+			next, failure, err := rule(*pureRecord(&cur))
+			if err != nil {
+				return cur, nil, err
+			}
+			var f *devicestore.Failure
+			if failure {
+				f = &devicestore.Failure{DeviceID: deviceID, Wave: cur.Wave, Reason: next.Reason, At: now}
+			}
+			cur.State, cur.Reason, cur.UpdatedAt = next.State, next.Reason, now
+			return cur, f, nil
+		})
 }

@@ -2,6 +2,7 @@ package otaserver
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -32,10 +33,7 @@ func pureRecord(r *devicestore.Record) *rollout.Record {
 }
 
 // update answers GET /v1/update: 204, or an install, rollback or commit
-// assignment, or a cancel. The rules (rollout.CheckIn) decide on the
-// device's records as read; when the decision writes anything, it is made
-// again inside the store's write transaction on the records as they are
-// then, and that decision is the answer.
+// assignment, or a cancel, as Decide decides.
 func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
 	d := deviceFrom(ctx)
@@ -44,11 +42,68 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, protov1.CodeBadRequest, err.Error())
 		return
 	}
+	dec, err := s.Decide(ctx, d, DeviceCheckIn{Version: ci.Version, SecurityFloor: ci.SecurityFloor, Boot: ci.Boot})
+	if err != nil {
+		s.internal(w, r, "check-in", err)
+		return
+	}
+	s.answer(w, r, d, ci, dec)
+}
+
+// DeviceCheckIn is what a device says when it asks for work, whatever
+// protocol it speaks.
+type DeviceCheckIn struct {
+	Version       string
+	SecurityFloor int64
+	// Boot identifies the device's current boot ("" when unknown).
+	Boot string
+	// Deliverable, when set, says for each candidate rollout's release
+	// whether it can reach the device through its protocol: ok false with
+	// a reason lets the rollout go of the device (recorded as skipped);
+	// ok false with reason "" leaves the rollout out of this check-in
+	// (a transient gap, such as hashes not yet computed).
+	Deliverable func(rel *catalog.Release) (reason string, ok bool)
+}
+
+// Decision is the rules' answer to one check-in.
+type Decision struct {
+	Action rollout.Action
+	// Rollout the action is for; nil for Nothing.
+	Rollout *catalog.Rollout
+	// Release to install: the rollout's, or for a rollback the previous
+	// release; nil for Nothing and Cancel.
+	Release *catalog.Release
+	// Read is the device's record in Rollout as read before this check-in
+	// (nil when it had none).
+	Read *devicestore.Record
+	// Records are the device's records in its candidate rollouts after
+	// this check-in's writes, in catalog order.
+	Records []DecidedRecord
+	// Retry is the longest wait an offer rate limit asked for.
+	Retry time.Duration
+	// Reason explains Nothing.
+	Reason string
+}
+
+// DecidedRecord is a candidate rollout with the device's record in it
+// (nil when the device has none).
+type DecidedRecord struct {
+	Rollout *catalog.Rollout
+	Record  *devicestore.Record
+	// Previous is the rollback target (nil when none is usable).
+	Previous *catalog.Release
+}
+
+// Decide records the running version the device reports and decides its
+// check-in with the rollout rules (rollout.CheckIn), which every device
+// protocol shares. When the decision writes anything, it is made again
+// inside the store's write transaction on the records as they are then,
+// and that decision is the answer.
+func (s *Server) Decide(ctx context.Context, d devicestore.Device, ci DeviceCheckIn) (Decision, error) {
 	now := s.cfg.Now()
 	if ci.Version != d.Version || ci.SecurityFloor != d.SecurityFloor {
 		if err := s.store.SetRunning(ctx, d.ID, ci.Version, ci.SecurityFloor, now); err != nil {
-			s.internal(w, r, "record running version", err)
-			return
+			return Decision{}, fmt.Errorf("record running version: %w", err)
 		}
 		d.Version, d.SecurityFloor = ci.Version, ci.SecurityFloor
 	} else {
@@ -59,33 +114,58 @@ func (s *Server) update(w http.ResponseWriter, r *http.Request) {
 	snap := s.cfg.Catalog.Snapshot()
 	recs, err := s.store.Records(ctx, d.ID)
 	if err != nil {
-		s.internal(w, r, "read records", err)
-		return
+		return Decision{}, fmt.Errorf("read records: %w", err)
 	}
-	cands, pure := s.candidates(snap, d, recs, nil)
+	cands, pure := s.candidates(snap, d, recs, nil, ci.Deliverable)
 	out, throttled, retry := s.decideWithLimits(dv, cands, pure)
+	var writes []devicestore.RecordWrite
 	if len(out.Writes) > 0 {
 		err := s.store.UpdateRecords(ctx, d.ID, func(fresh []devicestore.Record) ([]devicestore.RecordWrite, error) {
-			cands, pure = s.candidates(snap, d, fresh, throttled)
+			cands, pure = s.candidates(snap, d, fresh, throttled, ci.Deliverable)
 			out = rollout.CheckIn(dv, pure)
-			return recordWrites(cands, out, d.ID, now), nil
+			writes = recordWrites(cands, out, d.ID, now)
+			return writes, nil
 		})
 		if err != nil {
-			s.internal(w, r, "write records", err)
-			return
+			return Decision{}, fmt.Errorf("write records: %w", err)
 		}
 		s.logWrites(cands, out, d)
 	}
 	for _, i := range out.Conflicts {
 		s.markConflict(ctx, cands[i].ro, d)
 	}
-	s.answer(w, r, d, ci, cands, out, retry)
+	return decision(cands, out, writes, retry), nil
+}
+
+// decision assembles the Decision from the rules' outcome.
+func decision(cands []candidate, out rollout.Outcome, writes []devicestore.RecordWrite, retry time.Duration) Decision {
+	dec := Decision{Action: out.Answer.Action, Retry: retry, Reason: out.Answer.Reason}
+	dec.Records = make([]DecidedRecord, len(cands))
+	for i, c := range cands {
+		dec.Records[i] = DecidedRecord{Rollout: c.ro, Record: c.rec, Previous: c.prev}
+	}
+	for i, w := range out.Writes {
+		rec := writes[i].Record
+		dec.Records[w.Candidate].Record = &rec
+	}
+	if out.Answer.Action == rollout.Nothing {
+		return dec
+	}
+	c := cands[out.Answer.Candidate]
+	dec.Rollout, dec.Read = c.ro, c.rec
+	switch out.Answer.Action {
+	case rollout.Offer, rollout.Resend, rollout.Commit:
+		dec.Release = c.ro.Release
+	case rollout.Rollback:
+		dec.Release = c.prev
+	}
+	return dec
 }
 
 // candidates are the rollouts whose fleet includes the device plus those it
 // has a record in (its labels may have changed since), in catalog order,
 // with their views for the rules at the same indexes.
-func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs []devicestore.Record, throttled map[string]bool) ([]candidate, []rollout.Candidate) {
+func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs []devicestore.Record, throttled map[string]bool, deliverable func(*catalog.Release) (string, bool)) ([]candidate, []rollout.Candidate) {
 	var cands []candidate
 	var pure []rollout.Candidate
 	for _, ro := range snap.Rollouts {
@@ -100,8 +180,16 @@ func (s *Server) candidates(snap *catalog.Snapshot, d devicestore.Device, recs [
 		if rec == nil && !matches {
 			continue
 		}
+		var undeliverable string
+		if deliverable != nil && ro.Release != nil {
+			reason, ok := deliverable(ro.Release)
+			if !ok && reason == "" {
+				continue
+			}
+			undeliverable = reason
+		}
 		c := candidate{ro: ro, rec: rec}
-		p := rollout.Candidate{View: ro.View, Rank: rollout.Rank(ro.UID, d.ID), Matches: matches, Record: pureRecord(rec), Throttled: throttled[ro.UID]}
+		p := rollout.Candidate{View: ro.View, Rank: rollout.Rank(ro.UID, d.ID), Matches: matches, Record: pureRecord(rec), Throttled: throttled[ro.UID], Undeliverable: undeliverable}
 		if cut, ok := s.cfg.Cutoffs.Cutoffs(ro.UID); ok {
 			p.View.Cutoffs = cut
 		}
@@ -194,42 +282,40 @@ func (s *Server) nothing(w http.ResponseWriter, answer string) {
 }
 
 // answer sends the decision's answer.
-func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.Device, ci protov1.CheckIn, cands []candidate, out rollout.Outcome, retry time.Duration) {
+func (s *Server) answer(w http.ResponseWriter, r *http.Request, d devicestore.Device, ci protov1.CheckIn, dec Decision) {
 	ctx := r.Context()
-	a := out.Answer
-	if a.Action == rollout.Nothing {
-		if retry > 0 {
-			w.Header().Set("Retry-After", retrySeconds(retry))
+	if dec.Action == rollout.Nothing {
+		if dec.Retry > 0 {
+			w.Header().Set("Retry-After", retrySeconds(dec.Retry))
 		}
 		s.nothing(w, "none")
 		return
 	}
-	c := cands[a.Candidate]
-	ro := c.ro
-	switch a.Action {
+	ro := dec.Rollout
+	switch dec.Action {
 	case rollout.Offer, rollout.Resend:
-		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, assignInstall)
+		signed, err := s.sign(ctx, r, d, ro, dec.Release, ci.Nonce, assignInstall)
 		if err != nil {
 			s.internal(w, r, "sign assignment", err)
 			return
 		}
-		if a.Action == rollout.Offer {
+		if dec.Action == rollout.Offer {
 			s.cfg.Metrics.Offers.WithLabelValues("release").Inc()
 			s.cfg.Log.V(1).Info("offered", "device", d.ID, "rollout", ro.Key())
 		}
 		s.send(w, protov1.ActionInstall, ro, signed)
 	case rollout.Rollback:
-		signed, err := s.sign(ctx, r, d, ro, c.prev, ci.Nonce, assignRollback)
+		signed, err := s.sign(ctx, r, d, ro, dec.Release, ci.Nonce, assignRollback)
 		if err != nil {
 			s.internal(w, r, "sign rollback", err)
 			return
 		}
-		if c.rec == nil || c.rec.RollbackRelease == "" {
+		if dec.Read == nil || dec.Read.RollbackRelease == "" {
 			s.cfg.Metrics.Offers.WithLabelValues("rollback").Inc()
 		}
 		s.send(w, protov1.ActionRollback, ro, signed)
 	case rollout.Commit:
-		signed, err := s.sign(ctx, r, d, ro, ro.Release, ci.Nonce, assignCommit)
+		signed, err := s.sign(ctx, r, d, ro, dec.Release, ci.Nonce, assignCommit)
 		if err != nil {
 			s.internal(w, r, "sign commit", err)
 			return

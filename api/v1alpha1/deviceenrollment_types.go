@@ -29,7 +29,30 @@ const (
 	ReasonEnrollmentExpired = "Expired"
 	ReasonEnrollmentPaused  = "Suspended"
 	ReasonTokenDuplicate    = "TokenNotUnique"
+	// ReasonTargetTokensSecretAbsent: spec.ddi.targetTokensSecretRef names
+	// a Secret that does not exist (no DDI device authenticates by its
+	// target token).
+	ReasonTargetTokensSecretAbsent = "TargetTokensSecretNotFound"
+	// ReasonTargetTokensInvalid: some entries of the target-tokens Secret
+	// are unusable (a key that is no device ID, a token breaking the rules,
+	// a token used twice); the other entries work.
+	ReasonTargetTokensInvalid = "TargetTokensInvalid"
 )
+
+// DDI target tokens travel in an HTTP header (`Authorization: TargetToken
+// <t>`), so beyond the length rules of enrollment tokens they may only hold
+// visible ASCII: a token with a space or a trailing newline (`kubectl create
+// secret --from-file` of a file ending in one) could never be presented.
+
+// HeaderSafeToken reports whether tok is all visible ASCII (0x21–0x7e).
+func HeaderSafeToken(tok []byte) bool {
+	for _, c := range tok {
+		if c < 0x21 || c > 0x7e {
+			return false
+		}
+	}
+	return true
+}
 
 // TokenSecretReference names the Secret (in the object's namespace) and
 // data key holding a bootstrap token.
@@ -81,6 +104,53 @@ type DeviceEnrollmentSpec struct {
 	// Suspend stops enrollments through this object without deleting it.
 	// +optional
 	Suspend bool `json:"suspend,omitempty"`
+
+	// DDI admits hawkBit DDI clients (SWUpdate's suricatta,
+	// rauc-hawkbit-updater) into this namespace, the DDI tenant. Absent:
+	// no DDI device authenticates through this object. The limits above
+	// (expiresAt, maxDevices, allowedDeviceIDs, suspend) apply to DDI
+	// registrations too.
+	// +optional
+	DDI *DDIEnrollment `json:"ddi,omitempty"`
+}
+
+// DDIEnrollment says how hawkBit DDI devices authenticate and what they
+// are registered as. At least one way in: per-device target tokens, or
+// the enrollment token as a gateway token.
+// +kubebuilder:validation:XValidation:rule="has(self.targetTokensSecretRef) || (has(self.gatewayToken) && self.gatewayToken)",message="ddi needs targetTokensSecretRef or gatewayToken: true (otherwise no DDI device can authenticate)"
+type DDIEnrollment struct {
+	// DeviceType DDI devices registered through this object get (DDI
+	// does not report a hardware type); FirmwareReleases match it
+	// against compatibility.deviceTypes.
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`
+	DeviceType string `json:"deviceType"`
+
+	// TargetTokensSecretRef names a Secret (same namespace) whose keys
+	// are controllerIds (device IDs) and values their own tokens
+	// (`Authorization: TargetToken <token>`), 32 to 512 bytes of visible
+	// ASCII. Deleting a key revokes that device within a minute. Device
+	// IDs with ':' cannot be Secret keys.
+	// +optional
+	TargetTokensSecretRef *LocalSecretReference `json:"targetTokensSecretRef,omitempty"`
+
+	// GatewayToken: the enrollment token (tokenSecretRef) is also
+	// accepted as `Authorization: GatewayToken <token>` for any
+	// controllerId of the namespace that has no target token. Any holder
+	// of it can act as every such device.
+	// +kubebuilder:default=false
+	// +optional
+	GatewayToken bool `json:"gatewayToken,omitempty"`
+
+	// Labels given to DDI devices when they register (Rollout selectors
+	// select on them). At most 32; keys and values follow the Kubernetes
+	// label syntax.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, self.all(k, size(k) >= 1 && size(k) <= 317 && [lists.range(317).slice(0, [317, size(k)].min()).filter(i, k.charAt(i) == '/')].all(slashes, size(slashes) <= 1 && [size(slashes) == 0 ? -1 : slashes[0]].all(p, size(k) - p - 1 >= 1 && size(k) - p - 1 <= 63 && alnum.indexOf(k.charAt(p + 1)) >= 0 && alnum.indexOf(k.charAt(size(k) - 1)) >= 0 && (p == -1 || (p <= 253 && lower.indexOf(k.charAt(0)) >= 0 && lower.indexOf(k.charAt(p - 1)) >= 0)) && lists.range(317).slice(0, [317, size(k)].min()).all(i, i == p || (i > p ? name.indexOf(k.charAt(i)) >= 0 : (k.charAt(i) == '.' ? i >= 1 && lower.indexOf(k.charAt(i - 1)) >= 0 && lower.indexOf(k.charAt(i + 1)) >= 0 : (lower + '-').indexOf(k.charAt(i)) >= 0)))))))))",message="labels keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside"
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, self.all(k, [self[k]].all(v, size(v) <= 63 && (size(v) == 0 || (alnum.indexOf(v.charAt(0)) >= 0 && alnum.indexOf(v.charAt(size(v) - 1)) >= 0 && lists.range(63).slice(0, [63, size(v)].min()).all(i, name.indexOf(v.charAt(i)) >= 0))))))))",message="labels values must be label values: at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside, or empty"
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // DeviceEnrollmentStatus is observed state.
@@ -106,6 +176,7 @@ type DeviceEnrollmentStatus struct {
 // +kubebuilder:resource:shortName=denr,categories=ota
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.spec.tokenSecretRef.name`
 // +kubebuilder:printcolumn:name="Enrolled",type=integer,JSONPath=`.status.enrolledDevices`
+// +kubebuilder:printcolumn:name="DDI",type=string,JSONPath=`.spec.ddi.deviceType`,priority=1
 // +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.maxDevices`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

@@ -11,8 +11,13 @@ import (
 // FirmwareReleaseSpec describes one signed firmware image and the devices it
 // fits. Version, securityVersion, compatibility and source.sha256 are the
 // release's identity, which running rollouts and device floors rely on: they
-// cannot change (a new release is a new object).
+// cannot change (a new release is a new object). Nor can format and
+// artifactFilename, which decide what clients receive the image and under
+// which name.
 // +kubebuilder:validation:XValidation:rule="(has(self.securityVersion) ? self.securityVersion : 0) == (has(oldSelf.securityVersion) ? oldSelf.securityVersion : 0)",message="securityVersion is immutable; create a new FirmwareRelease",fieldPath=.securityVersion
+// +kubebuilder:validation:XValidation:rule="has(self.artifactFilename) == has(oldSelf.artifactFilename) && (!has(self.artifactFilename) || self.artifactFilename == oldSelf.artifactFilename)",message="artifactFilename is immutable; create a new FirmwareRelease",fieldPath=.artifactFilename
+// +kubebuilder:validation:XValidation:rule="!has(self.artifactFilename) || !has(self.format) || self.format != 'SWUpdate' || self.artifactFilename.endsWith('.swu')",message="artifactFilename of a SWUpdate release must end in .swu",fieldPath=.artifactFilename
+// +kubebuilder:validation:XValidation:rule="!has(self.artifactFilename) || !has(self.format) || self.format != 'RAUC' || self.artifactFilename.endsWith('.raucb')",message="artifactFilename of a RAUC release must end in .raucb",fieldPath=.artifactFilename
 type FirmwareReleaseSpec struct {
 	// Version is the firmware's semantic version, reported by devices once
 	// they run it.
@@ -37,7 +42,56 @@ type FirmwareReleaseSpec struct {
 
 	// Signature is the vendor's signature over the plaintext image.
 	Signature Signature `json:"signature"`
+
+	// Format of the image, which decides the clients that may receive it:
+	// Raw, an image only otaflow agents install; SWUpdate, an SWUpdate .swu
+	// image, and RAUC, a RAUC .raucb bundle, both for hawkBit DDI clients
+	// (SWUpdate suricatta, rauc-hawkbit-updater) as well as otaflow agents.
+	// +kubebuilder:validation:Enum=Raw;SWUpdate;RAUC
+	// +kubebuilder:default=Raw
+	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="format is immutable; create a new FirmwareRelease"
+	// +optional
+	Format ReleaseFormat `json:"format,omitempty"`
+
+	// ArtifactFilename is the file name DDI clients see for the image.
+	// Default: the base name of the source (URL path or S3 key; for OCI,
+	// the repository's last component and the version), with the format's
+	// extension appended when it lacks it (.swu for SWUpdate, .raucb for
+	// RAUC), as status.artifact.filename shows.
+	// +kubebuilder:validation:MaxLength=128
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$')",message="artifactFilename must be 1 to 128 characters A-Z, a-z, 0-9, '.', '_' or '-', starting with a letter or digit"
+	// +optional
+	ArtifactFilename string `json:"artifactFilename,omitempty"`
 }
+
+// ReleaseFormat says what kind of update file a release's image is.
+type ReleaseFormat string
+
+// Release formats.
+const (
+	// FormatRaw: an image only otaflow agents install.
+	FormatRaw ReleaseFormat = "Raw"
+	// FormatSWUpdate: an SWUpdate image (.swu), also for hawkBit DDI clients.
+	FormatSWUpdate ReleaseFormat = "SWUpdate"
+	// FormatRAUC: a RAUC bundle (.raucb), also for hawkBit DDI clients.
+	FormatRAUC ReleaseFormat = "RAUC"
+)
+
+// Extension is the file name extension the format's clients expect:
+// ".swu", ".raucb", or ".bin" for Raw (which clients do not require).
+func (f ReleaseFormat) Extension() string {
+	switch f {
+	case FormatSWUpdate:
+		return ".swu"
+	case FormatRAUC:
+		return ".raucb"
+	default:
+		return ".bin"
+	}
+}
+
+// DDI reports whether hawkBit DDI clients may receive the format.
+func (f ReleaseFormat) DDI() bool { return f == FormatSWUpdate || f == FormatRAUC }
 
 // Compatibility restricts a release to device types.
 type Compatibility struct {
@@ -228,6 +282,19 @@ type Artifact struct {
 	PlainSHA256 string `json:"plainSHA256"`
 	// Size of the plaintext image in bytes.
 	Size int64 `json:"size"`
+	// PlainSHA1 of the plaintext image (hex), for hawkBit DDI clients,
+	// which check the SHA-1 of what they download. Artifacts built before
+	// this field existed get it (and plainMD5) when the controller next
+	// reconciles the release, from the stored blob.
+	// +optional
+	PlainSHA1 string `json:"plainSHA1,omitempty"`
+	// PlainMD5 of the plaintext image (hex), for DDI clients as well.
+	// +optional
+	PlainMD5 string `json:"plainMD5,omitempty"`
+	// Filename DDI clients see: spec.artifactFilename, or the name derived
+	// from the source when the artifact was built.
+	// +optional
+	Filename string `json:"filename,omitempty"`
 	// EncryptedSHA256 of the encrypted blob (hex); also its blob ID.
 	EncryptedSHA256 string `json:"encryptedSHA256"`
 	// EncryptedSize of the blob in bytes.
@@ -301,6 +368,7 @@ type FirmwareReleaseStatus struct {
 // +kubebuilder:resource:shortName=fwr,categories=ota
 // +kubebuilder:printcolumn:name="Version",type=string,JSONPath=`.spec.version`
 // +kubebuilder:printcolumn:name="SecVer",type=integer,JSONPath=`.spec.securityVersion`
+// +kubebuilder:printcolumn:name="Format",type=string,JSONPath=`.spec.format`,priority=1
 // +kubebuilder:printcolumn:name="Verified",type=string,JSONPath=`.status.conditions[?(@.type=="Verified")].status`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].reason`,priority=1

@@ -51,6 +51,10 @@ type options struct {
 	shutdownTimeout          time.Duration
 	httpLimits               otaserver.HTTPLimits
 	memoryLimitRatio         float64
+	ddi                      bool
+	ddiExternalURL           string
+	ddiPoll, ddiActivePoll   time.Duration
+	ddiAttributesRefresh     time.Duration
 }
 
 func main() {
@@ -81,6 +85,11 @@ func main() {
 	fs.StringVar(&o.signingSecret, "signing-key-secret", "otaflow-assignment-key", "Secret in --namespace holding the assignment signing keys (PEM, Ed25519 or ECDSA P-256, one per *.pem entry; with several, \"current\" names the signing key and \"serial\" versions the set), watched: a rotation needs no restart (docs/security.md).")
 	fs.StringVar(&o.signField, "signing-key-secret-key", "key.pem", "A data key of --signing-key-secret that holds a key although its name does not end in .pem (older Secrets).")
 	fs.StringVar(&o.signingKeyFile, "signing-key-file", "", "Read one signing key from this file at start instead of watching the Secret (no rotation without a restart).")
+	fs.BoolVar(&o.ddi, "ddi", false, "Also serve the hawkBit DDI API v1 (SWUpdate suricatta, rauc-hawkbit-updater) on the device address: /{namespace}/controller/v1/{controllerId}; devices authenticate through DeviceEnrollments with spec.ddi (docs/hawkbit-ddi.md).")
+	fs.StringVar(&o.ddiExternalURL, "ddi-external-url", "", "Base URL of the hrefs in DDI answers (default: --public-url, else each request's scheme and Host).")
+	fs.DurationVar(&o.ddiPoll, "ddi-poll-interval", 5*time.Minute, "config.polling.sleep told to DDI clients with nothing to do.")
+	fs.DurationVar(&o.ddiActivePoll, "ddi-active-poll-interval", 30*time.Second, "config.polling.sleep while a DDI action is open (clients see a cancel only when they poll).")
+	fs.DurationVar(&o.ddiAttributesRefresh, "ddi-attributes-refresh", time.Hour, "How often a DDI client is asked for its attributes (configData) again.")
 	fs.StringVar(&o.publicURL, "public-url", "", "Base URL devices reach the API at, used in blob URLs (default: from each request's Host).")
 	fs.DurationVar(&o.reportInterval, "report-interval", 2*time.Second, "How often counters are computed and Rollout status is applied.")
 	fs.DurationVar(&o.statusHeartbeat, "status-heartbeat", 30*time.Second, "Rollout status is applied at least this often, changed or not, so status.fleet.reportedAt shows the server is reporting (keep it well under the manager's --counts-stale-after).")

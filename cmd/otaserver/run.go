@@ -40,6 +40,7 @@ import (
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/catalog"
 	"github.com/otaflow/otaflow/otaserver/cutoffs"
+	"github.com/otaflow/otaflow/otaserver/ddi"
 	"github.com/otaflow/otaflow/otaserver/leader"
 	"github.com/otaflow/otaflow/otaserver/reporter"
 )
@@ -116,8 +117,12 @@ func run(ctx context.Context, o options) error {
 		}
 	}
 	creds := otaserver.NewCredentialSet()
+	var ddiTargets *otaserver.DDITokens
+	if o.ddi {
+		ddiTargets = otaserver.NewDDITokens()
+	}
 	if err := otaserver.WatchCredentials(gctx, cfg, scheme, creds, otaserver.CredentialWatchOptions{
-		Namespaces: namespaces, Log: log.WithName("enrollments"),
+		Namespaces: namespaces, Log: log.WithName("enrollments"), DDITargets: ddiTargets,
 	}); err != nil {
 		return err
 	}
@@ -165,7 +170,23 @@ func run(ctx context.Context, o options) error {
 	}
 	g.Go(func() error { return srv.Run(gctx) })
 
-	devices := otaserver.NewHTTPServer(o.deviceAddr, srv.Handler(), o.httpLimits)
+	handler := srv.Handler()
+	if o.ddi {
+		ext := o.ddiExternalURL
+		if ext == "" {
+			ext = o.publicURL
+		}
+		front, err := ddi.New(ddi.Config{
+			Core: srv, Auth: ddi.Credentials(otaserver.DDIAuthenticator{Creds: creds, Targets: ddiTargets}),
+			ExternalURL: ext, PollInterval: o.ddiPoll, ActivePollInterval: o.ddiActivePoll,
+			AttributesRefresh: o.ddiAttributesRefresh, Fallback: handler,
+		})
+		if err != nil {
+			return err
+		}
+		handler = front
+	}
+	devices := otaserver.NewHTTPServer(o.deviceAddr, handler, o.httpLimits)
 	if !o.insecureHTTP {
 		// Reloaded from the files on rotation, without a restart.
 		tlsCfg, certs, err := otaserver.ReloadingTLSConfig(o.tlsCert, o.tlsKey)

@@ -64,6 +64,7 @@ type exchange struct {
 	respBodyLen  int64 // bytes in the answer's body, as far as known
 	respExempt   string
 	limit        int64
+	routePath    string // the path as the server reads it (Checker.Canonical), "" when as is
 }
 
 func (ex *exchange) target() string {
@@ -105,6 +106,9 @@ func (s *Spec) check(ex *exchange) []Violation {
 		out = append(out, v)
 	}
 	req := ex.request()
+	if ex.routePath != "" { // Checker.Canonical
+		req.URL.Path, req.URL.RawPath = ex.routePath, ""
+	}
 	route, params, routeErr := s.router.FindRoute(req)
 	var problems []string
 	switch {
@@ -239,6 +243,9 @@ var tokenPatterns sync.Map // string → *regexp.Regexp
 // the token matching the scheme's x-token-pattern when it has one.
 func (s *Spec) authenticate(_ context.Context, in *openapi3filter.AuthenticationInput) error {
 	sch := in.SecurityScheme
+	if sch != nil && sch.Type == "apiKey" { // hawkBit DDI's schemes (otherspec.go)
+		return authenticateAPIKey(in)
+	}
 	if sch == nil || sch.Type != "http" || !strings.EqualFold(sch.Scheme, "bearer") {
 		return fmt.Errorf("security scheme %q: the checker knows HTTP bearer schemes only", in.SecuritySchemeName)
 	}
@@ -477,6 +484,9 @@ func cleanPath(p string) string {
 }
 
 func (s *Spec) methodNotAllowedProblems(ex *exchange) []string {
+	if own := s.methodNotAllowedResponse(); own != nil { // otherspec.go
+		return s.againstResponse(own, ex, true)
+	}
 	errRef := s.Doc.Components.Schemas["Error"]
 	if errRef == nil {
 		return []string{"the contract has no components.schemas.Error"}

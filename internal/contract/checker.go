@@ -61,6 +61,10 @@ type Checker struct {
 	// BodyLimit bounds the bytes of a request body read for validation; a
 	// longer body is a violation (the protocol's are at most 16 KiB).
 	BodyLimit int64
+	// Canonical, when set, is how the server reads a request path before
+	// routing it (the hawkBit DDI front collapses repeated slashes): the
+	// operation is found for Canonical(path). Set it before use.
+	Canonical func(path string) string
 
 	mu         sync.Mutex
 	violations []Violation
@@ -186,6 +190,11 @@ func (c *Checker) record(ex *exchange) {
 	}
 	c.mu.Unlock()
 	ex.limit = c.limit()
+	if c.Canonical != nil {
+		if p := c.Canonical(ex.url.Path); p != ex.url.Path {
+			ex.routePath = p
+		}
+	}
 	v := c.spec.check(ex)
 	c.mu.Lock()
 	c.exchanges++

@@ -12,6 +12,9 @@
 // like any other. Answers a fake server sends off-contract on purpose
 // (tampering tests of the device library) are marked the same way with
 // ExemptResponse.
+//
+// ForSpec holds another API of the OTA server to its own specification the
+// same way: the hawkBit DDI front, docs/ddi-openapi.yaml (otherspec.go).
 package contract
 
 import (

@@ -77,7 +77,12 @@ func (s *Stack) CreateNamespace(ctx context.Context, name string) error {
 // build the image, sign it, put it on the download site, and apply the
 // sample FirmwareRelease pointing at it.
 func (s *Stack) PublishRelease(ctx context.Context, ns, name, version string, securityVersion int64, size int) (*otav1.FirmwareRelease, error) {
-	img := Image(version, size)
+	return s.PublishImage(ctx, ns, name, version, securityVersion, Image(version, size), nil)
+}
+
+// PublishImage is PublishRelease of a given image (an SWUpdate .swu, say),
+// with the FirmwareRelease changed by mutate before it is applied.
+func (s *Stack) PublishImage(ctx context.Context, ns, name, version string, securityVersion int64, img []byte, mutate func(*otav1.FirmwareRelease)) (*otav1.FirmwareRelease, error) {
 	sig, err := s.Vendor.Sign(img)
 	if err != nil {
 		return nil, err
@@ -94,6 +99,9 @@ func (s *Stack) PublishRelease(ctx context.Context, ns, name, version string, se
 	rel.Spec.Source.SHA256 = hex.EncodeToString(d[:])
 	rel.Spec.Source.Size = ptr.To(int64(len(img)))
 	rel.Spec.Signature.Value = sig
+	if mutate != nil {
+		mutate(rel)
+	}
 	if err := s.CP.Client.Create(ctx, rel); err != nil {
 		return nil, fmt.Errorf("create release %s: %w", name, err)
 	}

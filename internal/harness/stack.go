@@ -1,6 +1,7 @@
 package harness
 
 import (
+	"cmp"
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
@@ -58,6 +59,10 @@ type StackOptions struct {
 	// --cluster-wide-devices and BootstrapToken enrolls devices every
 	// namespace's rollouts may select (one team).
 	Tenants bool
+	// DDI serves the hawkBit DDI API too (--ddi), telling clients to poll
+	// every DDIPoll (0: 1s) with or without an open action.
+	DDI     bool
+	DDIPoll time.Duration
 }
 
 // ReporterLease is the Lease the OTA server replicas elect their reporter
@@ -299,6 +304,10 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 		name, logName = r.Identity, r.Identity+".log"
 		extra = append(extra, "--leader-elect", "--leader-election-identity="+r.Identity)
 	}
+	if s.Opts.DDI {
+		poll := cmp.Or(s.Opts.DDIPoll, time.Second)
+		extra = append(extra, "--ddi", "--ddi-poll-interval="+poll.String(), "--ddi-active-poll-interval="+poll.String())
+	}
 	if !s.Opts.Tenants {
 		// One team: devices enroll through the operator namespace's
 		// Secret and every namespace's rollouts may select them.
@@ -365,11 +374,20 @@ func (s *Stack) Stop() {
 // fresh token in its Secret (as a platform team does with openssl rand),
 // and returns the token. maxDevices 0 leaves it uncapped.
 func (s *Stack) CreateDeviceEnrollment(ctx context.Context, ns, name string, maxDevices int64) (string, error) {
-	raw := make([]byte, 32)
-	if _, err := rand.Read(raw); err != nil {
+	return s.CreateDeviceEnrollmentWith(ctx, ns, name, func(e *otav1.DeviceEnrollment) {
+		if maxDevices > 0 {
+			e.Spec.MaxDevices = &maxDevices
+		}
+	})
+}
+
+// CreateDeviceEnrollmentWith is CreateDeviceEnrollment with the object
+// changed by mutate before it is applied.
+func (s *Stack) CreateDeviceEnrollmentWith(ctx context.Context, ns, name string, mutate func(*otav1.DeviceEnrollment)) (string, error) {
+	tok, err := RandomToken()
+	if err != nil {
 		return "", err
 	}
-	tok := base64.StdEncoding.EncodeToString(raw)
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name + "-token"},
 		Data:       map[string][]byte{otav1.DefaultEnrollmentTokenKey: []byte(tok)},
@@ -381,11 +399,21 @@ func (s *Stack) CreateDeviceEnrollment(ctx context.Context, ns, name string, max
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
 		Spec:       otav1.DeviceEnrollmentSpec{TokenSecretRef: otav1.TokenSecretReference{Name: sec.Name}},
 	}
-	if maxDevices > 0 {
-		e.Spec.MaxDevices = &maxDevices
+	if mutate != nil {
+		mutate(e)
 	}
 	if err := s.CP.Client.Create(ctx, e); err != nil {
 		return "", fmt.Errorf("create DeviceEnrollment: %w", err)
 	}
 	return tok, nil
+}
+
+// RandomToken is a fresh token as a platform team makes one (openssl
+// rand -base64 32).
+func RandomToken() (string, error) {
+	raw := make([]byte, 32)
+	if _, err := rand.Read(raw); err != nil {
+		return "", err
+	}
+	return base64.StdEncoding.EncodeToString(raw), nil
 }

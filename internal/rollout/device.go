@@ -67,6 +67,10 @@ type Candidate struct {
 	Previous RollbackTarget
 	// Throttled: the rollout's offer rate limit has no room now.
 	Throttled bool
+	// Undeliverable, when not "", says why the release can never reach
+	// the device through the protocol it speaks (a raw image for a
+	// hawkBit DDI client): the rollout lets go of it with that reason.
+	Undeliverable string
 }
 
 // Action is what the server answers a check-in with.
@@ -371,6 +375,8 @@ func fresh(d DeviceView, c Candidate) freshDecision {
 		return freshDecision{reason: WaitWaveNotOpen}
 	case d.Version.Compare(v.Version) == 0:
 		return freshDecision{kind: freshCurrent, wave: wave, reason: ReasonAlreadyCurrent}
+	case c.Undeliverable != "":
+		return freshDecision{kind: freshSkip, wave: wave, reason: c.Undeliverable}
 	case !d.Version.Valid():
 		return freshDecision{kind: freshSkip, wave: wave, reason: ReasonSkipBadVersion}
 	case v.Version.Compare(d.Version) < 0:

@@ -48,6 +48,15 @@ func TestCheckIn(t *testing.T) {
 		{"already current: counted, no offer", dev("2.1.0", 5), []Candidate{cand("2.1.0", 5)}, Nothing, -1, []write{{0, StateCurrent, ReasonAlreadyCurrent}}, WaitNone},
 		{"below the floor: let go, with the reason", dev("2.0.0", 8), []Candidate{cand("2.1.0", 7)}, Nothing, -1, []write{{0, StateSkipped, ReasonSkipBelowFloor}}, WaitNone},
 		{"a version that is not semver: let go", dev("factory", 0), []Candidate{cand("2.1.0", 7)}, Nothing, -1, []write{{0, StateSkipped, ReasonSkipBadVersion}}, WaitNone},
+		{"undeliverable: let go with the front's reason", dev("2.0.0", 0),
+			[]Candidate{with2(cand("2.1.0", 0), func(c *Candidate) { c.Undeliverable = "skipped: raw image" })}, Nothing, -1,
+			[]write{{0, StateSkipped, "skipped: raw image"}}, WaitNone},
+		{"undeliverable but already current: counted current", dev("2.1.0", 0),
+			[]Candidate{with2(cand("2.1.0", 0), func(c *Candidate) { c.Undeliverable = "skipped: raw image" })}, Nothing, -1,
+			[]write{{0, StateCurrent, ReasonAlreadyCurrent}}, WaitNone},
+		{"undeliverable release, deliverable fix-forward: the fix-forward offers", dev("2.0.0", 0),
+			[]Candidate{with2(cand("2.2.0", 0), func(c *Candidate) { c.Undeliverable = "skipped: raw image" }), cand("2.1.0", 0)}, Offer, 1,
+			[]write{{0, StateSkipped, "skipped: raw image"}, {1, StateOffered, ""}}, ""},
 		// Failure 2: an older rollout that cannot act lets go, and the
 		// fix-forward reaches the device.
 		{"held by nobody: the fix-forward reaches a device the old rollout skips", dev("2.0.0", 8),

@@ -44,6 +44,9 @@ const (
 	ReasonTimedOut       = "timed out"
 	ReasonAborted        = "rollout aborted"
 	ReasonAlreadyCurrent = "already running the release"
+	// ReasonCancelAcknowledged: canceled, and the device said it stopped
+	// (hawkBit DDI clients acknowledge a cancel; native agents do not).
+	ReasonCancelAcknowledged = "rollout aborted; the device acknowledged the cancel"
 	// Skip reasons: why a rollout let go of a device.
 	ReasonSkipBelowFloor = "skipped: the release's securityVersion is below the device's security floor"
 	ReasonSkipNotNewer   = "skipped: the device runs the same or a newer version"
@@ -180,9 +183,23 @@ func ApplyReport(cur Record, reported State, reason string) (next Record, failur
 	return next, false, nil
 }
 
+// CancelRejected returns the record after the device refuses a cancel
+// because it already installs (rauc-hawkbit-updater does once RAUC runs):
+// canceled by the abort → installing, so the rollout waits for the outcome
+// as for any device past the point of cancel, and a rollback on abort
+// still reaches it. Any other record is left alone (changed false).
+func CancelRejected(cur Record) (next Record, changed bool) {
+	if cur.RollbackOffered || cur.State != StateCanceled || cur.Reason != ReasonAborted {
+		return cur, false
+	}
+	next = cur
+	next.State, next.Reason = StateInstalling, ""
+	return next, true
+}
+
 // Observe applies what a check-in's running version (and boot, "" when the
-// device does not send it) says about a record: confirmed, or timed out,
-// and running the new version → succeeded; installed or confirmed and back
+// device does not send it) says about a record: confirmed, timed out or
+// canceled, and running the new version → succeeded; installed or confirmed and back
 // on the previous version after a reboot → failed (reverted); offered a
 // rollback and running the previous version → rolled back. changed is
 // false when the record stays as it is.
@@ -211,6 +228,15 @@ func Observe(r Record, running, boot string) (next Record, changed bool) {
 		}
 		if r.State == StateConfirmed && running == r.PreviousVersion && !sameBoot {
 			next.State, next.Reason = StateFailed, ReasonReverted
+			return next, true
+		}
+	case StateCanceled:
+		// Canceled too late: the device installed the release before the
+		// cancel reached it (a hawkBit DDI client acknowledges a cancel
+		// while its install awaits the reboot). It runs the release, so it
+		// counts as having taken it, and a rollback on abort reaches it.
+		if running == r.Version && r.Version != r.PreviousVersion {
+			next.State, next.Reason = StateSucceeded, ""
 			return next, true
 		}
 	case StateInstalled:

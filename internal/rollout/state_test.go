@@ -43,6 +43,24 @@ func TestApplyReport(t *testing.T) {
 	}
 }
 
+func TestCancelRejected(t *testing.T) {
+	canceled := Record{State: StateCanceled, Reason: ReasonAborted, Version: "2.0.0", PreviousVersion: "1.0.0"}
+	next, changed := CancelRejected(canceled)
+	if !changed || next.State != StateInstalling || next.Reason != "" || next.Version != "2.0.0" {
+		t.Fatalf("rejected cancel: got %+v changed=%v, want installing", next, changed)
+	}
+	for _, r := range []Record{
+		{State: StateCanceled, Reason: ReasonCancelAcknowledged},
+		{State: StateDownloading},
+		{State: StateFailed, Reason: "x"},
+		{State: StateCanceled, Reason: ReasonAborted, RollbackOffered: true},
+	} {
+		if got, changed := CancelRejected(r); changed || got != r {
+			t.Errorf("CancelRejected(%+v) = %+v, %v; want unchanged", r, got, changed)
+		}
+	}
+}
+
 func TestObserve(t *testing.T) {
 	rec := func(s State) Record {
 		return Record{State: s, Version: "2.0.0", PreviousVersion: "1.0.0", OfferBoot: "b1"}
@@ -63,6 +81,8 @@ func TestObserve(t *testing.T) {
 		{"downloading, old version: nothing", rec(StateDownloading), "1.0.0", "b2", StateDownloading, false},
 		{"timed out, then running the release: succeeded after all", rec(StateTimedOut), "2.0.0", "b3", StateSucceeded, true},
 		{"timed out, old version: stays timed out", rec(StateTimedOut), "1.0.0", "b3", StateTimedOut, false},
+		{"canceled, but running the release: installed before the cancel", rec(StateCanceled), "2.0.0", "b2", StateSucceeded, true},
+		{"canceled, old version: stays canceled", rec(StateCanceled), "1.0.0", "b2", StateCanceled, false},
 		{"no version: nothing", rec(StateConfirmed), "", "", StateConfirmed, false},
 		{"rollback offered, back on the previous version", Record{State: StateSucceeded, RollbackOffered: true, Version: "2.0.0", PreviousVersion: "1.0.0"}, "1.0.0", "", StateRolledBack, true},
 		{"rollback offered, still on the release", Record{State: StateSucceeded, RollbackOffered: true, Version: "2.0.0", PreviousVersion: "1.0.0"}, "2.0.0", "", StateSucceeded, false},

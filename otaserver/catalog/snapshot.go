@@ -2,6 +2,7 @@ package catalog
 
 import (
 	"cmp"
+	"fmt"
 	"slices"
 	"strings"
 	"time"
@@ -33,6 +34,8 @@ type Release struct {
 	Artifact        otav1.Artifact
 	VendorSignature string
 	ContentKey      []byte
+	// Format of the image (spec.format; Raw when unset).
+	Format otav1.ReleaseFormat
 }
 
 // Key is "namespace/name".
@@ -40,6 +43,31 @@ func (r *Release) Key() string { return r.Namespace + "/" + r.Name }
 
 // Accepts reports whether the release fits the device type.
 func (r *Release) Accepts(deviceType string) bool { return r.DeviceTypes[deviceType] }
+
+// DDIReady reports whether hawkBit DDI clients may be sent the release: it
+// is Usable, a SWUpdate or RAUC image, and its artifact records the
+// plaintext SHA-1 and MD5 and the file name they check. Otherwise reason
+// says what is missing.
+func (r *Release) DDIReady() (reason string, ok bool) {
+	if !r.Usable {
+		return "release not servable (not Ready for its generation, or its content key not loaded)", false
+	}
+	if !r.Format.DDI() {
+		return fmt.Sprintf("format %s is for otaflow agents only (DDI takes %s or %s)", r.Format, otav1.FormatSWUpdate, otav1.FormatRAUC), false
+	}
+	var missing []string
+	for _, f := range []struct{ name, v string }{
+		{"plainSHA1", r.Artifact.PlainSHA1}, {"plainMD5", r.Artifact.PlainMD5}, {"filename", r.Artifact.Filename},
+	} {
+		if f.v == "" {
+			missing = append(missing, f.name)
+		}
+	}
+	if len(missing) > 0 {
+		return "status.artifact lacks " + strings.Join(missing, ", "), false
+	}
+	return "", true
+}
 
 // Rollout is a Rollout compiled for fast matching.
 type Rollout struct {
@@ -171,7 +199,10 @@ func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *
 	r := &Release{
 		Namespace: fr.Namespace, Name: fr.Name, Version: fr.Spec.Version,
 		SecurityVersion: fr.Spec.SecurityVersion, DeviceTypes: map[string]bool{},
-		VendorSignature: vendorSignature(fr),
+		VendorSignature: vendorSignature(fr), Format: fr.Spec.Format,
+	}
+	if r.Format == "" {
+		r.Format = otav1.FormatRaw // the API default, for objects built in code
 	}
 	for _, t := range fr.Spec.Compatibility.DeviceTypes {
 		r.DeviceTypes[t] = true

@@ -40,6 +40,10 @@ func validID(s string, maxLen int) error {
 	return nil
 }
 
+// ValidateDeviceID checks a device ID: 1 to 128 characters, letters,
+// digits and . _ : - (also the rule for hawkBit DDI controllerIds).
+func ValidateDeviceID(s string) error { return validID(s, MaxIDLen) }
+
 func validVersion(s string) error {
 	if s == "" || len(s) > MaxVersionLen {
 		return fmt.Errorf("must be 1 to %d characters", MaxVersionLen)

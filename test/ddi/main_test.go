@@ -1,0 +1,94 @@
+// Package ddi runs hawkBit DDI clients against otaflow as it runs in a
+// cluster — a real kube-apiserver and etcd, the manager and the OTA server
+// (with --ddi) as separate processes — beside native devices, and asserts
+// exact counts in Rollout status. TestSWUpdate runs the real SWUpdate.
+package ddi
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/harness"
+	"github.com/otaflow/otaflow/internal/testenv"
+)
+
+var stack *harness.Stack
+
+func TestMain(m *testing.M) {
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "otaflow-ddi-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	bin := filepath.Join(dir, "bin")
+	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/manager", "./cmd/otaserver", "./cmd/fleetsim")
+	build.Dir = testenv.Root()
+	if out, err := build.CombinedOutput(); err != nil {
+		fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)
+		return 1
+	}
+	stack, err = harness.StartStack(context.Background(), harness.StackOptions{
+		Dir: dir, BinDir: bin, Tenants: true, DDI: true, ReportInterval: time.Second,
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	code := m.Run()
+	stack.Stop()
+	if code == 0 {
+		_ = os.RemoveAll(dir)
+	} else {
+		fmt.Fprintf(os.Stderr, "logs kept in %s\n", dir)
+	}
+	return code
+}
+
+// tenant creates namespace ns with a DeviceEnrollment "factory" whose
+// spec.ddi gives each controller of ids its own target token (returned)
+// and registers them as sensor-v1 devices labelled region=eu; the
+// enrollment token (also returned) enrolls native devices.
+func tenant(t *testing.T, ns string, ids []string) (enrollToken string, targets map[string]string) {
+	t.Helper()
+	ctx := context.Background()
+	if err := stack.CreateNamespace(ctx, ns); err != nil {
+		t.Fatal(err)
+	}
+	targets = map[string]string{}
+	sec := &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "ddi-target-tokens"}, Data: map[string][]byte{}}
+	for _, id := range ids {
+		tok, err := harness.RandomToken()
+		if err != nil {
+			t.Fatal(err)
+		}
+		targets[id] = tok
+		sec.Data[id] = []byte(tok)
+	}
+	if err := stack.CP.Client.Create(ctx, sec); err != nil {
+		t.Fatal(err)
+	}
+	tok, err := stack.CreateDeviceEnrollmentWith(ctx, ns, "factory", func(e *otav1.DeviceEnrollment) {
+		e.Spec.DDI = &otav1.DDIEnrollment{
+			DeviceType:            "sensor-v1",
+			TargetTokensSecretRef: &otav1.LocalSecretReference{Name: sec.Name},
+			Labels:                map[string]string{"region": "eu"},
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok, targets
+}
