@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -43,6 +44,9 @@ func TestFleetLife(t *testing.T) {
 		defer func() { _ = f.Value.Set(f.DefValue) }()
 	}
 	rapid.Check(t, func(rt *rapid.T) { newWorld(rt).live() })
+	if cancelRejections.Load() == 0 {
+		t.Fatal("no life had a DDI device reject a cancel: the model does not reach rollout.CancelRejected")
+	}
 }
 
 const (
@@ -118,7 +122,14 @@ type simDevice struct {
 	seen     time.Time
 	work     *simWork
 	took     map[string]bool // "rollout uid|version" installed through that rollout
+	// ddi: a hawkBit DDI client, which answers a cancel it can no longer
+	// honour with "rejected" (rollout.CancelRejected) instead of ignoring it.
+	ddi bool
 }
+
+// cancelRejections counts rejected cancels over all lives (the test checks
+// the model reaches them).
+var cancelRejections atomic.Int64
 
 type simRecord struct {
 	Record
@@ -167,6 +178,7 @@ func (w *world) enroll(version string, floor int64) {
 	if rapid.IntRange(0, 9).Draw(w.t, "otherType") == 0 {
 		d.typ = "camera" // no release accepts it
 	}
+	d.ddi = rapid.IntRange(0, 3).Draw(w.t, "ddi") == 0
 	w.devices = append(w.devices, d)
 	w.logf("enroll %s on %s floor %d (%s, %s)", d.id, version, floor, d.typ, d.region)
 }
@@ -554,7 +566,17 @@ func (w *world) checkIn(di int, d *simDevice) {
 			w.logf("%s rolls back to %s from %s", d.id, r.PreviousVersion, ro.uid)
 		}
 	case Cancel:
-		if d.work != nil && d.work.ro == ri && d.work.step < 2 {
+		switch {
+		case d.work == nil || d.work.ro != ri:
+		case d.ddi && d.work.step >= 1 && rapid.Bool().Draw(w.t, "rejectCancel"):
+			// Installing already: a DDI client says it cannot stop.
+			r := w.records[[2]int{ri, di}]
+			if next, changed := CancelRejected(r.Record); changed {
+				r.Record = next
+				w.logf("%s rejects the cancel of %s: installing", d.id, ro.uid)
+				cancelRejections.Add(1)
+			}
+		case d.work.step < 2:
 			d.work = nil
 			w.logf("%s canceled by %s", d.id, ro.uid)
 		}
