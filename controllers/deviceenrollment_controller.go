@@ -20,7 +20,6 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/enrolltoken"
-	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=deviceenrollments,verbs=get;list;watch
@@ -155,7 +154,7 @@ func badTargetTokens(data map[string][]byte, enrollToken []byte) []string {
 	var bad []string
 	for _, k := range keys {
 		tok := data[k]
-		if why := targetTokenProblem(k, tok); why != "" {
+		if why := enrolltoken.CheckDDITarget(k, tok); why != "" {
 			bad = append(bad, fmt.Sprintf("key %q: %s", k, why))
 			continue
 		}
@@ -170,21 +169,6 @@ func badTargetTokens(data map[string][]byte, enrollToken []byte) []string {
 		seen[string(tok)] = k
 	}
 	return bad
-}
-
-// targetTokenProblem: the OTA server's rule for one entry
-// (otaserver.CheckDDITargetToken; the manager does not link the server).
-func targetTokenProblem(key string, tok []byte) string {
-	if err := protov1.ValidateDeviceID(key); err != nil {
-		return "not a device ID: " + err.Error()
-	}
-	if _, err := enrolltoken.Check(tok); err != nil {
-		return err.Error()
-	}
-	if !otav1.HeaderSafeToken(tok) {
-		return "the token holds spaces, control or non-ASCII characters (a trailing newline?), which an Authorization header cannot carry"
-	}
-	return ""
 }
 
 // SetupWithManager registers the controller; a change of a token or

@@ -92,29 +92,13 @@ func (t *DDITokens) hasDevice(namespace, id string) bool {
 // maxReportedEntries bounds how many bad Secret keys a problem names.
 const maxReportedEntries = 3
 
-// CheckDDITargetToken says why one target-tokens Secret entry is unusable
-// ("" when it is usable): the key must be a device ID, the token 32–512
-// bytes of visible ASCII. The manager reports the same as a condition.
-func CheckDDITargetToken(key string, tok []byte) string {
-	if err := protov1.ValidateDeviceID(key); err != nil {
-		return "not a device ID: " + err.Error()
-	}
-	if _, err := enrolltoken.Check(tok); err != nil {
-		return err.Error()
-	}
-	if !otav1.HeaderSafeToken(tok) {
-		return "the token holds spaces, control or non-ASCII characters (a trailing newline?), which an Authorization header cannot carry"
-	}
-	return ""
-}
-
 // CompileDDITokens builds the DDITokens map from DeviceEnrollments, their
 // enrollment tokens (tokens[i], nil when unread) and the data of their
 // target-tokens Secrets (secrets[i], nil when absent or not configured).
 // Entries of objects without spec.ddi are ignored; suspended objects keep
 // theirs (suspension stops registrations, not registered devices). Dropped
 // and reported per "namespace/name", naming keys but never tokens: entries
-// CheckDDITargetToken refuses, a token that is also an enrollment token, a
+// enrolltoken.CheckDDITarget refuses, a token that is also an enrollment token, a
 // token in two entries (all of them), and a controllerId with entries in
 // two DeviceEnrollments of one namespace (all of them: which enrollment
 // it belongs to would be ambiguous).
@@ -148,7 +132,7 @@ func CompileDDITokens(es []otav1.DeviceEnrollment, tokens [][]byte, secrets []ma
 		slices.Sort(keys) // stable reports
 		for _, k := range keys {
 			tok := secrets[i][k]
-			if why := CheckDDITargetToken(k, tok); why != "" {
+			if why := enrolltoken.CheckDDITarget(k, tok); why != "" {
 				report(obj, fmt.Sprintf("key %q: %s", k, why))
 				continue
 			}

@@ -2,7 +2,6 @@ package otaserver
 
 import (
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -53,15 +52,7 @@ func (s *Server) AuthFailed(r *http.Request) { s.enrollFails.allow(sourceKey(r))
 // Instrument counts the route's requests by status in the device API's
 // metrics and bounds request bodies to maxBody bytes.
 func (s *Server) Instrument(route string, maxBody int64, next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
-		rec := &statusRecorder{ResponseWriter: w}
-		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
-		}
-		s.cfg.Metrics.Requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
-	})
+	return s.instrumented(route, maxBody, next)
 }
 
 // StoreRetryAfter is what devices are told to wait while the device store

@@ -139,8 +139,14 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 
 // instrument counts requests by route and status, and bounds request bodies.
 func (s *Server) instrument(route string, next http.Handler) http.Handler {
+	return s.instrumented(route, MaxBodyBytes, next)
+}
+
+// instrumented counts the route's requests by status (and blob bytes) and
+// bounds request bodies to maxBody bytes.
+func (s *Server) instrumented(route string, maxBody int64, next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {

@@ -120,6 +120,13 @@ const analysis = `## What the profiles showed and what was changed
   cores, so more children add processes, not CPU; about 1× or below is
   expected here. Replicas add throughput where each has cores of its own
   and the database has headroom.
+- P11 serves 100,000 native and 100,000 hawkBit DDI devices from one store
+  and one server child (the DDI front with the native API as its fallback,
+  as ` + "`otaserver --ddi`" + ` wires it), so both sides share the device index,
+  caches, heap and last-seen batching; runs alternate native, DDI, native, …
+  In both, the fixture's rollout offers to about 0.5% of the devices (an
+  assignment for native devices, a deploymentBase link for DDI ones); the
+  rest get 204 (native) or a 200 base resource without an action link (DDI).
 - Device keys in the seeded store come from a pool of 4,096 X25519 keys
   (generating a million key pairs would dominate seeding); tokens, IDs and
   labels are per device.
@@ -141,6 +148,9 @@ var bounds = map[string]string{
 		"so each check-in pays a pgx round trip (socket writes and reads, goroutine wake-ups in the pool) in the server child plus " +
 		"the PostgreSQL backend's work, all on the same two cores as the load generator (the notes give both, per check-in). " +
 		"SQLite's index also knows which devices have no record and skips that read; the PostgreSQL store does not yet.",
+	"P11": "A DDI base poll does the native check-in's work (the same Decide) plus token authentication against the " +
+		"DeviceEnrollments' target tokens (a hash and a map lookup), the device lookup by ID, and a JSON body where most native " +
+		"answers are a bodyless 204; the load generator, on the same two cores, parses that body.",
 	"P2": "Per-request work on a machine shared with other load: each 1 MiB range is authenticated (device index) and " +
 		"checked against the device's grant (a SQLite lookup for a download's first range, remembered after) before sendfile; " +
 		"http.FileServer does neither. " +

@@ -5,6 +5,8 @@ import (
 	"context"
 	"crypto/ecdh"
 	"crypto/ed25519"
+	"crypto/md5"
+	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/binary"
@@ -41,6 +43,12 @@ type Fixture struct {
 	FirstWavePct int    `json:"firstWavePct"`
 	RolloutUID   string `json:"rolloutUID"`
 	RolloutKey   string `json:"rolloutKey"`
+	// P11: the release is a SWUpdate image with the plaintext hashes and
+	// file name DDI clients check, so it reaches DDI devices as well as
+	// native ones (the native API ignores the format).
+	DDI       bool   `json:"ddi,omitempty"`
+	PlainSHA1 string `json:"plainSHA1,omitempty"`
+	PlainMD5  string `json:"plainMD5,omitempty"`
 }
 
 const (
@@ -80,9 +88,11 @@ func makeFixture(dir string, plainSize int, firstWavePct int) (*Fixture, error) 
 		return nil, err
 	}
 	plain := sha256.Sum256(img)
+	plain1, plain5 := sha1.Sum(img), md5.Sum(img) // P11 (DDI clients' hashes)
 	f := &Fixture{
 		BlobDir: filepath.Join(dir, "blobs"), ContentKey: key, BlobDigest: info.Digest, BlobSize: info.Size,
 		PlainSHA256: hex.EncodeToString(plain[:]), PlainSize: int64(plainSize),
+		PlainSHA1: hex.EncodeToString(plain1[:]), PlainMD5: hex.EncodeToString(plain5[:]),
 		SigningSeed: detBytes("signing", ed25519.SeedSize), FirstWavePct: firstWavePct,
 		RolloutUID: benchUID, RolloutKey: benchNS + "/" + benchRollout,
 	}
@@ -123,6 +133,11 @@ func (f *Fixture) Snapshot() *catalog.Snapshot {
 				EncryptedSHA256: f.BlobDigest, EncryptedSize: f.BlobSize, Suite: envelope.Suite, KeySecretName: secName, Version: "2.0.0", SecurityVersion: 5},
 			Conditions: []metav1.Condition{{Type: otav1.ConditionReady, Status: metav1.ConditionTrue, Reason: "ArtifactReady", LastTransitionTime: metav1.Now()}},
 		},
+	}
+	if f.DDI { // P11
+		rel.Spec.Format, rel.Spec.ArtifactFilename = otav1.FormatSWUpdate, "fw-2.swu"
+		a := rel.Status.Artifact
+		a.PlainSHA1, a.PlainMD5, a.Filename = f.PlainSHA1, f.PlainMD5, "fw-2.swu"
 	}
 	ro := otav1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: benchRollout, UID: k8stypes.UID(f.RolloutUID), CreationTimestamp: metav1.Now()},

@@ -48,6 +48,7 @@ type config struct {
 	P10Devices int
 	P10Conns   int
 	P10Servers int
+	P11Devices int
 	Profile    time.Duration
 	ReportOnly bool
 }
@@ -61,7 +62,7 @@ func main() {
 		return
 	}
 	var c config
-	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9,p10", "comma-separated measures to run (p1 also gives s0 and p6, p10 also p10r)")
+	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9,p10,p11", "comma-separated measures to run, any case (p1 also gives s0 and p6, p10 also p10r)")
 	flag.StringVar(&c.WorkDir, "work-dir", "bin/bench", "scratch directory (stores, blobs, profiles, logs)")
 	flag.StringVar(&c.Out, "out", "docs/benchmarks.md", "report to write")
 	flag.IntVar(&c.Devices, "devices", 1_000_000, "enrolled devices for P1/P6")
@@ -84,7 +85,8 @@ func main() {
 	flag.IntVar(&c.P10Devices, "p10-devices", 100_000, "P10/P10r enrolled devices (seeded into both SQLite and PostgreSQL)")
 	flag.IntVar(&c.P10Conns, "p10-pool-conns", 0, "P10/P10r: PostgreSQL connections per server child (the DSN's pool_max_conns; 0: pgxpool's default, as a DSN without it)")
 	flag.IntVar(&c.P10Servers, "p10-servers", 3, "P10r: OTA server children sharing the PostgreSQL database")
-	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1, P8 and P10 (0: none)")
+	flag.IntVar(&c.P11Devices, "p11-devices", 100_000, "P11 DDI devices, and as many native devices, in one SQLite store")
+	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1, P8, P10 and P11 (0: none)")
 	flag.BoolVar(&c.ReportOnly, "report-only", false, "only rewrite the report from the saved results")
 	flag.Parse()
 
@@ -112,7 +114,7 @@ func run(ctx context.Context, c config) error {
 	res.Started = time.Now().UTC()
 	res.Machine = machineInfo()
 	res.Args = strings.Join(os.Args[1:], " ")
-	only := strings.Split(c.Only, ",")
+	only := strings.Split(strings.ToLower(c.Only), ",")
 	want := func(id string) bool { return slices.Contains(only, id) }
 	steps := []struct {
 		id string
@@ -122,6 +124,7 @@ func run(ctx context.Context, c config) error {
 		{"p1", runP1}, // also S0 (seeding) and P6 (RSS under the P1 load)
 		{"p5", runP5}, {"p7", runP7}, {"p9", runP9},
 		{"p10", runP10}, // also P10r (replicas on the same database)
+		{"p11", runP11}, // DDI base polls vs native update checks
 	}
 	for _, st := range steps {
 		if !want(st.id) && !(st.id == "p1" && (want("s0") || want("p6"))) && !(st.id == "p10" && want("p10r")) {

@@ -138,7 +138,7 @@ func writeReport(path string, r *Results) error {
 	p("Every ratio compares with a baseline measured in the same run, with the same client, concurrency and bytes on both sides. ")
 	p("Each load run has a warm-up that is not counted; figures are the median of the runs (per-run figures are at the end).\n\n")
 	p("| id | measure | measured | baseline (same run) | ratio | target | result |\n| --- | --- | --- | --- | --- | --- | --- |\n")
-	order := []string{"S0", "P1", "P1n", "P1b", "P2", "P3", "P4", "P4c", "P5", "P6", "P7", "P8", "P8n", "P9", "P10", "P10r"}
+	order := []string{"S0", "P1", "P1n", "P1b", "P2", "P3", "P4", "P4c", "P5", "P6", "P7", "P8", "P8n", "P9", "P10", "P10r", "P11"}
 	rows := slices.Clone(r.Rows)
 	slices.SortStableFunc(rows, func(a, b Row) int { return slices.Index(order, a.ID) - slices.Index(order, b.ID) })
 	for _, row := range rows {

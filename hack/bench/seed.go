@@ -13,6 +13,11 @@ import (
 // seed creates a fresh store at path with n devices through the store's
 // bulk loader, in batches of 50,000 (one transaction each).
 func seed(ctx context.Context, path, prefix string, n int) (time.Duration, error) {
+	return seedDevices(ctx, path, n, func(i int, now time.Time) devicestore.Device { return benchDevice(prefix, i, now) })
+}
+
+// seedDevices is seed with device i made by dev.
+func seedDevices(ctx context.Context, path string, n int, dev func(i int, now time.Time) devicestore.Device) (time.Duration, error) {
 	for _, suffix := range []string{"", "-wal", "-shm"} {
 		_ = os.Remove(path + suffix)
 	}
@@ -28,7 +33,7 @@ func seed(ctx context.Context, path, prefix string, n int) (time.Duration, error
 	for i := 0; i < n; i += batch {
 		devs = devs[:0]
 		for j := i; j < min(n, i+batch); j++ {
-			devs = append(devs, benchDevice(prefix, j, now))
+			devs = append(devs, dev(j, now))
 		}
 		k, err := s.BulkEnroll(ctx, devs)
 		if err != nil {

@@ -52,6 +52,10 @@ func serveMain(args []string) error {
 	noGroup := fs.Bool("no-group-commit", false, "one transaction per request write")
 	noIndex := fs.Bool("no-device-index", false, "answer device lookups from SQLite instead of the in-memory index")
 	containerMiB := fs.Int64("container-memory-mib", 0, "apply the soft memory limit cmd/otaserver derives from a container limit of this size (0: none)")
+	// P11: the hawkBit DDI front as cmd/otaserver --ddi wires it.
+	withDDI := fs.Bool("ddi", false, "wrap the device API in the hawkBit DDI front (mode ota), with target tokens for the DDI devices seeded by P11")
+	ddiPrefix := fs.String("ddi-prefix", "", "--ddi: ID prefix of the seeded DDI devices")
+	ddiDevices := fs.Int("ddi-devices", 0, "--ddi: how many DDI devices were seeded (each gets its target token)")
 	_ = fs.Parse(args)
 	if *containerMiB > 0 {
 		debug.SetMemoryLimit(int64(otaserverMemoryRatio * float64(*containerMiB<<20)))
@@ -114,6 +118,11 @@ func serveMain(args []string) error {
 		}
 		go func() { _ = srv.Run(ctx) }()
 		h = srv.Handler()
+		if *withDDI {
+			if h, err = ddiFront(srv, h, *ddiPrefix, *ddiDevices); err != nil {
+				return err
+			}
+		}
 	default:
 		return fmt.Errorf("unknown mode %q", *mode)
 	}

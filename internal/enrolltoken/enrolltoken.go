@@ -7,6 +7,7 @@ import (
 	"fmt"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // Check returns the DeviceEnrollment condition reason and an error for a
@@ -19,4 +20,22 @@ func Check(tok []byte) (string, error) {
 		return otav1.ReasonTokenTooLong, fmt.Errorf("the token has %d bytes; at most %d are accepted", len(tok), otav1.MaxEnrollmentTokenLength)
 	}
 	return "", nil
+}
+
+// CheckDDITarget says why one entry of a DeviceEnrollment's hawkBit DDI
+// target-tokens Secret is unusable ("" when it is usable): the key must be
+// a device ID, the token 32–512 bytes of visible ASCII (it travels in an
+// Authorization header). The OTA server drops such entries; the manager
+// reports them as a condition.
+func CheckDDITarget(key string, tok []byte) string {
+	if err := protov1.ValidateDeviceID(key); err != nil {
+		return "not a device ID: " + err.Error()
+	}
+	if _, err := Check(tok); err != nil {
+		return err.Error()
+	}
+	if !otav1.HeaderSafeToken(tok) {
+		return "the token holds spaces, control or non-ASCII characters (a trailing newline?), which an Authorization header cannot carry"
+	}
+	return ""
 }

@@ -24,3 +24,25 @@ func TestCheck(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckDDITarget(t *testing.T) {
+	good := strings.Repeat("k", 32)
+	for _, c := range []struct {
+		key, tok string
+		ok       bool
+	}{
+		{"sw-0001", good, true},
+		{"gw:01.a_b", good, true},
+		{"", good, false},
+		{"sw 0001", good, false},
+		{"sw-0001", good[:31], false},
+		{"sw-0001", strings.Repeat("k", 513), false},
+		{"sw-0001", good + "\n", false},
+		{"sw-0001", good + " x", false},
+		{"sw-0001", good + "é", false},
+	} {
+		if got := CheckDDITarget(c.key, []byte(c.tok)); (got == "") != c.ok {
+			t.Errorf("CheckDDITarget(%q, %d bytes) = %q, want ok=%v", c.key, len(c.tok), got, c.ok)
+		}
+	}
+}

@@ -498,9 +498,10 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
-func (h *Handler) serveFeedback(w http.ResponseWriter, r *http.Request, p path) {
-	d, _, ok := h.device(w, r, p, false, true)
-	if !ok {
+// feedbackFor reads a feedback POST: the device, its body, and the action
+// of the path.
+func (h *Handler) feedbackFor(w http.ResponseWriter, r *http.Request, p path) (d devicestore.Device, f Feedback, rec *devicestore.Record, kind Kind, id uint32, ok bool) {
+	if d, _, ok = h.device(w, r, p, false, true); !ok {
 		return
 	}
 	body, ok := readBody(w, r)
@@ -510,9 +511,14 @@ func (h *Handler) serveFeedback(w http.ResponseWriter, r *http.Request, p path) 
 	f, err := ParseFeedback(body)
 	if err != nil {
 		writeErr(w, http.StatusBadRequest, "ddi.badRequest", err.Error())
-		return
+		return d, f, nil, "", 0, false
 	}
-	rec, kind, id, _, ok := h.action(w, r, d, p.rest[1])
+	rec, kind, id, _, ok = h.action(w, r, d, p.rest[1])
+	return d, f, rec, kind, id, ok
+}
+
+func (h *Handler) serveFeedback(w http.ResponseWriter, r *http.Request, p path) {
+	d, f, rec, kind, id, ok := h.feedbackFor(w, r, p)
 	if !ok {
 		return
 	}
@@ -593,20 +599,7 @@ func (h *Handler) serveCancel(w http.ResponseWriter, r *http.Request, p path) {
 }
 
 func (h *Handler) serveCancelFeedback(w http.ResponseWriter, r *http.Request, p path) {
-	d, _, ok := h.device(w, r, p, false, true)
-	if !ok {
-		return
-	}
-	body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
-	f, err := ParseFeedback(body)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "ddi.badRequest", err.Error())
-		return
-	}
-	rec, _, id, _, ok := h.action(w, r, d, p.rest[1])
+	d, f, rec, _, id, ok := h.feedbackFor(w, r, p)
 	if !ok {
 		return
 	}

@@ -7,8 +7,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -19,41 +17,12 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/harness"
-	"github.com/otaflow/otaflow/internal/testenv"
 )
 
 var stack *harness.Stack
 
 func TestMain(m *testing.M) {
-	os.Exit(run(m))
-}
-
-func run(m *testing.M) int {
-	dir, err := os.MkdirTemp("", "otaflow-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	bin := filepath.Join(dir, "bin")
-	build := exec.Command("go", "build", "-o", bin+string(filepath.Separator), "./cmd/manager", "./cmd/otaserver", "./cmd/fleetsim")
-	build.Dir = testenv.Root()
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "build binaries: %v\n%s", err, out)
-		return 1
-	}
-	stack, err = harness.StartStack(context.Background(), harness.StackOptions{Dir: dir, BinDir: bin})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	code := m.Run()
-	stack.Stop()
-	if code == 0 {
-		_ = os.RemoveAll(dir)
-	} else {
-		fmt.Fprintf(os.Stderr, "logs kept in %s\n", dir)
-	}
-	return code
+	os.Exit(harness.RunWithStack(m, "otaflow-e2e-", harness.StackOptions{}, &stack))
 }
 
 // shipRelease publishes a release, starts a fleet of n devices labelled
