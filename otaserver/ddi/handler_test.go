@@ -354,6 +354,7 @@ func TestAuthErrors(t *testing.T) {
 		{"wrong method", "POST", base("sw-a"), target("sw-a"), 405},
 		{"unknown resource", "GET", base("sw-a") + "/installedBase/1", target("sw-a"), 404},
 		{"malformed feedback", "POST", dep + "/feedback", target("sw-a"), 400},
+		{"feedback over the body limit", "POST", dep + "/feedback", target("sw-a"), 413},
 		{"trailing slash client URL", "GET", "/" + base("sw-a") + "/", target("sw-a"), 200},
 		{"native API still served", "GET", "/v1/info", "", 200},
 	}
@@ -363,6 +364,9 @@ func TestAuthErrors(t *testing.T) {
 			body := ""
 			if c.method == "POST" {
 				body = `{"status":{"execution":"finished"}}`
+			}
+			if c.want == http.StatusRequestEntityTooLarge {
+				body = `{"status":{"execution":"proceeding","details":["` + strings.Repeat("x", ddi.MaxBodyBytes) + `"]}}`
 			}
 			if r := h.do(c.method, c.path, c.auth, body); r.status != c.want {
 				t.Fatalf("%s %s: %d %s, want %d", c.method, c.path, r.status, r.body, c.want)
