@@ -72,6 +72,7 @@ type harness struct {
 	signer   *assignment.Signer
 	pub      crypto.PublicKey
 	handler  http.Handler // the server's handler behind the contract checker
+	core     *otaserver.Server
 	contract *contract.Checker
 	now      time.Time
 	mu       sync.Mutex
@@ -169,6 +170,7 @@ func newHarnessWith(t testing.TB, rate float64, o harnessOptions) *harness {
 	if why, ok := invalidOnPurpose[test]; ok {
 		h.contract.InvalidOnPurpose(test + ": " + why)
 	}
+	h.core = s
 	h.handler = h.contract.Handler(s.Handler())
 	h.srv = httptest.NewServer(h.handler)
 	t.Cleanup(h.srv.Close)

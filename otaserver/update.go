@@ -101,17 +101,17 @@ type DecidedRecord struct {
 // and that decision is the answer.
 func (s *Server) Decide(ctx context.Context, d devicestore.Device, ci DeviceCheckIn) (Decision, error) {
 	now := s.cfg.Now()
+	snap := s.cfg.Catalog.Snapshot()
 	if ci.Version != d.Version || ci.SecurityFloor != d.SecurityFloor {
 		if err := s.store.SetRunning(ctx, d.ID, ci.Version, ci.SecurityFloor, now); err != nil {
 			return Decision{}, fmt.Errorf("record running version: %w", err)
 		}
 		d.Version, d.SecurityFloor = ci.Version, ci.SecurityFloor
-	} else {
+	} else if now.Sub(d.LastSeen) >= snap.SeenResolution() {
 		s.seen.add(d.ID, now)
 	}
 	dv := rollout.DeviceView{Version: s.vers.parse(d.Version), Floor: d.SecurityFloor, Boot: ci.Boot, EnrolledAt: d.EnrolledAt}
 
-	snap := s.cfg.Catalog.Snapshot()
 	recs, err := s.store.Records(ctx, d.ID)
 	if err != nil {
 		return Decision{}, fmt.Errorf("read records: %w", err)

@@ -107,7 +107,8 @@ func (r *Rollout) Matches(namespace, deviceType string, l map[string]string) boo
 // Snapshot is an immutable view of the catalog.
 type Snapshot struct {
 	// Rollouts, oldest first: the order rollout.CheckIn breaks ties in.
-	Rollouts  []*Rollout
+	Rollouts       []*Rollout
+	seenResolution time.Duration
 	byKey     map[string]*Rollout
 	byUID     map[string]*Rollout
 	byVersion map[string][]*Release // namespace "\x00" version
@@ -192,8 +193,22 @@ func BuildWith(o BuildOptions, rollouts []otav1.Rollout, releases []otav1.Firmwa
 		}
 		return cmp.Compare(a.Key(), b.Key())
 	})
+	s.seenResolution = MaxSeenResolution
+	for _, r := range s.Rollouts {
+		s.seenResolution = min(s.seenResolution, r.OfflineAfter/10)
+	}
 	return s
 }
+
+// MaxSeenResolution bounds SeenResolution.
+const MaxSeenResolution = time.Minute
+
+// SeenResolution is how stale a device's stored last-seen time may be: a
+// tenth of the shortest offlineAfter of the rollouts, at most a minute. A
+// check-in within it of the stored time needs no write, which spares a
+// fleet polling every few seconds most of its last-seen writes, while no
+// device can be counted offline because of it.
+func (s *Snapshot) SeenResolution() time.Duration { return s.seenResolution }
 
 func compileRelease(fr *otav1.FirmwareRelease, keys map[string]*corev1.Secret) *Release {
 	r := &Release{
