@@ -139,10 +139,7 @@ func TestInstallFlow(t *testing.T) {
 func TestInstallFailure(t *testing.T) {
 	h := newHarness(t)
 	const id = "sw-0002"
-	h.poll(id)
-	h.identify(id, "1.0.0")
-	dep := h.poll(id).Links["deploymentBase"].Href
-	aid := lastSegment(dep)
+	dep, aid := h.offered(id)
 	r := h.do(http.MethodPost, dep+"/feedback", target(id), rhuFeedback(aid, "closed", "failure", "Failed to install software bundle."))
 	if r.status != 200 {
 		t.Fatalf("%d %s", r.status, r.body)
@@ -166,10 +163,7 @@ func TestInstallFailure(t *testing.T) {
 func TestCancel(t *testing.T) {
 	h := newHarness(t)
 	const id = "sw-0003"
-	h.poll(id)
-	h.identify(id, "1.0.0")
-	dep := h.poll(id).Links["deploymentBase"].Href
-	aid := lastSegment(dep)
+	_, aid := h.offered(id)
 	h.rollout.Spec.Abort = true
 	h.rebuild()
 	root := h.poll(id)
@@ -211,10 +205,7 @@ func TestCancel(t *testing.T) {
 func TestLateCancel(t *testing.T) {
 	h := newHarness(t)
 	const id = "sw-0006"
-	h.poll(id)
-	h.identify(id, "1.0.0")
-	dep := h.poll(id).Links["deploymentBase"].Href
-	aid := lastSegment(dep)
+	dep, aid := h.offered(id)
 	h.do(http.MethodPost, dep+"/feedback", target(id), swuFeedback(aid, "proceeding", "none", "All Chunks Installed."))
 	h.rollout.Spec.Abort = true
 	h.rebuild()
@@ -240,10 +231,7 @@ func TestLateCancel(t *testing.T) {
 func TestCancelRejected(t *testing.T) {
 	h := newHarness(t)
 	const id = "rauc-0001"
-	h.poll(id)
-	h.identify(id, "1.0.0")
-	dep := h.poll(id).Links["deploymentBase"].Href
-	aid := lastSegment(dep)
+	dep, aid := h.offered(id)
 	h.rollout.Spec.Abort = true
 	h.rebuild()
 	cancel := h.poll(id).Links["cancelAction"].Href
@@ -271,10 +259,7 @@ func TestCancelRejected(t *testing.T) {
 func TestRollback(t *testing.T) {
 	h := newHarness(t)
 	const id = "sw-0004"
-	h.poll(id)
-	h.identify(id, "1.0.0")
-	dep := h.poll(id).Links["deploymentBase"].Href
-	aid := lastSegment(dep)
+	dep, aid := h.offered(id)
 	h.do(http.MethodPost, dep+"/feedback", target(id), swuFeedback(aid, "closed", "success"))
 	if rec := h.record(id); rec.State != rollout.StateSucceeded {
 		t.Fatalf("%+v", rec)

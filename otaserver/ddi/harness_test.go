@@ -324,3 +324,16 @@ func enrollNative(h *harness, id string) error {
 	}
 	return nil
 }
+
+// offered registers the controller on 1.0.0 and returns the deploymentBase
+// href its next poll links and the action id.
+func (h *harness) offered(id string) (dep, aid string) {
+	h.t.Helper()
+	h.poll(id)
+	h.identify(id, "1.0.0")
+	dep = h.poll(id).Links["deploymentBase"].Href
+	if dep == "" {
+		h.t.Fatalf("%s: no deploymentBase after identify", id)
+	}
+	return dep, lastSegment(dep)
+}
