@@ -51,6 +51,7 @@ type config struct {
 	P11Devices int
 	Profile    time.Duration
 	ReportOnly bool
+	Merge      bool
 }
 
 func main() {
@@ -88,6 +89,7 @@ func main() {
 	flag.IntVar(&c.P11Devices, "p11-devices", 100_000, "P11 DDI devices, and as many native devices, in one SQLite store")
 	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1, P8, P10 and P11 (0: none)")
 	flag.BoolVar(&c.ReportOnly, "report-only", false, "only rewrite the report from the saved results")
+	flag.BoolVar(&c.Merge, "merge", false, "replace only the rows of the --only steps in the saved results of an earlier run (each such row says when and how it was re-measured), then rewrite the report")
 	flag.Parse()
 
 	ctrllog.SetLogger(logr.Discard())
@@ -111,9 +113,17 @@ func run(ctx context.Context, c config) error {
 		}
 		return writeReport(c.Out, res)
 	}
-	res.Started = time.Now().UTC()
-	res.Machine = machineInfo()
-	res.Args = strings.Join(os.Args[1:], " ")
+	if c.Merge {
+		if err := readJSON(resPath, res); err != nil {
+			return fmt.Errorf("--merge: %w", err)
+		}
+		res.merging = fmt.Sprintf("Re-measured %s by a later run (%s), not in the run above. ", time.Now().UTC().Format("2006-01-02 15:04 UTC"), strings.Join(os.Args[1:], " "))
+		res.Args += "; rows re-measured later: " + strings.Join(os.Args[1:], " ")
+	} else {
+		res.Started = time.Now().UTC()
+		res.Machine = machineInfo()
+		res.Args = strings.Join(os.Args[1:], " ")
+	}
 	only := strings.Split(strings.ToLower(c.Only), ",")
 	want := func(id string) bool { return slices.Contains(only, id) }
 	steps := []struct {
@@ -142,8 +152,10 @@ func run(ctx context.Context, c config) error {
 		fmt.Fprintf(os.Stderr, "   %s took %s\n", st.id, time.Since(t0).Round(time.Second))
 		_ = writeJSON(resPath, res)
 	}
-	res.Elapsed = time.Since(res.Started).Round(time.Second).String()
-	res.GOMAXPROCS = runtime.GOMAXPROCS(0)
+	if !c.Merge {
+		res.Elapsed = time.Since(res.Started).Round(time.Second).String()
+		res.GOMAXPROCS = runtime.GOMAXPROCS(0)
+	}
 	if err := writeJSON(resPath, res); err != nil {
 		return err
 	}

@@ -42,9 +42,12 @@ type Results struct {
 	Rows       []Row     `json:"rows"`
 	Profiles   []Profile `json:"profiles"`
 	Raw        []string  `json:"raw"` // per-run figures, for the record
+	// merging, when set, prefixes the notes of the rows added (--merge).
+	merging string
 }
 
 func (r *Results) add(row Row) {
+	row.Notes = r.merging + row.Notes
 	r.Rows = slices.DeleteFunc(r.Rows, func(x Row) bool { return x.ID == row.ID })
 	r.Rows = append(r.Rows, row)
 	fmt.Fprintf(os.Stderr, "   %s %s: %s (baseline %s, ratio %s) → %s\n", row.ID, row.Measure, row.Figure, row.Baseline, row.Ratio, row.Result)
