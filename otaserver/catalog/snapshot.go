@@ -109,9 +109,9 @@ type Snapshot struct {
 	// Rollouts, oldest first: the order rollout.CheckIn breaks ties in.
 	Rollouts       []*Rollout
 	seenResolution time.Duration
-	byKey     map[string]*Rollout
-	byUID     map[string]*Rollout
-	byVersion map[string][]*Release // namespace "\x00" version
+	byKey          map[string]*Rollout
+	byUID          map[string]*Rollout
+	byVersion      map[string][]*Release // namespace "\x00" version
 }
 
 // Rollout returns the rollout "namespace/name", or nil.
