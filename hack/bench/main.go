@@ -118,7 +118,9 @@ func run(ctx context.Context, c config) error {
 			return fmt.Errorf("--merge: %w", err)
 		}
 		res.merging = fmt.Sprintf("Re-measured %s by a later run (%s), not in the run above. ", time.Now().UTC().Format("2006-01-02 15:04 UTC"), strings.Join(os.Args[1:], " "))
-		res.Args += "; rows re-measured later: " + strings.Join(os.Args[1:], " ")
+		if later := "; rows re-measured later: " + strings.Join(os.Args[1:], " "); !strings.Contains(res.Args, later) {
+			res.Args += later
+		}
 	} else {
 		res.Started = time.Now().UTC()
 		res.Machine = machineInfo()
