@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"k8s.io/apimachinery/pkg/util/validation"
+
+	protov1 "github.com/otaflow/otaflow/protocol/v1"
 )
 
 // Attribute names read from configData (docs/hawkbit-ddi.md): the running
@@ -50,7 +52,14 @@ func (h *Handler) serveConfigData(w http.ResponseWriter, r *http.Request, p path
 			return
 		}
 	}
-	if v, ok := c.Data[AttrVersion]; ok && c.Mode != "remove" && v != d.Version {
+	v, ok := c.Data[AttrVersion]
+	if ok && c.Mode != "remove" && v != d.Version && protov1.ValidateVersion(v) != nil {
+		// Not stored (the rules would skip the device for it anyway), and
+		// still 200: the client would retry at once.
+		h.log.Info("configData version attribute refused", "device", d.ID, "err", protov1.ValidateVersion(v).Error())
+		ok = false
+	}
+	if ok && c.Mode != "remove" && v != d.Version {
 		if err := h.store.SetRunning(ctx, d.ID, v, d.SecurityFloor, now); err != nil {
 			h.fail(w, r, "record running version", err)
 			return

@@ -358,7 +358,10 @@ func (h *Handler) serveRoot(w http.ResponseWriter, r *http.Request, p path) {
 	now := h.core.Now()
 	root := Root{Links: map[string]Link{}}
 	sleep := h.cfg.PollInterval
-	if d.Version == "" || !h.attrs.fresh(d.ID, now, h.cfg.AttributesRefresh) {
+	// Asked once per refresh, even while the version is unknown: a client
+	// that PUTs without a version must not be asked at every poll
+	// (SWUpdate answers a configData link at once and polls again).
+	if !h.attrs.fresh(d.ID, now, h.cfg.AttributesRefresh) {
 		root.Links["configData"] = Link{Href: base + "/configData"}
 	}
 	// Without a version the rules cannot rank the device against a

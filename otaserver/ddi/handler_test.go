@@ -134,6 +134,28 @@ func TestInstallFlow(t *testing.T) {
 	}
 }
 
+// TestAttributesWithoutVersion: a client whose attributes carry no usable
+// version is not asked again at every poll (SWUpdate would PUT and poll
+// in a loop), and no rule runs for it.
+func TestAttributesWithoutVersion(t *testing.T) {
+	h := newHarness(t)
+	const id = "sw-0007"
+	h.poll(id)
+	body := `{"data":{"hw":"imx8","version":"` + strings.Repeat("9", 200) + `"}}`
+	if r := h.do(http.MethodPut, base(id)+"/configData", target(id), body); r.status != 200 {
+		t.Fatalf("configData: %d %s", r.status, r.body)
+	}
+	if root := h.poll(id); len(root.Links) != 0 {
+		t.Fatalf("links %v after attributes without a usable version", root.Links)
+	}
+	if d, _ := h.store.Device(context.Background(), id); d.Version != "" {
+		t.Fatalf("version %q stored", d.Version)
+	}
+	if _, err := h.store.Record(context.Background(), string(h.rollout.UID), id); err == nil {
+		t.Fatal("a record was written for a device without a version")
+	}
+}
+
 // TestInstallFailure: a failed install fails the device with the client's
 // reason, as a native device's report would.
 func TestInstallFailure(t *testing.T) {

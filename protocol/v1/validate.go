@@ -44,6 +44,11 @@ func validID(s string, maxLen int) error {
 // digits and . _ : - (also the rule for hawkBit DDI controllerIds).
 func ValidateDeviceID(s string) error { return validID(s, MaxIDLen) }
 
+// ValidateVersion checks a running version as devices report it: 1 to
+// MaxVersionLen printable ASCII characters without spaces (also the rule
+// for the "version" attribute of hawkBit DDI clients).
+func ValidateVersion(s string) error { return validVersion(s) }
+
 func validVersion(s string) error {
 	if s == "" || len(s) > MaxVersionLen {
 		return fmt.Errorf("must be 1 to %d characters", MaxVersionLen)
