@@ -42,6 +42,11 @@ func (h *Handler) serveConfigData(w http.ResponseWriter, r *http.Request, p path
 	if len(dropped) > 0 {
 		h.log.V(1).Info("attributes not taken as labels", "device", d.ID, "keys", dropped)
 	}
+	if len(labels) > protov1.MaxLabels {
+		// As for native devices: a device has at most MaxLabels labels.
+		h.log.Info("label attributes refused: too many labels", "device", d.ID, "labels", len(labels), "max", protov1.MaxLabels)
+		labels = d.Labels
+	}
 	if !maps.Equal(labels, d.Labels) {
 		// A re-enrollment with the device's own key and token updates its
 		// labels and bumps its sequence, so fleet sync re-matches it.

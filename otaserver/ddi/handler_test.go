@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha1"
 	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
@@ -153,6 +154,19 @@ func TestAttributesWithoutVersion(t *testing.T) {
 	}
 	if _, err := h.store.Record(context.Background(), string(h.rollout.UID), id); err == nil {
 		t.Fatal("a record was written for a device without a version")
+	}
+	// Too many label attributes: the labels stay as they were.
+	var b strings.Builder
+	b.WriteString(`{"data":{"version":"1.0.0"`)
+	for i := range 40 {
+		fmt.Fprintf(&b, `,"label.k%d":"v"`, i)
+	}
+	b.WriteString(`}}`)
+	if r := h.do(http.MethodPut, base(id)+"/configData", target(id), b.String()); r.status != 200 {
+		t.Fatalf("configData: %d %s", r.status, r.body)
+	}
+	if d, _ := h.store.Device(context.Background(), id); len(d.Labels) != 1 || d.Version != "1.0.0" {
+		t.Fatalf("labels %v version %q after 40 label attributes", d.Labels, d.Version)
 	}
 }
 
