@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -612,14 +613,21 @@ func (h *Handler) serveCancelFeedback(w http.ResponseWriter, r *http.Request, p 
 	switch m.Effect {
 	case AckCancel:
 		_, err2 = h.core.ReportWith(r.Context(), d.ID, rec.RolloutUID, rid+"ack", func(cur rollout.Record) (rollout.Record, bool, error) {
-			if cur.State == rollout.StateCanceled && cur.Reason == rollout.ReasonAborted {
-				cur.Reason = rollout.ReasonCancelAcknowledged
+			// Refused (not stored, still answered 200) unless there is a
+			// cancel to acknowledge: a stray acknowledgement must not use up
+			// the report ID of a later real one.
+			if cur.State != rollout.StateCanceled || cur.Reason != rollout.ReasonAborted {
+				return cur, false, fmt.Errorf("%w: no cancel to acknowledge", rollout.ErrTransition)
 			}
+			cur.Reason = rollout.ReasonCancelAcknowledged
 			return cur, false, nil
 		})
 	case RejectCancel:
 		_, err2 = h.core.ReportWith(r.Context(), d.ID, rec.RolloutUID, rid+"reject", func(cur rollout.Record) (rollout.Record, bool, error) {
-			next, _ := rollout.CancelRejected(cur)
+			next, changed := rollout.CancelRejected(cur)
+			if !changed {
+				return cur, false, fmt.Errorf("%w: no cancel to reject", rollout.ErrTransition)
+			}
 			return next, false, nil
 		})
 	}

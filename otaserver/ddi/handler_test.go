@@ -200,6 +200,15 @@ func TestCancel(t *testing.T) {
 	h := newHarness(t)
 	const id = "sw-0003"
 	_, aid := h.offered(id)
+	// A stray acknowledgement before any cancel changes nothing and does
+	// not use up the real one.
+	stray := `{ "id": ` + aid + `, "status": { "result": { "finished": "success" }, "execution": "closed", "details" : [ "cancellation acknowledged." ] } }`
+	if r := h.do(http.MethodPost, h.srv.URL+base(id)+"/cancelAction/"+aid+"/feedback", target(id), stray); r.status != 200 {
+		t.Fatalf("stray cancel feedback: %d %s", r.status, r.body)
+	}
+	if rec := h.record(id); rec.State != rollout.StateOffered {
+		t.Fatalf("after a stray acknowledgement: %+v", rec)
+	}
 	h.rollout.Spec.Abort = true
 	h.rebuild()
 	root := h.poll(id)
