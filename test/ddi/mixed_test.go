@@ -66,7 +66,21 @@ func TestMixedFleet(t *testing.T) {
 		ro.Spec.Waves = []otav1.Wave{{Name: "half", Devices: intstr.FromString("50%")}, {Name: "all", Devices: intstr.FromString("100%")}}
 		ro.Spec.SuccessThreshold = "90%"
 		ro.Spec.FailureThreshold = "20%"
+		ro.Spec.Paused = true // opened once every device is in the fleet
 	}); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: ns, Name: "sensor-2.1.0-eu"}
+	if _, err := harness.WaitFleet(ctx, stack.CP.Client, key, nNative+nDDI, 0); err != nil {
+		t.Fatal(err)
+	}
+	var paused otav1.Rollout
+	if err := stack.CP.Client.Get(ctx, key, &paused); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(paused.DeepCopy())
+	paused.Spec.Paused = false
+	if err := stack.CP.Client.Patch(ctx, &paused, patch); err != nil {
 		t.Fatal(err)
 	}
 	ro, err := harness.WaitRollout(ctx, stack.CP.Client, client.ObjectKey{Namespace: ns, Name: "sensor-2.1.0-eu"},

@@ -49,10 +49,32 @@ func swuRollout(t *testing.T, ctx context.Context, ns, version string, img swupd
 	if _, err := stack.CreateRollout(ctx, ns, name+"-eu", name, func(ro *otav1.Rollout) {
 		ro.Spec.Waves = []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}
 		ro.Spec.MinFailures = 1
+		// Opened once the device registered (openWhenRegistered): a
+		// rollout whose fleet is still empty would succeed at once.
+		ro.Spec.Paused = true
 		if mutate != nil {
 			mutate(ro)
 		}
 	}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// openWhenRegistered unpauses the rollout once its fleet holds the one
+// SWUpdate device (registered by its first poll).
+func openWhenRegistered(t *testing.T, ctx context.Context, ns, name string) {
+	t.Helper()
+	key := client.ObjectKey{Namespace: ns, Name: name}
+	if _, err := harness.WaitFleet(ctx, stack.CP.Client, key, 1, 0); err != nil {
+		t.Fatal(err)
+	}
+	var ro otav1.Rollout
+	if err := stack.CP.Client.Get(ctx, key, &ro); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(ro.DeepCopy())
+	ro.Spec.Paused = false
+	if err := stack.CP.Client.Patch(ctx, &ro, patch); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -100,6 +122,7 @@ func TestSWUpdate(t *testing.T) {
 		Identify: map[string]string{"version": "1.0.0"}, Dir: filepath.Join(dir, "boot1"),
 	}
 	p := startSWU(t, cfg)
+	openWhenRegistered(t, ctx, ns, "sensor-2.0.0-eu")
 	if err := waitFile(ctx, out, data); err != nil {
 		t.Fatalf("%v\nSWUpdate log:\n%s", err, p.Log())
 	}
@@ -153,6 +176,7 @@ func TestSWUpdateFailure(t *testing.T) {
 		URL: stack.ServerURLs()[0], Tenant: ns, ControllerID: id, TargetToken: targets[id], Signer: signer,
 		Identify: map[string]string{"version": "1.0.0"}, Dir: filepath.Join(dir, "boot1"),
 	})
+	openWhenRegistered(t, ctx, ns, "sensor-2.0.0-eu")
 	ro := waitTotals(t, ctx, ns, "sensor-2.0.0-eu", func(ro *otav1.Rollout) bool { return harness.Totals(ro).Failed == 1 })
 	if err := p.Stop(); err != nil {
 		t.Fatal(err)
@@ -183,6 +207,7 @@ func TestSWUpdateCancel(t *testing.T) {
 		Identify: map[string]string{"version": "1.0.0"}, Dir: filepath.Join(dir, "boot1"),
 		ExtraSuricattaArgs: []string{"-n", "20k"},
 	})
+	openWhenRegistered(t, ctx, ns, "sensor-2.0.0-eu")
 	waitTotals(t, ctx, ns, "sensor-2.0.0-eu", func(ro *otav1.Rollout) bool { return harness.Totals(ro).InProgress == 1 })
 	var ro otav1.Rollout
 	if err := stack.CP.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: "sensor-2.0.0-eu"}, &ro); err != nil {
