@@ -249,28 +249,7 @@ func (s *Spec) authenticate(_ context.Context, in *openapi3filter.Authentication
 	if sch == nil || sch.Type != "http" || !strings.EqualFold(sch.Scheme, "bearer") {
 		return fmt.Errorf("security scheme %q: the checker knows HTTP bearer schemes only", in.SecuritySchemeName)
 	}
-	vals := in.RequestValidationInput.Request.Header.Values("Authorization")
-	switch len(vals) {
-	case 0:
-		return errors.New("no Authorization header")
-	case 1:
-	default:
-		return fmt.Errorf("%d Authorization headers", len(vals))
-	}
-	scheme, tok, ok := strings.Cut(vals[0], " ")
-	if !ok || !strings.EqualFold(scheme, "Bearer") {
-		return errors.New("the Authorization header is not a bearer token")
-	}
-	if p, ok := sch.Extensions["x-token-pattern"].(string); ok {
-		re, err := tokenPattern(p)
-		if err != nil {
-			return err
-		}
-		if !re.MatchString(tok) {
-			return fmt.Errorf("the bearer token does not match %s", p)
-		}
-	}
-	return nil
+	return checkAuthorization(in, "Bearer", "bearer token")
 }
 
 func tokenPattern(p string) (*regexp.Regexp, error) {

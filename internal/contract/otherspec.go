@@ -75,6 +75,14 @@ func authenticateAPIKey(in *openapi3filter.AuthenticationInput) error {
 	if word == "" {
 		return fmt.Errorf("security scheme %q: x-authorization-scheme is missing", in.SecuritySchemeName)
 	}
+	return checkAuthorization(in, word, word)
+}
+
+// checkAuthorization checks the request has exactly one Authorization
+// header, "<word> <token>" (word case-insensitive), whose token matches
+// the scheme's x-token-pattern when it has one; what names the token in
+// errors.
+func checkAuthorization(in *openapi3filter.AuthenticationInput, word, what string) error {
 	vals := in.RequestValidationInput.Request.Header.Values("Authorization")
 	switch len(vals) {
 	case 0:
@@ -85,15 +93,15 @@ func authenticateAPIKey(in *openapi3filter.AuthenticationInput) error {
 	}
 	scheme, tok, ok := strings.Cut(vals[0], " ")
 	if !ok || !strings.EqualFold(scheme, word) {
-		return fmt.Errorf("the Authorization header is not a %s", word)
+		return fmt.Errorf("the Authorization header is not a %s", what)
 	}
-	if p, ok := sch.Extensions["x-token-pattern"].(string); ok {
+	if p, ok := in.SecurityScheme.Extensions["x-token-pattern"].(string); ok {
 		re, err := tokenPattern(p)
 		if err != nil {
 			return err
 		}
 		if !re.MatchString(tok) {
-			return fmt.Errorf("the %s does not match %s", word, p)
+			return fmt.Errorf("the %s does not match %s", what, p)
 		}
 	}
 	return nil
