@@ -10,12 +10,14 @@ BIN           := $(ROOT)/bin
 ENVTEST_BIN   := $(BIN)/k8s
 S3_BIN        := $(BIN)/s3
 SWUPDATE_BIN  := $(BIN)/swupdate
+MENDER_BIN    := $(BIN)/mender
 CONTROLLER_GEN := go tool controller-gen
 IMG           ?= ghcr.io/otaflow/otaflow:dev
 GOTEST_FLAGS  ?= -race -count=1
 BENCH_TIME    ?= 2s
 export KUBEBUILDER_ASSETS := $(ENVTEST_BIN)
 export OTAFLOW_SWUPDATE := $(SWUPDATE_BIN)/run
+export OTAFLOW_MENDER := $(MENDER_BIN)
 
 .PHONY: all
 all: build
@@ -65,8 +67,12 @@ postgres: ## Install PostgreSQL 15 (apt) for the PostgreSQL store tests, when mi
 swupdate: ## Unpack Debian's SWUpdate client (apt-get download, no install) into bin/swupdate for the DDI tests (once).
 	hack/ensure-swupdate.sh $(SWUPDATE_BIN)
 
+.PHONY: mender
+mender: ## Unpack Debian's mender-client 3.4 and mender-artifact 3.9 (apt-get download, no install) into bin/mender for the Mender device API tests (once).
+	hack/ensure-mender.sh $(MENDER_BIN)
+
 .PHONY: test
-test: envtest s3server postgres swupdate check-fmt verify-generated vet ## Run every test.
+test: envtest s3server postgres swupdate mender check-fmt verify-generated vet ## Run every test.
 	hack/openapi-lint.sh
 	go test $(GOTEST_FLAGS) ./...
 

@@ -20,6 +20,7 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/enrolltoken"
+	"github.com/otaflow/otaflow/internal/menderkey"
 )
 
 // +kubebuilder:rbac:groups=ota.otaflow.io,resources=deviceenrollments,verbs=get;list;watch
@@ -90,6 +91,9 @@ func (r *DeviceEnrollmentReconciler) assess(ctx context.Context, e *otav1.Device
 	if status, reason, msg, err := r.assessDDI(ctx, e, tok); err != nil || status != "" {
 		return status, reason, msg, 0, err
 	}
+	if msg := menderKeyProblems(e); msg != "" {
+		return metav1.ConditionFalse, otav1.ReasonPreauthorizedKeyInvalid, msg, 0, nil
+	}
 	msg := "devices enrolling with this token join namespace " + e.Namespace
 	if e.Spec.MaxDevices != nil {
 		msg += fmt.Sprintf(", at most %d devices", *e.Spec.MaxDevices)
@@ -101,6 +105,15 @@ func (r *DeviceEnrollmentReconciler) assess(ctx context.Context, e *otav1.Device
 		msg += "; hawkBit DDI devices register as type " + d.DeviceType
 		if d.GatewayToken {
 			msg += ", with the token as GatewayToken"
+		}
+	}
+	if m := e.Spec.Mender; m != nil {
+		msg += "; Mender devices register as type " + m.DeviceType
+		switch {
+		case m.AutoAccept:
+			msg += ", accepted with the token as tenant token"
+		default:
+			msg += fmt.Sprintf(", only the %d preauthorized keys accepted", len(m.PreauthorizedKeys))
 		}
 	}
 	var requeue time.Duration
@@ -196,4 +209,28 @@ func (r *DeviceEnrollmentReconciler) SetupWithManager(ctx context.Context, mgr c
 
 func (r *DeviceEnrollmentReconciler) enrollmentsOfSecret(ctx context.Context, o client.Object) []reconcile.Request {
 	return referrers(ctx, r.Client, &otav1.DeviceEnrollmentList{}, indexEnrollmentSecret, o)
+}
+
+// menderKeyProblems names the preauthorized keys of spec.mender the OTA
+// server cannot use ("" when all are usable): those devices would be
+// answered 401 as if never preauthorized.
+func menderKeyProblems(e *otav1.DeviceEnrollment) string {
+	if e.Spec.Mender == nil {
+		return ""
+	}
+	var bad []string
+	for i, k := range e.Spec.Mender.PreauthorizedKeys {
+		if _, err := menderkey.Parse([]byte(k)); err != nil {
+			bad = append(bad, fmt.Sprintf("preauthorizedKeys[%d]: %v", i, err))
+		}
+	}
+	if len(bad) == 0 {
+		return ""
+	}
+	shown := bad[:min(len(bad), 3)]
+	msg := fmt.Sprintf("%d unusable preauthorized keys (the others work): %s", len(bad), strings.Join(shown, "; "))
+	if len(bad) > len(shown) {
+		msg += fmt.Sprintf(" (and %d more)", len(bad)-len(shown))
+	}
+	return msg
 }

@@ -21,6 +21,7 @@ import (
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/fetch"
+	"github.com/otaflow/otaflow/internal/menderartifact"
 	"github.com/otaflow/otaflow/internal/signature"
 )
 
@@ -73,7 +74,13 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 	defer func() { _ = w.Abort() }() // no-op after Commit
 
 	sums := newPlainSums()
-	plainSize, err := envelope.Encrypt(writeTagger{w}, io.TeeReader(body, io.MultiWriter(check, sums)), key)
+	sinks := []io.Writer{check, sums}
+	var mender *menderartifact.Sniffer
+	if rel.Spec.Format == otav1.FormatMender {
+		mender = menderartifact.NewSniffer(menderartifact.DefaultSniffLimit)
+		sinks = append(sinks, mender)
+	}
+	plainSize, err := envelope.Encrypt(writeTagger{w}, io.TeeReader(body, io.MultiWriter(sinks...)), key)
 	if err != nil {
 		if errors.Is(err, errWrite) {
 			return nil, fmt.Errorf("%w: write blob: %w", errStorage, err)
@@ -88,6 +95,13 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 	verifiedBy, err := check.Verify()
 	if err != nil {
 		return nil, fmt.Errorf("verify signature of %s: %w", rel.Spec.Source.SHA256, err)
+	}
+
+	var menderHeader *otav1.MenderArtifact
+	if mender != nil {
+		if menderHeader, err = checkMenderHeader(rel, mender); err != nil {
+			return nil, err
+		}
 	}
 
 	encDigest := w.Digest()
@@ -111,6 +125,7 @@ func (r *FirmwareReleaseReconciler) buildArtifact(ctx context.Context, rel *otav
 			Suite:           envelope.Suite,
 			KeySecretName:   secretName,
 			ManifestDigest:  img.ManifestDigest,
+			Mender:          menderHeader,
 		},
 		verification: otav1.Verification{
 			Key:          verifiedBy.Name,

@@ -77,6 +77,10 @@ func classifyFailure(err error) failure {
 		return failure{Reason: otav1.ReasonImageTooLarge, Permanent: true}
 	case errors.As(err, &sizeMismatch):
 		return failure{Reason: otav1.ReasonSizeMismatch, Permanent: true}
+	case errors.Is(err, errMenderMismatch):
+		return failure{Reason: otav1.ReasonMenderArtifactMismatch, Permanent: true, Withdraw: true}
+	case errors.Is(err, errMenderInvalid):
+		return failure{Reason: otav1.ReasonMenderArtifactInvalid, Permanent: true, Withdraw: true}
 	case errors.Is(err, errStorage):
 		return failure{Reason: otav1.ReasonStorageFailed}
 	case fetch.IsPermanent(err):

@@ -9,6 +9,7 @@ import (
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/enrolltoken"
+	"github.com/otaflow/otaflow/internal/menderkey"
 )
 
 // Credential is what one bootstrap token admits: enrollments into a tenant
@@ -26,6 +27,27 @@ type Credential struct {
 	// DDI: how hawkBit DDI devices of this object are registered; nil when
 	// it admits none (spec.ddi absent).
 	DDI *DDISettings
+	// Mender: how mender-client devices of this object are accepted and
+	// registered; nil when it admits none (spec.mender absent).
+	Mender *MenderSettings
+}
+
+// MenderSettings is a DeviceEnrollment's spec.mender as the Mender front
+// needs it.
+type MenderSettings struct {
+	DeviceType string
+	Labels     map[string]string
+	// AutoAccept: any key presenting the tenant token is accepted.
+	AutoAccept bool
+	// Keys are the preauthorized public keys by SHA-256 of their DER
+	// (PKIX) encoding.
+	Keys map[[32]byte]struct{}
+}
+
+// Preauthorized reports whether the key (DER, PKIX) is preauthorized.
+func (m *MenderSettings) Preauthorized(der []byte) bool {
+	_, ok := m.Keys[sha256.Sum256(der)]
+	return ok
 }
 
 // DDISettings is a DeviceEnrollment's spec.ddi as the DDI front needs it.
@@ -67,6 +89,10 @@ type credentialMaps struct {
 	byHash   map[[32]byte]*Credential
 	byKey    map[string]*Credential
 	problems map[string]error
+	// menderKeys finds the credential that preauthorizes a public key
+	// (SHA-256 of its DER), for clients without a tenant token; a key
+	// preauthorized by two objects is in neither (ambiguous tenant).
+	menderKeys map[[32]byte]*Credential
 }
 
 // NewCredentialSet returns an empty set.
@@ -84,11 +110,46 @@ func (c *CredentialSet) Replace(m map[[32]byte]*Credential) { c.ReplaceWithProbl
 // DDI refusals quote.
 func (c *CredentialSet) ReplaceWithProblems(m map[[32]byte]*Credential, problems map[string]error) {
 	byKey := make(map[string]*Credential, len(m))
+	menderKeys := map[[32]byte]*Credential{}
+	ambiguous := map[[32]byte]bool{}
 	for _, cr := range m {
 		byKey[cr.Key()] = cr
+		if cr.Mender == nil {
+			continue
+		}
+		for h := range cr.Mender.Keys {
+			if other, dup := menderKeys[h]; dup && other != cr {
+				ambiguous[h] = true
+			}
+			menderKeys[h] = cr
+		}
 	}
-	c.m.Store(&credentialMaps{byHash: m, byKey: byKey, problems: problems})
+	for h := range ambiguous {
+		delete(menderKeys, h)
+	}
+	c.m.Store(&credentialMaps{byHash: m, byKey: byKey, problems: problems, menderKeys: menderKeys})
 }
+
+// MenderCredential finds the credential a Mender auth request is for:
+// the one whose token is the tenant token, or, without a tenant token,
+// the one that preauthorizes the key (DER, PKIX). ok is false when none
+// is (an unknown tenant token, or a key no single object preauthorizes).
+func (c *CredentialSet) MenderCredential(tenantToken string, keyDER []byte) (*Credential, bool) {
+	m := c.m.Load()
+	if tenantToken == "" {
+		cr, ok := m.menderKeys[sha256.Sum256(keyDER)]
+		return cr, ok
+	}
+	if len(tenantToken) > otav1.MaxEnrollmentTokenLength {
+		return nil, false
+	}
+	cr, ok := m.byHash[sha256.Sum256([]byte(tenantToken))]
+	return cr, ok
+}
+
+// Refuses says why the credential admits no new device with the ID at
+// now ("" when it admits it): expired, or not on its allowlist.
+func (c *Credential) Refuses(deviceID string, now time.Time) string { return c.refuses(deviceID, now) }
 
 // Len is the number of credentials.
 func (c *CredentialSet) Len() int { return len(c.m.Load().byHash) }
@@ -110,6 +171,12 @@ func (c *CredentialSet) byKey(namespace, name string) (*Credential, error) {
 		return nil, err
 	}
 	return nil, errors.New("no such DeviceEnrollment")
+}
+
+// Credential finds a DeviceEnrollment's credential by namespace and name;
+// when there is none, the error says why if known.
+func (c *CredentialSet) Credential(namespace, name string) (*Credential, error) {
+	return c.byKey(namespace, name)
 }
 
 // errDuplicateToken: two DeviceEnrollments share a token, so it would not
@@ -161,6 +228,16 @@ func CompileCredentials(es []otav1.DeviceEnrollment, tokens [][]byte) (map[[32]b
 		}
 		if d := e.Spec.DDI; d != nil {
 			cr.DDI = &DDISettings{DeviceType: d.DeviceType, Labels: maps.Clone(d.Labels), Gateway: d.GatewayToken}
+		}
+		if ms := e.Spec.Mender; ms != nil {
+			cr.Mender = &MenderSettings{DeviceType: ms.DeviceType, Labels: maps.Clone(ms.Labels), AutoAccept: ms.AutoAccept, Keys: map[[32]byte]struct{}{}}
+			// Unreadable keys are left out here; the manager's condition
+			// names them.
+			for _, pemKey := range ms.PreauthorizedKeys {
+				if k, err := menderkey.Parse([]byte(pemKey)); err == nil {
+					cr.Mender.Keys[sha256.Sum256(k.DER)] = struct{}{}
+				}
+			}
 		}
 		out[h] = cr
 	}

@@ -1,6 +1,7 @@
 package otaserver
 
 import (
+	"fmt"
 	"net/http"
 	"time"
 
@@ -8,6 +9,8 @@ import (
 
 	"github.com/otaflow/otaflow/internal/blobstore"
 	"github.com/otaflow/otaflow/internal/devicestore"
+	"github.com/otaflow/otaflow/internal/envelope"
+	"github.com/otaflow/otaflow/otaserver/catalog"
 )
 
 // What another device protocol's front (package otaserver/ddi) shares with
@@ -33,9 +36,6 @@ func (s *Server) Log() logr.Logger { return s.cfg.Log }
 // Metrics are the device API's metrics.
 func (s *Server) Metrics() *Metrics { return s.cfg.Metrics }
 
-// BlobWriteTimeout is the write deadline of a download.
-func (s *Server) BlobWriteTimeout() time.Duration { return s.cfg.BlobWriteTimeout }
-
 // AllowDevice takes one request from the device's (or key's) rate limit;
 // ok false says how long to wait.
 func (s *Server) AllowDevice(key string) (wait time.Duration, ok bool) { return s.limits.allow(key) }
@@ -58,3 +58,31 @@ func (s *Server) Instrument(route string, maxBody int64, next http.Handler) http
 // StoreRetryAfter is what devices are told to wait while the device store
 // is unavailable.
 func StoreRetryAfter() time.Duration { return storeRetryAfter }
+
+// ServePlaintext streams a release's image as plaintext, decrypted chunk
+// by chunk from the encrypted blob and never written to disk, with
+// Content-Length, the ETag given, Range (206) and 416 for resumed
+// downloads (http.ServeContent). An error is returned before anything is
+// written (the front answers it); once streaming, a failure ends the
+// response early and the client's own checks refuse what it got.
+func (s *Server) ServePlaintext(w http.ResponseWriter, r *http.Request, rel *catalog.Release, name, etag string) error {
+	blob, err := s.cfg.Blobs.Open(r.Context(), rel.Artifact.EncryptedSHA256)
+	if err != nil {
+		return fmt.Errorf("open blob: %w", err)
+	}
+	defer func() { _ = blob.Close() }()
+	pr, err := envelope.NewPlaintextReader(blob, blob.Info().Size, rel.ContentKey)
+	if err != nil {
+		return fmt.Errorf("open plaintext: %w", err)
+	}
+	if t := s.cfg.BlobWriteTimeout; t > 0 {
+		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(t))
+	}
+	w.Header().Set("Content-Type", "application/octet-stream")
+	if etag != "" {
+		w.Header().Set("ETag", `"`+etag+`"`)
+	}
+	w.Header().Set("Cache-Control", "private, no-store")
+	http.ServeContent(w, r, name, time.Time{}, pr)
+	return nil
+}

@@ -40,25 +40,42 @@ import (
 // metadata.name field selector, so RBAC can grant them for this one Secret
 // (resourceNames) rather than for every Secret of the namespace.
 func WatchTokenSecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string, set *TokenSet, onChange func(n int)) error {
+	if err := WatchSecret(ctx, cfg, scheme, namespace, name, func(data map[string][]byte) { onChange(set.Replace(data)) }); err != nil {
+		return fmt.Errorf("enrollment Secret: %w", err)
+	}
+	return nil
+}
+
+// The Mender token key Secret (otaserver/mender, docs/mender.md): watched
+// by name like the enrollment Secret. A different
+// --mender-token-key-secret needs this Role's resourceNames changed too.
+// +kubebuilder:rbac:groups="",namespace=system,resources=secrets,resourceNames=otaflow-mender-token-key,verbs=get;list;watch
+
+// WatchSecret calls onData with the data of one Secret whenever it
+// changes (nil once it is deleted) until ctx ends. It blocks until the
+// first sync, and has called onData by then if the Secret exists. The
+// list and watch carry a metadata.name field selector, so RBAC can grant
+// them for this one Secret (resourceNames).
+func WatchSecret(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, namespace, name string, onData func(map[string][]byte)) error {
 	c, inf, err := namedSecretInformer(ctx, cfg, scheme, namespace, name)
 	if err != nil {
-		return fmt.Errorf("enrollment Secret: %w", err)
+		return err
 	}
 	update := func(obj any) {
 		if s, ok := obj.(*corev1.Secret); ok && s.Name == name {
-			onChange(set.Replace(s.Data))
+			onData(s.Data)
 		}
 	}
 	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
 		AddFunc:    update,
 		UpdateFunc: func(_, o any) { update(o) },
-		DeleteFunc: func(any) { onChange(set.Replace(nil)) },
+		DeleteFunc: func(any) { onData(nil) },
 	}); err != nil {
-		return fmt.Errorf("enrollment Secret handler: %w", err)
+		return fmt.Errorf("Secret %s/%s handler: %w", namespace, name, err)
 	}
 	go func() { _ = c.Start(ctx) }()
 	if !c.WaitForCacheSync(ctx) {
-		return fmt.Errorf("enrollment Secret %s/%s: cache did not sync", namespace, name)
+		return fmt.Errorf("Secret %s/%s: cache did not sync", namespace, name)
 	}
 	return nil
 }

@@ -33,6 +33,13 @@ const (
 	ReasonKeyInvalid          = "PublicKeyInvalid"
 	ReasonBundleUnavailable   = "BundleUnavailable"
 	ReasonStorageFailed       = "StorageFailed"
-	ReasonPending             = "Pending"
-	ReasonDeleting            = "Deleting"
+	// ReasonMenderArtifactInvalid: a Mender release's image is not a
+	// readable Mender artifact (its header says what is wrong).
+	ReasonMenderArtifactInvalid = "MenderArtifactInvalid"
+	// ReasonMenderArtifactMismatch: the Mender artifact's header does not
+	// fit the release (a device type of compatibility.deviceTypes that the
+	// artifact is not compatible with).
+	ReasonMenderArtifactMismatch = "MenderArtifactMismatch"
+	ReasonPending                = "Pending"
+	ReasonDeleting               = "Deleting"
 )

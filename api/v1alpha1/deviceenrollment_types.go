@@ -37,6 +37,10 @@ const (
 	// are unusable (a key that is no device ID, a token breaking the rules,
 	// a token used twice); the other entries work.
 	ReasonTargetTokensInvalid = "TargetTokensInvalid"
+	// ReasonPreauthorizedKeyInvalid: an entry of spec.mender.preauthorizedKeys
+	// is not a usable public key (those devices are not accepted; the
+	// others are).
+	ReasonPreauthorizedKeyInvalid = "PreauthorizedKeyInvalid"
 )
 
 // DDI target tokens travel in an HTTP header (`Authorization: TargetToken
@@ -112,6 +116,60 @@ type DeviceEnrollmentSpec struct {
 	// registrations too.
 	// +optional
 	DDI *DDIEnrollment `json:"ddi,omitempty"`
+
+	// Mender admits mender-client devices (the Mender device API) into
+	// this namespace. The enrollment token is the Mender tenant token
+	// (TenantToken in mender.conf). Absent: no Mender device
+	// authenticates through this object. The limits above apply to Mender
+	// devices too; their device IDs are "mender-" and the first 40 hex
+	// digits of the SHA-256 of the device's public key (DER).
+	// +optional
+	Mender *MenderEnrollment `json:"mender,omitempty"`
+}
+
+// MaxPreauthorizedKeys bounds spec.mender.preauthorizedKeys.
+const MaxPreauthorizedKeys = 1000
+
+// MenderEnrollment says which mender-client devices are accepted and what
+// they are registered as. At least one way in: autoAccept, or
+// preauthorized keys.
+// +kubebuilder:validation:XValidation:rule="(has(self.autoAccept) && self.autoAccept) || (has(self.preauthorizedKeys) && size(self.preauthorizedKeys) > 0)",message="mender needs autoAccept: true or preauthorizedKeys (otherwise no Mender device is ever accepted)"
+type MenderEnrollment struct {
+	// DeviceType Mender devices registered through this object get;
+	// FirmwareReleases match it against compatibility.deviceTypes (the
+	// device_type a client reports must also be one the release's Mender
+	// artifact is compatible with).
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?$`
+	DeviceType string `json:"deviceType"`
+
+	// AutoAccept: any device presenting the tenant token is accepted (as
+	// Mender's preauthorization by tenant token). Otherwise only the keys
+	// in preauthorizedKeys are; others are answered 401, as pending
+	// devices are by Mender.
+	// +kubebuilder:default=false
+	// +optional
+	AutoAccept bool `json:"autoAccept,omitempty"`
+
+	// PreauthorizedKeys are devices' public keys (PEM "PUBLIC KEY": RSA
+	// of at least 2048 bits, ECDSA P-256 or Ed25519) accepted through
+	// this object, with this object's tenant token or with none.
+	// +kubebuilder:validation:MaxItems=1000
+	// +kubebuilder:validation:items:MaxLength=4096
+	// +kubebuilder:validation:items:XValidation:rule="self.trim().startsWith('-----BEGIN PUBLIC KEY-----') && self.trim().endsWith('-----END PUBLIC KEY-----')",message="each preauthorized key must be one PEM \"PUBLIC KEY\" block (openssl pkey -pubout)"
+	// +listType=set
+	// +optional
+	PreauthorizedKeys []string `json:"preauthorizedKeys,omitempty"`
+
+	// Labels given to Mender devices when they register. At most 32; keys
+	// and values follow the Kubernetes label syntax. Inventory attributes
+	// add labels "mender.io/<attribute>"; these win over them.
+	// +kubebuilder:validation:MaxProperties=32
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, self.all(k, size(k) >= 1 && size(k) <= 317 && [lists.range(317).slice(0, [317, size(k)].min()).filter(i, k.charAt(i) == '/')].all(slashes, size(slashes) <= 1 && [size(slashes) == 0 ? -1 : slashes[0]].all(p, size(k) - p - 1 >= 1 && size(k) - p - 1 <= 63 && alnum.indexOf(k.charAt(p + 1)) >= 0 && alnum.indexOf(k.charAt(size(k) - 1)) >= 0 && (p == -1 || (p <= 253 && lower.indexOf(k.charAt(0)) >= 0 && lower.indexOf(k.charAt(p - 1)) >= 0)) && lists.range(317).slice(0, [317, size(k)].min()).all(i, i == p || (i > p ? name.indexOf(k.charAt(i)) >= 0 : (k.charAt(i) == '.' ? i >= 1 && lower.indexOf(k.charAt(i - 1)) >= 0 && lower.indexOf(k.charAt(i + 1)) >= 0 : (lower + '-').indexOf(k.charAt(i)) >= 0)))))))))",message="labels keys must be label keys: an optional DNS subdomain prefix and '/', then a name of at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside"
+	// +kubebuilder:validation:XValidation:rule="['abcdefghijklmnopqrstuvwxyz0123456789'].all(lower, [lower + 'ABCDEFGHIJKLMNOPQRSTUVWXYZ'].all(alnum, [alnum + '-_.'].all(name, self.all(k, [self[k]].all(v, size(v) <= 63 && (size(v) == 0 || (alnum.indexOf(v.charAt(0)) >= 0 && alnum.indexOf(v.charAt(size(v) - 1)) >= 0 && lists.range(63).slice(0, [63, size(v)].min()).all(i, name.indexOf(v.charAt(i)) >= 0))))))))",message="labels values must be label values: at most 63 characters [A-Za-z0-9] with '-', '_' or '.' inside, or empty"
+	// +optional
+	Labels map[string]string `json:"labels,omitempty"`
 }
 
 // DDIEnrollment says how hawkBit DDI devices authenticate and what they
@@ -177,6 +235,7 @@ type DeviceEnrollmentStatus struct {
 // +kubebuilder:printcolumn:name="Secret",type=string,JSONPath=`.spec.tokenSecretRef.name`
 // +kubebuilder:printcolumn:name="Enrolled",type=integer,JSONPath=`.status.enrolledDevices`
 // +kubebuilder:printcolumn:name="DDI",type=string,JSONPath=`.spec.ddi.deviceType`,priority=1
+// +kubebuilder:printcolumn:name="Mender",type=string,JSONPath=`.spec.mender.deviceType`,priority=1
 // +kubebuilder:printcolumn:name="Max",type=integer,JSONPath=`.spec.maxDevices`
 // +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.spec.expiresAt`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

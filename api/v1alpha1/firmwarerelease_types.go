@@ -18,6 +18,7 @@ import (
 // +kubebuilder:validation:XValidation:rule="has(self.artifactFilename) == has(oldSelf.artifactFilename) && (!has(self.artifactFilename) || self.artifactFilename == oldSelf.artifactFilename)",message="artifactFilename is immutable; create a new FirmwareRelease",fieldPath=.artifactFilename
 // +kubebuilder:validation:XValidation:rule="!has(self.artifactFilename) || !has(self.format) || self.format != 'SWUpdate' || self.artifactFilename.endsWith('.swu')",message="artifactFilename of a SWUpdate release must end in .swu",fieldPath=.artifactFilename
 // +kubebuilder:validation:XValidation:rule="!has(self.artifactFilename) || !has(self.format) || self.format != 'RAUC' || self.artifactFilename.endsWith('.raucb')",message="artifactFilename of a RAUC release must end in .raucb",fieldPath=.artifactFilename
+// +kubebuilder:validation:XValidation:rule="!has(self.artifactFilename) || !has(self.format) || self.format != 'Mender' || self.artifactFilename.endsWith('.mender')",message="artifactFilename of a Mender release must end in .mender",fieldPath=.artifactFilename
 type FirmwareReleaseSpec struct {
 	// Version is the firmware's semantic version, reported by devices once
 	// they run it.
@@ -46,8 +47,10 @@ type FirmwareReleaseSpec struct {
 	// Format of the image, which decides the clients that may receive it:
 	// Raw, an image only otaflow agents install; SWUpdate, an SWUpdate .swu
 	// image, and RAUC, a RAUC .raucb bundle, both for hawkBit DDI clients
-	// (SWUpdate suricatta, rauc-hawkbit-updater) as well as otaflow agents.
-	// +kubebuilder:validation:Enum=Raw;SWUpdate;RAUC
+	// (SWUpdate suricatta, rauc-hawkbit-updater) as well as otaflow agents;
+	// Mender, a Mender artifact (.mender) for mender-client devices, whose
+	// header must name every device type of compatibility.deviceTypes.
+	// +kubebuilder:validation:Enum=Raw;SWUpdate;RAUC;Mender
 	// +kubebuilder:default=Raw
 	// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="format is immutable; create a new FirmwareRelease"
 	// +optional
@@ -75,6 +78,9 @@ const (
 	FormatSWUpdate ReleaseFormat = "SWUpdate"
 	// FormatRAUC: a RAUC bundle (.raucb), also for hawkBit DDI clients.
 	FormatRAUC ReleaseFormat = "RAUC"
+	// FormatMender: a Mender artifact (.mender) for mender-client devices
+	// (and otaflow agents).
+	FormatMender ReleaseFormat = "Mender"
 )
 
 // Extension is the file name extension the format's clients expect:
@@ -85,6 +91,8 @@ func (f ReleaseFormat) Extension() string {
 		return ".swu"
 	case FormatRAUC:
 		return ".raucb"
+	case FormatMender:
+		return ".mender"
 	default:
 		return ".bin"
 	}
@@ -314,12 +322,32 @@ type Artifact struct {
 	// artifact was built.
 	// +optional
 	ManifestDigest string `json:"manifestDigest,omitempty"`
+	// Mender is what the header of a Mender artifact says (spec.format
+	// Mender).
+	// +optional
+	Mender *MenderArtifact `json:"mender,omitempty"`
 	// Generation of the release the artifact was built or last verified
 	// for. The OTA server serves the artifact only while it equals
 	// metadata.generation, so a spec change is never answered with bytes
 	// verified against the old spec.
 	// +optional
 	Generation int64 `json:"generation,omitempty"`
+}
+
+// MenderArtifact is the header of a release's Mender artifact.
+type MenderArtifact struct {
+	// Name is the artifact_name: what mender-client reports running once
+	// it installed the artifact, and maps back to this release's version.
+	Name string `json:"name"`
+	// DeviceTypes the artifact is compatible with (artifact_depends).
+	DeviceTypes []string `json:"deviceTypes"`
+	// PayloadTypes, one per payload (rootfs-image, or an update module).
+	// +optional
+	PayloadTypes []string `json:"payloadTypes,omitempty"`
+	// Signed: the artifact carries a Mender signature (manifest.sig),
+	// which clients with ArtifactVerifyKey check.
+	// +optional
+	Signed bool `json:"signed,omitempty"`
 }
 
 // Verification records which key verified the signature.

@@ -55,6 +55,11 @@ type options struct {
 	ddiExternalURL           string
 	ddiPoll, ddiActivePoll   time.Duration
 	ddiAttributesRefresh     time.Duration
+	mender                   bool
+	menderExternalURL        string
+	menderTokenSecret        string
+	menderTokenTTL           time.Duration
+	menderLinkTTL            time.Duration
 }
 
 func main() {
@@ -89,6 +94,11 @@ func main() {
 	fs.StringVar(&o.ddiExternalURL, "ddi-external-url", "", "Base URL of the hrefs in DDI answers (default: --public-url, else each request's scheme and Host).")
 	fs.DurationVar(&o.ddiPoll, "ddi-poll-interval", 5*time.Minute, "config.polling.sleep told to DDI clients with nothing to do.")
 	fs.DurationVar(&o.ddiActivePoll, "ddi-active-poll-interval", 30*time.Second, "config.polling.sleep while a DDI action is open (clients see a cancel only when they poll).")
+	fs.BoolVar(&o.mender, "mender", false, "Also serve the Mender device API (mender-client 3.x) on the device address: /api/devices/...; devices authenticate through DeviceEnrollments with spec.mender (docs/mender.md).")
+	fs.StringVar(&o.menderExternalURL, "mender-external-url", "", "Base URL of Mender download links (default: --public-url, else each request's scheme and Host).")
+	fs.StringVar(&o.menderTokenSecret, "mender-token-key-secret", "otaflow-mender-token-key", "Secret in --namespace holding the HMAC keys Mender device tokens and download links are signed with (entries of at least 32 bytes; with several, \"current\" names the signing one), watched.")
+	fs.DurationVar(&o.menderTokenTTL, "mender-token-ttl", time.Hour, "How long a Mender device token is valid; the client authenticates again after it.")
+	fs.DurationVar(&o.menderLinkTTL, "mender-link-ttl", 24*time.Hour, "How long a Mender download link is valid (a download resumed after it fails).")
 	fs.DurationVar(&o.ddiAttributesRefresh, "ddi-attributes-refresh", time.Hour, "How often a DDI client is asked for its attributes (configData) again.")
 	fs.StringVar(&o.publicURL, "public-url", "", "Base URL devices reach the API at, used in blob URLs (default: from each request's Host).")
 	fs.DurationVar(&o.reportInterval, "report-interval", 2*time.Second, "How often counters are computed and Rollout status is applied.")

@@ -42,6 +42,7 @@ import (
 	"github.com/otaflow/otaflow/otaserver/cutoffs"
 	"github.com/otaflow/otaflow/otaserver/ddi"
 	"github.com/otaflow/otaflow/otaserver/leader"
+	"github.com/otaflow/otaflow/otaserver/mender"
 	"github.com/otaflow/otaflow/otaserver/reporter"
 )
 
@@ -185,6 +186,11 @@ func run(ctx context.Context, o options) error {
 			return err
 		}
 		handler = front
+	}
+	if o.mender {
+		if handler, err = menderFront(gctx, o, cfg, scheme, srv, creds, handler, log.WithName("mender")); err != nil {
+			return err
+		}
 	}
 	devices := otaserver.NewHTTPServer(o.deviceAddr, handler, o.httpLimits)
 	if !o.insecureHTTP {
@@ -387,4 +393,32 @@ func storeReady(s devicestore.Store) func(context.Context) error {
 		}
 		return nil
 	}
+}
+
+// menderFront serves the Mender device API in front of next, its token
+// keys watched in the token key Secret.
+func menderFront(ctx context.Context, o options, cfg *rest.Config, scheme *runtime.Scheme, srv *otaserver.Server, creds *otaserver.CredentialSet, next http.Handler, log logr.Logger) (http.Handler, error) {
+	keys := mender.NewTokenKeys()
+	err := otaserver.WatchSecret(ctx, cfg, scheme, o.namespace, o.menderTokenSecret, func(data map[string][]byte) {
+		if err := keys.Replace(data); err != nil {
+			// The last good keys stay in use.
+			log.Error(err, "Mender token key Secret refused", "secret", o.namespace+"/"+o.menderTokenSecret)
+			return
+		}
+		log.Info("Mender token keys loaded", "current", keys.Current())
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mender token key Secret: %w", err)
+	}
+	if keys.Current() == "" {
+		log.Error(mender.ErrNoTokenKey, "Mender devices cannot authenticate until the Secret exists", "secret", o.namespace+"/"+o.menderTokenSecret)
+	}
+	ext := o.menderExternalURL
+	if ext == "" {
+		ext = o.publicURL
+	}
+	return mender.New(mender.Config{
+		Core: srv, Auth: mender.Credentials(creds), Keys: keys, ExternalURL: ext,
+		TokenTTL: o.menderTokenTTL, LinkTTL: o.menderLinkTTL, Fallback: next,
+	})
 }

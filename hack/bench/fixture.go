@@ -49,6 +49,9 @@ type Fixture struct {
 	DDI       bool   `json:"ddi,omitempty"`
 	PlainSHA1 string `json:"plainSHA1,omitempty"`
 	PlainMD5  string `json:"plainMD5,omitempty"`
+	// P11m: the release is a Mender artifact with its header recorded,
+	// so it reaches mender-client devices as well as native ones.
+	Mender bool `json:"mender,omitempty"`
 }
 
 const (
@@ -138,6 +141,11 @@ func (f *Fixture) Snapshot() *catalog.Snapshot {
 		rel.Spec.Format, rel.Spec.ArtifactFilename = otav1.FormatSWUpdate, "fw-2.swu"
 		a := rel.Status.Artifact
 		a.PlainSHA1, a.PlainMD5, a.Filename = f.PlainSHA1, f.PlainMD5, "fw-2.swu"
+	}
+	if f.Mender { // P11m
+		rel.Spec.Format, rel.Spec.ArtifactFilename = otav1.FormatMender, "fw-2.mender"
+		rel.Status.Artifact.Filename = "fw-2.mender"
+		rel.Status.Artifact.Mender = &otav1.MenderArtifact{Name: "fw-2.0.0", DeviceTypes: []string{deviceType}, PayloadTypes: []string{"rootfs-image"}}
 	}
 	ro := otav1.Rollout{
 		ObjectMeta: metav1.ObjectMeta{Namespace: benchNS, Name: benchRollout, UID: k8stypes.UID(f.RolloutUID), CreationTimestamp: metav1.Now()},

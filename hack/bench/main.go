@@ -86,7 +86,7 @@ func main() {
 	flag.IntVar(&c.P10Devices, "p10-devices", 100_000, "P10/P10r enrolled devices (seeded into both SQLite and PostgreSQL)")
 	flag.IntVar(&c.P10Conns, "p10-pool-conns", 0, "P10/P10r: PostgreSQL connections per server child (the DSN's pool_max_conns; 0: pgxpool's default, as a DSN without it)")
 	flag.IntVar(&c.P10Servers, "p10-servers", 3, "P10r: OTA server children sharing the PostgreSQL database")
-	flag.IntVar(&c.P11Devices, "p11-devices", 100_000, "P11 DDI devices, and as many native devices, in one SQLite store")
+	flag.IntVar(&c.P11Devices, "p11-devices", 100_000, "P11 DDI devices (P11m Mender devices), and as many native devices, in one SQLite store")
 	flag.DurationVar(&c.Profile, "profile", 6*time.Second, "CPU profile length for P1, P8, P10 and P11 (0: none)")
 	flag.BoolVar(&c.ReportOnly, "report-only", false, "only rewrite the report from the saved results")
 	flag.BoolVar(&c.Merge, "merge", false, "replace only the rows of the --only steps in the saved results of an earlier run (each such row says when and how it was re-measured), then rewrite the report")
@@ -135,8 +135,9 @@ func run(ctx context.Context, c config) error {
 		{"p3", runP3}, {"p4", runP4}, {"p2", runP2}, {"p8", runP8},
 		{"p1", runP1}, // also S0 (seeding) and P6 (RSS under the P1 load)
 		{"p5", runP5}, {"p7", runP7}, {"p9", runP9},
-		{"p10", runP10}, // also P10r (replicas on the same database)
-		{"p11", runP11}, // DDI base polls vs native update checks
+		{"p10", runP10},   // also P10r (replicas on the same database)
+		{"p11", runP11},   // DDI base polls vs native update checks
+		{"p11m", runP11m}, // Mender deployments/next polls vs native update checks
 	}
 	for _, st := range steps {
 		if !want(st.id) && !(st.id == "p1" && (want("s0") || want("p6"))) && !(st.id == "p10" && want("p10r")) {

@@ -56,6 +56,8 @@ func serveMain(args []string) error {
 	withDDI := fs.Bool("ddi", false, "wrap the device API in the hawkBit DDI front (mode ota), with target tokens for the DDI devices seeded by P11")
 	ddiPrefix := fs.String("ddi-prefix", "", "--ddi: ID prefix of the seeded DDI devices")
 	ddiDevices := fs.Int("ddi-devices", 0, "--ddi: how many DDI devices were seeded (each gets its target token)")
+	// P11m: the Mender front as cmd/otaserver --mender wires it.
+	withMender := fs.Bool("mender", false, "wrap the device API in the Mender front (mode ota), with the bench token key")
 	_ = fs.Parse(args)
 	if *containerMiB > 0 {
 		debug.SetMemoryLimit(int64(otaserverMemoryRatio * float64(*containerMiB<<20)))
@@ -120,6 +122,11 @@ func serveMain(args []string) error {
 		h = srv.Handler()
 		if *withDDI {
 			if h, err = ddiFront(srv, h, *ddiPrefix, *ddiDevices); err != nil {
+				return err
+			}
+		}
+		if *withMender {
+			if h, err = menderFront(srv, h); err != nil {
 				return err
 			}
 		}

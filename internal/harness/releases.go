@@ -95,7 +95,8 @@ func (s *Stack) PublishImage(ctx context.Context, ns, name, version string, secu
 	rel.Namespace, rel.Name = ns, name
 	rel.Spec.Version = version
 	rel.Spec.SecurityVersion = securityVersion
-	rel.Spec.Source.URL = s.Images.Put("/firmware/"+name+".bin", img)
+	// Per namespace: parallel tests may publish the same release name.
+	rel.Spec.Source.URL = s.Images.Put("/firmware/"+ns+"/"+name+".bin", img)
 	rel.Spec.Source.SHA256 = hex.EncodeToString(d[:])
 	rel.Spec.Source.Size = ptr.To(int64(len(img)))
 	rel.Spec.Signature.Value = sig

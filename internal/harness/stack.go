@@ -63,6 +63,9 @@ type StackOptions struct {
 	// every DDIPoll (0: 1s) with or without an open action.
 	DDI     bool
 	DDIPoll time.Duration
+	// Mender serves the Mender device API too (--mender), its token key
+	// Secret created in Namespace.
+	Mender bool
 }
 
 // ReporterLease is the Lease the OTA server replicas elect their reporter
@@ -197,6 +200,19 @@ func (s *Stack) createOperatorNamespace(ctx context.Context) error {
 		return err
 	}
 	s.BootstrapToken = fmt.Sprintf("factory-%x", tok)
+	if s.Opts.Mender {
+		key := make([]byte, 32)
+		if _, err := rand.Read(key); err != nil {
+			return err
+		}
+		mk := &corev1.Secret{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otaflow-mender-token-key"},
+			Data:       map[string][]byte{"key-1": key},
+		}
+		if err := s.CP.Client.Create(ctx, mk); err != nil {
+			return fmt.Errorf("create Mender token key Secret: %w", err)
+		}
+	}
 	sec := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "otaflow-enrollment-tokens"},
 		StringData: map[string]string{"factory": s.BootstrapToken},
@@ -307,6 +323,9 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 	if s.Opts.DDI {
 		poll := cmp.Or(s.Opts.DDIPoll, time.Second)
 		extra = append(extra, "--ddi", "--ddi-poll-interval="+poll.String(), "--ddi-active-poll-interval="+poll.String())
+	}
+	if s.Opts.Mender {
+		extra = append(extra, "--mender")
 	}
 	if !s.Opts.Tenants {
 		// One team: devices enroll through the operator namespace's

@@ -69,6 +69,21 @@ func (r *Release) DDIReady() (reason string, ok bool) {
 	return "", true
 }
 
+// MenderReady reports whether mender-client devices may be sent the
+// release: it is Usable, a Mender artifact, and its header is recorded.
+// Otherwise reason says what is missing.
+func (r *Release) MenderReady() (reason string, ok bool) {
+	switch {
+	case !r.Usable:
+		return "release not servable (not Ready for its generation, or its content key not loaded)", false
+	case r.Format != otav1.FormatMender:
+		return fmt.Sprintf("format %s is not a Mender artifact", r.Format), false
+	case r.Artifact.Mender == nil || r.Artifact.Mender.Name == "":
+		return "status.artifact lacks the Mender header", false
+	}
+	return "", true
+}
+
 // Rollout is a Rollout compiled for fast matching.
 type Rollout struct {
 	Namespace, Name, UID string
@@ -112,6 +127,21 @@ type Snapshot struct {
 	byKey          map[string]*Rollout
 	byUID          map[string]*Rollout
 	byVersion      map[string][]*Release // namespace "\x00" version
+	// byMenderName: usable Mender releases by namespace "\x00" artifact
+	// name, highest version first.
+	byMenderName map[string][]*Release
+}
+
+// MenderVersion is the version of the usable Mender release of the
+// namespace whose artifact is named name and accepts the device type (the
+// highest version if several are); ok is false when none is.
+func (s *Snapshot) MenderVersion(namespace, name, deviceType string) (version string, ok bool) {
+	for _, r := range s.byMenderName[namespace+"\x00"+name] {
+		if r.Accepts(deviceType) {
+			return r.Version, true
+		}
+	}
+	return "", false
 }
 
 // Rollout returns the rollout "namespace/name", or nil.
@@ -161,13 +191,25 @@ func Build(rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[
 
 // BuildWith is Build with options.
 func BuildWith(o BuildOptions, rollouts []otav1.Rollout, releases []otav1.FirmwareRelease, keys map[string]*corev1.Secret) *Snapshot {
-	s := &Snapshot{byKey: map[string]*Rollout{}, byUID: map[string]*Rollout{}, byVersion: map[string][]*Release{}}
+	s := &Snapshot{byKey: map[string]*Rollout{}, byUID: map[string]*Rollout{}, byVersion: map[string][]*Release{}, byMenderName: map[string][]*Release{}}
 	rels := map[string]*Release{}
 	for i := range releases {
 		r := compileRelease(&releases[i], keys)
 		rels[r.Key()] = r
 		k := r.Namespace + "\x00" + rollout.ParseVersion(r.Version).Canonical()
 		s.byVersion[k] = append(s.byVersion[k], r)
+		if _, ok := r.MenderReady(); ok {
+			mk := r.Namespace + "\x00" + r.Artifact.Mender.Name
+			s.byMenderName[mk] = append(s.byMenderName[mk], r)
+		}
+	}
+	for _, l := range s.byMenderName {
+		slices.SortFunc(l, func(a, b *Release) int {
+			if c := rollout.ParseVersion(b.Version).Compare(rollout.ParseVersion(a.Version)); c != 0 {
+				return c
+			}
+			return cmp.Compare(a.Name, b.Name)
+		})
 	}
 	for _, l := range s.byVersion {
 		slices.SortFunc(l, func(a, b *Release) int { return cmp.Compare(a.Name, b.Name) })

@@ -2,9 +2,7 @@ package ddi
 
 import (
 	"net/http"
-	"time"
 
-	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/rollout"
 )
 
@@ -33,26 +31,9 @@ func (h *Handler) serveArtifact(w http.ResponseWriter, r *http.Request, p path) 
 		writeErr(w, http.StatusNotFound, "ddi.notFound", "no such artifact in this action")
 		return
 	}
-	ctx := r.Context()
-	blob, err := h.core.Blobs().Open(ctx, rel.Artifact.EncryptedSHA256)
-	if err != nil {
-		h.fail(w, r, "open blob", err)
-		return
-	}
-	defer func() { _ = blob.Close() }()
-	pr, err := envelope.NewPlaintextReader(blob, blob.Info().Size, rel.ContentKey)
-	if err != nil {
-		h.fail(w, r, "open plaintext", err)
-		return
-	}
-	if t := h.core.BlobWriteTimeout(); t > 0 {
-		_ = http.NewResponseController(w).SetWriteDeadline(time.Now().Add(t))
-	}
-	w.Header().Set("Content-Type", "application/octet-stream")
-	w.Header().Set("ETag", `"`+rel.Artifact.PlainSHA1+`"`)
-	w.Header().Set("Cache-Control", "private, no-store")
-	// ServeContent answers HEAD, Range, If-Range and 416 from the reader;
-	// an authentication failure mid-stream ends the response early, and
+	// An authentication failure mid-stream ends the response early, and
 	// the client's hash check refuses what it got.
-	http.ServeContent(w, r, rel.Artifact.Filename, time.Time{}, pr)
+	if err := h.core.ServePlaintext(w, r, rel, rel.Artifact.Filename, rel.Artifact.PlainSHA1); err != nil {
+		h.fail(w, r, "open artifact", err)
+	}
 }
