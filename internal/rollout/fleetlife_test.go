@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -46,6 +47,10 @@ func TestFleetLife(t *testing.T) {
 	rapid.Check(t, func(rt *rapid.T) { newWorld(rt).live() })
 	if cancelRejections.Load() == 0 {
 		t.Fatal("no life had a DDI device reject a cancel: the model does not reach rollout.CancelRejected")
+	}
+	if unreleasedOffers.Load() == 0 || inconsistentFailures.Load() == 0 {
+		t.Fatalf("Mender devices: %d offers on an unreleased image, %d failures leaving one: the model does not reach them",
+			unreleasedOffers.Load(), inconsistentFailures.Load())
 	}
 }
 
@@ -125,7 +130,21 @@ type simDevice struct {
 	// ddi: a hawkBit DDI client, which answers a cancel it can no longer
 	// honour with "rejected" (rollout.CancelRejected) instead of ignoring it.
 	ddi bool
+	// mender: a mender-client device, which checks in with a constant boot
+	// (the Mender API has none), may ship on an image no release has
+	// (0.0.0-unreleased+<name>, as otaserver/mender maps it), and after a
+	// failed install without module rollback runs such an image too
+	// (<name>_INCONSISTENT).
+	mender bool
 }
+
+// unreleasedPrefix is otaserver/mender.UnreleasedPrefix (which this
+// package cannot import).
+const unreleasedPrefix = "0.0.0-unreleased"
+
+// unreleasedOffers and inconsistentFailures count Mender situations over
+// all lives (the test checks the model reaches them).
+var unreleasedOffers, inconsistentFailures atomic.Int64
 
 // cancelRejections counts rejected cancels over all lives (the test checks
 // the model reaches them).
@@ -178,7 +197,15 @@ func (w *world) enroll(version string, floor int64) {
 	if rapid.IntRange(0, 9).Draw(w.t, "otherType") == 0 {
 		d.typ = "camera" // no release accepts it
 	}
-	d.ddi = rapid.IntRange(0, 3).Draw(w.t, "ddi") == 0
+	switch rapid.IntRange(0, 3).Draw(w.t, "protocol") {
+	case 0:
+		d.ddi = true
+	case 1:
+		d.mender = true
+		if rapid.Bool().Draw(w.t, "factoryImage") {
+			d.version = unreleasedPrefix + "+factory-image"
+		}
+	}
 	w.devices = append(w.devices, d)
 	w.logf("enroll %s on %s floor %d (%s, %s)", d.id, version, floor, d.typ, d.region)
 }
@@ -515,7 +542,11 @@ func (w *world) devicesStep() {
 // checkIn is GET /v1/update: the server decides, writes, answers; the
 // device acts on the answer.
 func (w *world) checkIn(di int, d *simDevice) {
-	dv := DeviceView{Version: ParseVersion(d.version), Floor: d.floor, Boot: fmt.Sprint(d.boot), EnrolledAt: d.enrolled}
+	boot := fmt.Sprint(d.boot)
+	if d.mender {
+		boot = "mender"
+	}
+	dv := DeviceView{Version: ParseVersion(d.version), Floor: d.floor, Boot: boot, EnrolledAt: d.enrolled}
 	cands := make([]Candidate, 0, len(w.rollouts))
 	idx := make([]int, 0, len(w.rollouts))
 	for ri, ro := range w.rollouts {
@@ -556,6 +587,9 @@ func (w *world) checkIn(di int, d *simDevice) {
 	switch a.Action {
 	case Offer, Resend:
 		if d.work == nil || d.work.ro != ri || d.work.rollback {
+			if d.mender && strings.HasPrefix(d.version, unreleasedPrefix) {
+				unreleasedOffers.Add(1)
+			}
 			d.work = &simWork{ro: ri, target: rel.version, sv: rel.sv}
 			w.logf("%s takes %s from %s", d.id, rel.version, ro.uid)
 		}
@@ -675,6 +709,13 @@ func (w *world) advance(di int, d *simDevice) {
 		if !wk.rollback && rapid.IntRange(0, 99).Draw(w.t, "installFails") < rel.failP {
 			w.reportState(di, d, StateFailed, "install: broken image")
 			d.work = nil
+			if d.mender && rapid.Bool().Draw(w.t, "inconsistent") {
+				// No module rollback: the device runs a half-written
+				// image, which no release is.
+				d.version = unreleasedPrefix + "+" + wk.target + "-INCONSISTENT"
+				inconsistentFailures.Add(1)
+				w.logf("%s left inconsistent on %s", d.id, d.version)
+			}
 			return
 		}
 		w.reportState(di, d, StateInstalled, "")

@@ -1,10 +1,12 @@
 package mender
 
 import (
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
 	"sort"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -45,19 +47,55 @@ type TokenKeys struct {
 type tokenKeySet struct {
 	keys    map[string][]byte
 	current string
+	// verified remembers device tokens this set verified, so a device
+	// polling with the same token is not parsed and verified again. It
+	// belongs to the set: a Replace starts with none remembered.
+	verified *verifiedTokens
+}
+
+// maxVerified bounds the remembered tokens (about 100 bytes each); when
+// full the memory is cleared, which only costs verifying again.
+const maxVerified = 1 << 17
+
+// verifiedTokens maps the SHA-256 of a verified device token to what it
+// says.
+type verifiedTokens struct {
+	mu sync.RWMutex
+	m  map[[32]byte]verifiedToken
+}
+
+type verifiedToken struct {
+	deviceID, tenant string
+	expires          time.Time
+}
+
+func (v *verifiedTokens) get(h [32]byte) (verifiedToken, bool) {
+	v.mu.RLock()
+	t, ok := v.m[h]
+	v.mu.RUnlock()
+	return t, ok
+}
+
+func (v *verifiedTokens) put(h [32]byte, t verifiedToken) {
+	v.mu.Lock()
+	if len(v.m) >= maxVerified {
+		clear(v.m)
+	}
+	v.m[h] = t
+	v.mu.Unlock()
 }
 
 // NewTokenKeys returns an empty set (every token refused until Replace).
 func NewTokenKeys() *TokenKeys {
 	k := &TokenKeys{}
-	k.m.Store(&tokenKeySet{})
+	k.m.Store(&tokenKeySet{verified: newVerified()})
 	return k
 }
 
 // Replace parses the Secret's data and swaps it in. On error the set is
 // unchanged (the last good keys keep working) and the error says why.
 func (k *TokenKeys) Replace(data map[string][]byte) error {
-	set := &tokenKeySet{keys: map[string][]byte{}}
+	set := &tokenKeySet{keys: map[string][]byte{}, verified: newVerified()}
 	var short []string
 	for name, v := range data {
 		if name == TokenKeyCurrent {
@@ -119,6 +157,9 @@ func (k *TokenKeys) sign(c claims) (string, error) {
 	return s, nil
 }
 
+// leeway is the clock skew allowed between replicas.
+const leeway = 5 * time.Second
+
 // parser accepts HS256 only (never "none" or a public-key algorithm a
 // forged header could ask for), requires exp and the issuer, and allows
 // a little clock skew between replicas.
@@ -128,13 +169,16 @@ func parser(audience string, now func() time.Time) *jwt.Parser {
 		jwt.WithExpirationRequired(),
 		jwt.WithIssuer(issuer),
 		jwt.WithAudience(audience),
-		jwt.WithLeeway(5*time.Second),
+		jwt.WithLeeway(leeway),
 		jwt.WithTimeFunc(now),
 	)
 }
 
 func (k *TokenKeys) verify(tok, audience string, now func() time.Time) (*claims, error) {
-	set := k.m.Load()
+	return k.verifyWith(k.m.Load(), tok, audience, now)
+}
+
+func (k *TokenKeys) verifyWith(set *tokenKeySet, tok, audience string, now func() time.Time) (*claims, error) {
 	var c claims
 	_, err := parser(audience, now).ParseWithClaims(tok, &c, func(t *jwt.Token) (any, error) {
 		kid, _ := t.Header["kid"].(string)
@@ -165,12 +209,27 @@ func (k *TokenKeys) IssueDevice(deviceID, tenant string, now time.Time, ttl time
 	})
 }
 
+func newVerified() *verifiedTokens {
+	return &verifiedTokens{m: map[[32]byte]verifiedToken{}}
+}
+
 // VerifyDevice checks a device token and returns its device ID and tenant.
+// A token verified before by the same key set is looked up instead (its
+// expiry still checked): a device polls with one token for its lifetime.
 func (k *TokenKeys) VerifyDevice(tok string, now func() time.Time) (deviceID, tenant string, err error) {
-	c, err := k.verify(tok, audienceDevice, now)
+	set := k.m.Load()
+	h := sha256.Sum256([]byte(tok))
+	if t, ok := set.verified.get(h); ok {
+		if now().Before(t.expires.Add(leeway)) {
+			return t.deviceID, t.tenant, nil
+		}
+		return "", "", jwt.ErrTokenExpired
+	}
+	c, err := k.verifyWith(set, tok, audienceDevice, now)
 	if err != nil {
 		return "", "", err
 	}
+	set.verified.put(h, verifiedToken{deviceID: c.Subject, tenant: c.Tenant, expires: c.ExpiresAt.Time})
 	return c.Subject, c.Tenant, nil
 }
 

@@ -272,3 +272,26 @@ func TestRotation(t *testing.T) {
 		t.Fatal("k2 token after k2 was renamed")
 	}
 }
+
+// TestVerifiedTokenRemembered: a token verified once is answered from
+// memory, with the same device and tenant, until it expires; a token
+// never verified is still parsed and refused when forged.
+func TestVerifiedTokenRemembered(t *testing.T) {
+	k := newKeys(t, map[string][]byte{"k1": randomKey()})
+	tok, _ := k.IssueDevice("mender-1", "fleet", t0, time.Hour)
+	for i := range 3 {
+		id, tenant, err := k.VerifyDevice(tok, at(t0.Add(time.Duration(i)*time.Minute)))
+		if err != nil || id != "mender-1" || tenant != "fleet" {
+			t.Fatalf("check %d: %q %q %v", i, id, tenant, err)
+		}
+	}
+	if _, _, err := k.VerifyDevice(tok, at(t0.Add(time.Hour+time.Minute))); !errors.Is(err, jwt.ErrTokenExpired) {
+		t.Fatalf("remembered token after its expiry: %v, want expired", err)
+	}
+	forged := tok[:len(tok)-4] + "AAAA"
+	if forged != tok {
+		if _, _, err := k.VerifyDevice(forged, at(t0)); err == nil {
+			t.Fatal("a forged signature verified")
+		}
+	}
+}
