@@ -86,3 +86,26 @@ func (s *Server) ServePlaintext(w http.ResponseWriter, r *http.Request, rel *cat
 	http.ServeContent(w, r, name, time.Time{}, pr)
 	return nil
 }
+
+// RecordRelease is the release a device's record in a rollout installs
+// now: the rollout's release, or after an abort with rollback the previous
+// release it records; nil when the catalog no longer has it (or another
+// release took its place).
+func (s *Server) RecordRelease(d devicestore.Device, rec *devicestore.Record) *catalog.Release {
+	snap := s.cfg.Catalog.Snapshot()
+	ro := snap.RolloutByUID(rec.RolloutUID)
+	if ro == nil {
+		return nil
+	}
+	if rec.RollbackRelease != "" {
+		rel := snap.PreviousRelease(ro.Namespace, rec.PreviousVersion, d.Type)
+		if rel == nil || rel.Key() != rec.RollbackRelease {
+			return nil
+		}
+		return rel
+	}
+	if ro.Release == nil || ro.Release.Key() != rec.Release {
+		return nil
+	}
+	return ro.Release
+}

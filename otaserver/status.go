@@ -80,3 +80,15 @@ func (s *Server) ReportWith(ctx context.Context, deviceID, rolloutUID, reportID 
 			return cur, f, nil
 		})
 }
+
+// ReportSettled reports whether a Report or ReportWith error leaves the
+// record right as it is, so a front answers the report as applied: a
+// duplicate, or a report the rules refuse (after a final state, after a
+// cancel, going backwards), or a record gone with its rollout. Device
+// clients retry a report until it is accepted (SWUpdate's post-reboot
+// feedback blocks its start; mender-client retries a status), so such an
+// error must not be answered as a failure.
+func ReportSettled(err error) bool {
+	return errors.Is(err, devicestore.ErrDuplicateReport) || errors.Is(err, rollout.ErrFinal) ||
+		errors.Is(err, rollout.ErrCanceled) || errors.Is(err, rollout.ErrTransition) || errors.Is(err, devicestore.ErrNotFound)
+}

@@ -435,28 +435,7 @@ func (h *Handler) action(w http.ResponseWriter, r *http.Request, d devicestore.D
 		writeErr(w, http.StatusNotFound, "ddi.unknownAction", "no such action for this controller")
 		return nil, "", 0, nil, false
 	}
-	return rec, kind, id, h.releaseOf(d, rec, kind), true
-}
-
-// releaseOf is the release an action installs, nil when the catalog no
-// longer has it.
-func (h *Handler) releaseOf(d devicestore.Device, rec *devicestore.Record, kind Kind) *catalog.Release {
-	snap := h.core.Catalog().Snapshot()
-	ro := snap.RolloutByUID(rec.RolloutUID)
-	if ro == nil {
-		return nil
-	}
-	if kind == KindRollback {
-		rel := snap.PreviousRelease(ro.Namespace, rec.PreviousVersion, d.Type)
-		if rel == nil || rel.Key() != rec.RollbackRelease {
-			return nil
-		}
-		return rel
-	}
-	if ro.Release == nil || ro.Release.Key() != rec.Release {
-		return nil
-	}
-	return ro.Release
+	return rec, kind, id, h.core.RecordRelease(d, rec), true
 }
 
 func (h *Handler) serveDeployment(w http.ResponseWriter, r *http.Request, p path) {
@@ -546,7 +525,7 @@ func (h *Handler) serveFeedback(w http.ResponseWriter, r *http.Request, p path) 
 	default:
 		_, err2 = h.core.Report(ctx, d.ID, rec.RolloutUID, rid+string(m.State), m.State, m.Reason)
 	}
-	if err2 != nil && !ignorable(err2) {
+	if err2 != nil && !otaserver.ReportSettled(err2) {
 		h.fail(w, r, "store feedback", err2)
 		return
 	}
@@ -564,16 +543,6 @@ func (h *Handler) serveFeedback(w http.ResponseWriter, r *http.Request, p path) 
 	}
 	h.log.V(1).Info("feedback", "device", d.ID, "action", id, "execution", f.Status.Execution, "result", f.Status.Result.Finished, "err", errString(err2))
 	w.WriteHeader(http.StatusOK)
-}
-
-// ignorable errors of a report are answered 200 all the same: a
-// duplicate, or a report the rules refuse (after a final state, after a
-// cancel, going backwards). The clients retry a feedback until it is
-// accepted (SWUpdate's post-reboot report blocks its start), and the
-// record is right as it is.
-func ignorable(err error) bool {
-	return errors.Is(err, devicestore.ErrDuplicateReport) || errors.Is(err, rollout.ErrFinal) ||
-		errors.Is(err, rollout.ErrCanceled) || errors.Is(err, rollout.ErrTransition) || errors.Is(err, devicestore.ErrNotFound)
 }
 
 func errString(err error) string {
@@ -631,7 +600,7 @@ func (h *Handler) serveCancelFeedback(w http.ResponseWriter, r *http.Request, p 
 			return next, false, nil
 		})
 	}
-	if err2 != nil && !ignorable(err2) {
+	if err2 != nil && !otaserver.ReportSettled(err2) {
 		h.fail(w, r, "store cancel feedback", err2)
 		return
 	}

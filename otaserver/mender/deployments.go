@@ -159,30 +159,16 @@ const failurePending = "mender: the client reported a failure; its deployment lo
 // state), since the client retries a refused report and the record is
 // right as it is.
 func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
-	d, ok := h.device(w, r)
+	d, st, ok := parsed(h, w, r, ParseStatus)
 	if !ok {
 		return
 	}
-	body, ok := readBody(w, r)
+	rec, kind, id, ok := h.deploymentOf(w, r, d)
 	if !ok {
-		return
-	}
-	st, err := ParseStatus(body)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	ctx := r.Context()
-	id := r.PathValue("id")
-	rec, kind, err := h.deployment(ctx, d.ID, id)
-	if errors.Is(err, devicestore.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "no such deployment for this device")
-		return
-	}
-	if err != nil {
-		h.fail(w, r, "read records", err)
-		return
-	}
+	var err error
 	if kind == KindInstall && rec.State.Cancelable() {
 		if rec, err = h.cancelIfAborted(ctx, d, rec); err != nil {
 			h.fail(w, r, "check-in", err)
@@ -219,7 +205,7 @@ func (h *Handler) serveStatus(w http.ResponseWriter, r *http.Request) {
 		}[st.Status]
 		_, err2 = h.core.Report(ctx, d.ID, rec.RolloutUID, rid+st.Status, state, "")
 	}
-	if err2 != nil && !ignorable(err2) {
+	if err2 != nil && !otaserver.ReportSettled(err2) {
 		h.fail(w, r, "store status", err2)
 		return
 	}
@@ -287,7 +273,7 @@ func (h *Handler) aborted(w http.ResponseWriter, r *http.Request, d devicestore.
 			cur.Reason = rollout.ReasonCancelAcknowledged
 			return cur, false, nil
 		})
-		if err != nil && !ignorable(err) {
+		if err != nil && !otaserver.ReportSettled(err) {
 			h.fail(w, r, "acknowledge abort", err)
 			return
 		}
@@ -302,12 +288,6 @@ func (h *Handler) aborted(w http.ResponseWriter, r *http.Request, d devicestore.
 	writeErr(w, http.StatusConflict, "the deployment was aborted")
 }
 
-// ignorable errors of a report are answered as stored (see serveStatus).
-func ignorable(err error) bool {
-	return errors.Is(err, devicestore.ErrDuplicateReport) || errors.Is(err, rollout.ErrFinal) ||
-		errors.Is(err, rollout.ErrCanceled) || errors.Is(err, rollout.ErrTransition) || errors.Is(err, devicestore.ErrNotFound)
-}
-
 func errString(err error) string {
 	if err == nil {
 		return ""
@@ -319,39 +299,23 @@ func errString(err error) string {
 // its last errors become the failure's reason, logged in the rollout's
 // failure log. The whole log goes to the server's log.
 func (h *Handler) serveLog(w http.ResponseWriter, r *http.Request) {
-	d, ok := h.device(w, r)
+	d, l, ok := parsed(h, w, r, ParseLog)
 	if !ok {
 		return
 	}
-	body, ok := readBody(w, r)
+	rec, _, id, ok := h.deploymentOf(w, r, d)
 	if !ok {
-		return
-	}
-	l, err := ParseLog(body)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
-		return
-	}
-	ctx := r.Context()
-	id := r.PathValue("id")
-	rec, _, err := h.deployment(ctx, d.ID, id)
-	if errors.Is(err, devicestore.ErrNotFound) {
-		writeErr(w, http.StatusNotFound, "no such deployment for this device")
-		return
-	}
-	if err != nil {
-		h.fail(w, r, "read records", err)
 		return
 	}
 	reason := FailureReason(l)
-	_, err = h.core.ReportWith(ctx, d.ID, rec.RolloutUID, "mender."+id+".log", func(cur rollout.Record) (rollout.Record, bool, error) {
+	_, err := h.core.ReportWith(r.Context(), d.ID, rec.RolloutUID, "mender."+id+".log", func(cur rollout.Record) (rollout.Record, bool, error) {
 		if cur.Reason != failurePending {
 			return cur, false, fmt.Errorf("%w: no failure waits for a log", rollout.ErrTransition)
 		}
 		cur.Reason = reason
 		return cur, true, nil
 	})
-	if err != nil && !ignorable(err) {
+	if err != nil && !otaserver.ReportSettled(err) {
 		h.fail(w, r, "store deployment log", err)
 		return
 	}
@@ -388,7 +352,7 @@ func (h *Handler) serveDownload(w http.ResponseWriter, r *http.Request) {
 	}
 	var rel *catalog.Release
 	if rec != nil && open(rec, kind) {
-		rel = h.releaseOf(d, rec, kind)
+		rel = h.core.RecordRelease(d, rec)
 	}
 	if rel == nil || rel.Artifact.EncryptedSHA256 != l.Blob {
 		writeErr(w, http.StatusForbidden, "the link's deployment is not open")

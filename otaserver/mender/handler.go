@@ -164,6 +164,43 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
 	return b, true
 }
 
+// parsed authenticates a device request and parses its body; ok false
+// means it answered.
+func parsed[T any](h *Handler, w http.ResponseWriter, r *http.Request, parse func([]byte) (T, error)) (devicestore.Device, T, bool) {
+	var zero T
+	d, ok := h.device(w, r)
+	if !ok {
+		return d, zero, false
+	}
+	body, ok := readBody(w, r)
+	if !ok {
+		return d, zero, false
+	}
+	v, err := parse(body)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, err.Error())
+		return d, zero, false
+	}
+	return d, v, true
+}
+
+// deploymentOf finds the device's record for the path's deployment id;
+// ok false means it answered (404 for an id that is not one of the
+// device's deployments).
+func (h *Handler) deploymentOf(w http.ResponseWriter, r *http.Request, d devicestore.Device) (*devicestore.Record, Kind, string, bool) {
+	id := r.PathValue("id")
+	rec, kind, err := h.deployment(r.Context(), d.ID, id)
+	if errors.Is(err, devicestore.ErrNotFound) {
+		writeErr(w, http.StatusNotFound, "no such deployment for this device")
+		return nil, "", id, false
+	}
+	if err != nil {
+		h.fail(w, r, "read records", err)
+		return nil, "", id, false
+	}
+	return rec, kind, id, true
+}
+
 // unauthorized answers 401: mender-client then authenticates again.
 func (h *Handler) unauthorized(w http.ResponseWriter, msg string) {
 	w.Header().Set("WWW-Authenticate", `Bearer realm="otaflow"`)
@@ -255,27 +292,6 @@ func Deliverable(deviceType string) func(rel *catalog.Release) (string, bool) {
 		}
 		return "", false
 	}
-}
-
-// releaseOf is the release a deployment installs, nil when the catalog no
-// longer has it.
-func (h *Handler) releaseOf(d devicestore.Device, rec *devicestore.Record, kind Kind) *catalog.Release {
-	snap := h.core.Catalog().Snapshot()
-	ro := snap.RolloutByUID(rec.RolloutUID)
-	if ro == nil {
-		return nil
-	}
-	if kind == KindRollback {
-		rel := snap.PreviousRelease(ro.Namespace, rec.PreviousVersion, d.Type)
-		if rel == nil || rel.Key() != rec.RollbackRelease {
-			return nil
-		}
-		return rel
-	}
-	if ro.Release == nil || ro.Release.Key() != rec.Release {
-		return nil
-	}
-	return ro.Release
 }
 
 // recordKind is the deployment a record stands for now.

@@ -23,17 +23,8 @@ var notLabels = map[string]bool{"artifact_name": true, "mender_client_version": 
 // "mender.io/<name>" (the enrollment's labels are set last and win);
 // the device keeps at most protov1.MaxLabels labels.
 func (h *Handler) serveInventory(w http.ResponseWriter, r *http.Request) {
-	d, ok := h.device(w, r)
+	d, attrs, ok := parsed(h, w, r, ParseInventory)
 	if !ok {
-		return
-	}
-	body, ok := readBody(w, r)
-	if !ok {
-		return
-	}
-	attrs, err := ParseInventory(body)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, err.Error())
 		return
 	}
 	enrollment := h.cfg.Auth.EnrollmentLabels(d.Namespace, d.Enrollment)
