@@ -175,6 +175,14 @@ func (r *FirmwareReleaseReconciler) reconcileNormal(ctx context.Context, rel *ot
 		return ctrl.Result{}, r.collectGarbage(ctx, rel)
 	}
 
+	// A build is expensive: make sure the cache is not behind this
+	// release's own last status patch (the key Secret a build writes
+	// starts the next reconcile at once, often before the patch that
+	// recorded the artifact reaches the cache), which would build it twice.
+	if stale, err := r.staleCache(ctx, rel); err != nil || stale {
+		return ctrl.Result{Requeue: stale}, err
+	}
+
 	// Source credentials are read only now, when there is something to
 	// fetch: a Ready release does not depend on its source's Secret.
 	src, err := fetchSource(ctx, r.APIReader, rel)
@@ -238,6 +246,17 @@ func (r *FirmwareReleaseReconciler) artifactCurrent(ctx context.Context, rel *ot
 		return false, fmt.Errorf("%w: get key Secret: %w", errStorage, err)
 	}
 	return true, nil
+}
+
+// staleCache reports whether the API server holds a newer version of the
+// release than the cached one being reconciled.
+func (r *FirmwareReleaseReconciler) staleCache(ctx context.Context, rel *otav1.FirmwareRelease) (bool, error) {
+	var live metav1.PartialObjectMetadata
+	live.SetGroupVersionKind(otav1.GroupVersion.WithKind("FirmwareRelease"))
+	if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(rel), &live); err != nil {
+		return false, client.IgnoreNotFound(err)
+	}
+	return live.ResourceVersion != rel.ResourceVersion, nil
 }
 
 func keySecretName(rel *otav1.FirmwareRelease) types.NamespacedName {

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -904,5 +905,35 @@ func TestBuildsRunConcurrently(t *testing.T) {
 	}
 	for _, rel := range rels {
 		waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+	}
+}
+
+// TestBuildsOnce: a new release is fetched and built once. The key Secret
+// a build writes starts the next reconcile at once, usually before the
+// status patch that recorded the artifact reaches the cache; without the
+// live check that reconcile built the release a second time.
+func TestBuildsOnce(t *testing.T) {
+	ns := newNamespace(t)
+	vendor := releasetest.NewECDSAKey(t)
+	createKeySecret(t, ns, "vendor-keys", map[string][]byte{"cosign.pub": vendor.PEM})
+	for i := range 5 {
+		img := randomImage(t, 30_000)
+		var fetches atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fetches.Add(1)
+			_, _ = w.Write(img)
+		}))
+		defer srv.Close()
+		rel := release(ns, fmt.Sprintf("once-%d", i), allowed(srv.URL, fmt.Sprintf("once-%d", i))+"/fw.bin", img, vendor.Sign(t, img))
+		create(t, rel)
+		got := waitCondition(t, client.ObjectKeyFromObject(rel), otav1.ConditionReady, metav1.ConditionTrue, otav1.ReasonArtifactReady)
+		// Long enough for a second reconcile to have fetched.
+		time.Sleep(500 * time.Millisecond)
+		if n := fetches.Load(); n != 1 {
+			t.Errorf("release %d fetched %d times, want 1", i, n)
+		}
+		if n := len(keySecretsOf(t, got)); n != 1 {
+			t.Errorf("release %d has %d key Secrets, want 1", i, n)
+		}
 	}
 }
