@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lint docs/openapi.yaml, the contract of device protocol v1, with Redocly
 # CLI's recommended ruleset (configuration: hack/redocly.yaml); without an
-# argument, docs/ddi-openapi.yaml (the hawkBit DDI front's) too.
+# argument, docs/ddi-openapi.yaml (the hawkBit DDI front's) and
+# docs/mender-openapi.yaml (the Mender front's) too.
 #
 # Redocly CLI is installed with npm into bin/node, once per pinned version.
 # 1.34.20 runs on Node.js 18.17 and later, so Debian's own nodejs package
@@ -9,7 +10,7 @@
 # npm is missing, Debian's nodejs and npm are installed with apt-get (as
 # root only).
 #
-#   hack/openapi-lint.sh [spec]    default: docs/openapi.yaml and docs/ddi-openapi.yaml
+#   hack/openapi-lint.sh [spec]    default: docs/openapi.yaml, docs/ddi-openapi.yaml and docs/mender-openapi.yaml
 set -euo pipefail
 
 REDOCLY_VERSION=1.34.20
@@ -47,18 +48,22 @@ fi
 # --- hawkBit DDI front (docs/ddi-openapi.yaml) ---------------------------
 # Its components.responses NotFound and MethodNotAllowed describe the
 # answers to paths and methods it does not list; only internal/contract
-# reads them, so no operation refers to them.
+# reads them, so no operation refers to them. The same holds for the
+# Mender front's NotFound (docs/mender-openapi.yaml).
 lint_spec() {
 	local extra=()
-	if [[ $(basename "$1") == ddi-openapi.yaml ]]; then
+	case $(basename "$1") in
+	ddi-openapi.yaml | mender-openapi.yaml)
 		extra=(--skip-rule=no-unused-components)
-	fi
+		;;
+	esac
 	"$PREFIX/node_modules/.bin/redocly" lint --config "$CONFIG" --format=stylish "${extra[@]}" "$1"
 }
 if [[ $# -eq 0 ]]; then
 	rc=0
 	lint_spec "$ROOT/docs/openapi.yaml" || rc=1
 	lint_spec "$ROOT/docs/ddi-openapi.yaml" || rc=1
+	lint_spec "$ROOT/docs/mender-openapi.yaml" || rc=1
 	exit "$rc"
 fi
 lint_spec "$SPEC"

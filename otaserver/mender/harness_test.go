@@ -220,7 +220,7 @@ func newHarness(t *testing.T, opts ...option) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h.srv = httptest.NewServer(front)
+	h.srv = httptest.NewServer(checked(t, front))
 	t.Cleanup(h.srv.Close)
 	return h
 }
