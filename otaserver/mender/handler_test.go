@@ -993,3 +993,31 @@ func TestInventory(t *testing.T) {
 		t.Fatalf("next out of the fleet: %v", r)
 	}
 }
+
+// TestCommitRaisesFloor: mender-client keeps no security floor, so when
+// the rollout that installed a release commits, the server raises the
+// floor it keeps for the device, and no release below it is offered.
+func TestCommitRaisesFloor(t *testing.T) {
+	h := newHarness(t)
+	h.release.Spec.SecurityVersion, h.release.Status.Artifact.SecurityVersion = 3, 3
+	h.rebuild()
+	c := h.newClient().login()
+	nd := c.offered()
+	c.status(nd.ID, "success")
+	if d := h.device(c.id); d.SecurityFloor != 0 {
+		t.Fatalf("floor %d before the commit", d.SecurityFloor)
+	}
+	h.rollout.Spec.Commit = true
+	h.rebuild()
+	if r := c.next(artifactNew, deviceType); r.status != http.StatusNoContent {
+		t.Fatalf("next on the committed release: %v", r)
+	}
+	if d := h.device(c.id); d.SecurityFloor != 3 || d.Version != "2.0.0" {
+		t.Fatalf("after the commit: floor %d, version %q; want 3, 2.0.0", d.SecurityFloor, d.Version)
+	}
+	// A rollback to 1.0.0 (securityVersion 1) is below the floor now.
+	h.abort(true)
+	if r := c.next(artifactNew, deviceType); r.status != http.StatusNoContent {
+		t.Fatalf("next after an abort with rollback, floor 3: %v (a rollback below the floor)", r)
+	}
+}
