@@ -11,6 +11,7 @@ ENVTEST_BIN   := $(BIN)/k8s
 S3_BIN        := $(BIN)/s3
 SWUPDATE_BIN  := $(BIN)/swupdate
 MENDER_BIN    := $(BIN)/mender
+PROMTOOL_BIN  := $(BIN)/promtool
 CONTROLLER_GEN := go tool controller-gen
 IMG           ?= ghcr.io/otaflow/otaflow:dev
 GOTEST_FLAGS  ?= -race -count=1
@@ -18,6 +19,7 @@ BENCH_TIME    ?= 2s
 export KUBEBUILDER_ASSETS := $(ENVTEST_BIN)
 export OTAFLOW_SWUPDATE := $(SWUPDATE_BIN)/run
 export OTAFLOW_MENDER := $(MENDER_BIN)
+export OTAFLOW_PROMTOOL := $(PROMTOOL_BIN)/promtool
 
 .PHONY: all
 all: build
@@ -31,8 +33,11 @@ manifests: ## Generate CRDs and RBAC (manager and OTA server roles) from markers
 	$(CONTROLLER_GEN) rbac:roleName=otaserver-role paths="./otaserver/..." output:rbac:artifacts:config=config/rbac/otaserver
 
 .PHONY: generate
-generate: ## Generate deepcopy methods.
+generate: ## Generate deepcopy methods and the device API's OpenAPI definitions.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
+	go tool openapi-gen --output-dir otaserver/deviceapi/openapi --output-pkg github.com/otaflow/otaflow/otaserver/deviceapi/openapi \
+		--output-file zz_generated.openapi.go --go-header-file hack/boilerplate.go.txt --report-filename hack/api-rule-violations.list \
+		github.com/otaflow/otaflow/api/devices/v1alpha1 k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version
 
 .PHONY: verify-generated
 verify-generated: ## Fail when committed generated files are stale.
@@ -71,8 +76,12 @@ swupdate: ## Unpack Debian's SWUpdate client (apt-get download, no install) into
 mender: ## Unpack Debian's mender-client 3.4 and mender-artifact 3.9 (apt-get download, no install) into bin/mender for the Mender device API tests (once).
 	hack/ensure-mender.sh $(MENDER_BIN)
 
+.PHONY: promtool
+promtool: ## Unpack Debian's promtool (apt-get download, no install) into bin/promtool for the alert and dashboard tests (once).
+	hack/ensure-promtool.sh $(PROMTOOL_BIN)
+
 .PHONY: test
-test: envtest s3server postgres swupdate mender check-fmt verify-generated vet ## Run every test.
+test: envtest s3server postgres swupdate mender promtool check-fmt verify-generated vet ## Run every test.
 	hack/openapi-lint.sh
 	go test $(GOTEST_FLAGS) ./...
 
@@ -101,6 +110,11 @@ run: envtest ## Run the manager against the cluster in KUBECONFIG.
 .PHONY: demo
 demo: envtest build ## The whole mission on an embedded control plane (about two minutes after the first build).
 	go run ./hack/demo --bin-dir=$(BIN)
+
+.PHONY: krew
+krew: ## Cross-build kubectl-ota and write bin/krew/ota.yaml for a release (VERSION=vX.Y.Z).
+	@test -n "$(VERSION)" || { echo "set VERSION, e.g. make krew VERSION=v0.4.0" >&2; exit 1; }
+	hack/krew-manifest.sh $(VERSION)
 
 .PHONY: docker-build
 docker-build: ## Build the container image (needs a Docker engine).

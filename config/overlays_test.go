@@ -170,6 +170,7 @@ func TestOverlays(t *testing.T) {
 			}
 			checkNetworkPolicies(t, objs, mgr, pod)
 			checkDeviceService(t, objs, mgr, pod)
+			checkDeviceAPI(t, objs, pod, ov.dir == "certmanager")
 			checkAggregation(t, objs, false)
 		})
 	}
@@ -297,7 +298,8 @@ func checkExternalStores(t *testing.T, objs []*unstructured.Unstructured, mgr *a
 	}
 }
 
-// checkNetworkPolicies: the device port is open to all, metrics only to
+// checkNetworkPolicies: the device port and the device API group's port
+// (kube-apiserver's address is not known) are open to all, metrics only to
 // monitoring namespaces, and every pod is covered.
 func checkNetworkPolicies(t *testing.T, objs []*unstructured.Unstructured, mgr *appsv1.Deployment, ota *corev1.PodTemplateSpec) {
 	t.Helper()
@@ -330,12 +332,13 @@ func checkNetworkPolicies(t *testing.T, objs []*unstructured.Unstructured, mgr *
 					if port.Port != nil {
 						name = port.Port.String()
 					}
+					public := name == "devices" || name == "device-api"
 					switch {
-					case name == "devices" && !hasDevices:
+					case public && !hasDevices:
 						t.Errorf("%s admits device traffic to pods without the device API", p.Name)
-					case name != "devices" && open:
+					case !public && open:
 						t.Errorf("%s admits port %s from anywhere", p.Name, name)
-					case name != "devices":
+					case !public:
 						for _, f := range r.From {
 							if f.NamespaceSelector == nil || f.NamespaceSelector.MatchLabels["metrics"] != "enabled" || f.PodSelector != nil || f.IPBlock != nil {
 								t.Errorf("%s admits %s from %+v", p.Name, name, f)
@@ -368,6 +371,47 @@ func checkDeviceService(t *testing.T, objs []*unstructured.Unstructured, mgr *ap
 	}
 }
 
+// checkDeviceAPI: the APIService of devices.ota.otaflow.io names a Service
+// that selects the OTA server pods on the port the OTA server serves the
+// group on; its delegation RoleBinding lives in kube-system; with
+// cert-manager the API server verifies the serving certificate.
+func checkDeviceAPI(t *testing.T, objs []*unstructured.Unstructured, ota *corev1.PodTemplateSpec, verified bool) {
+	t.Helper()
+	as := find(objs, "APIService", "v1alpha1.devices.ota.otaflow.io")
+	if as == nil {
+		t.Fatal("no APIService for the device API group")
+	}
+	svcName, _, _ := unstructured.NestedString(as.Object, "spec", "service", "name")
+	svc := find(objs, "Service", svcName)
+	if svc == nil {
+		t.Fatalf("the APIService names Service %q, which is not rendered", svcName)
+	}
+	s := convert[corev1.Service](t, svc)
+	if !labels.SelectorFromSet(s.Spec.Selector).Matches(labels.Set(ota.Labels)) {
+		t.Errorf("device API Service %v does not select the OTA server pods %v", s.Spec.Selector, ota.Labels)
+	}
+	c := container(ota.Spec, "otaserver")
+	port := ""
+	for _, p := range c.Ports {
+		if p.Name == s.Spec.Ports[0].TargetPort.String() {
+			port = strconv.Itoa(int(p.ContainerPort))
+		}
+	}
+	if port == "" || !slices.Contains(c.Args, "--device-api-bind-address=:"+port) {
+		t.Errorf("the OTA server does not serve the device API on the Service's target port %q (port %q, args %v)", s.Spec.Ports[0].TargetPort.String(), port, c.Args)
+	}
+	skip, _, _ := unstructured.NestedBool(as.Object, "spec", "insecureSkipTLSVerify")
+	inject := as.GetAnnotations()["cert-manager.io/inject-ca-from"]
+	if verified && (skip || inject == "" || !slices.Contains(c.Args, "--device-api-tls-cert-file=/etc/otaflow/device-api-tls/tls.crt")) {
+		t.Errorf("with cert-manager the device API must be verified: insecureSkipTLSVerify %v, inject-ca-from %q", skip, inject)
+	}
+	for _, b := range all[rbacv1.RoleBinding](t, objs, "RoleBinding") {
+		if b.RoleRef.Name == "extension-apiserver-authentication-reader" && b.Namespace != "kube-system" {
+			t.Errorf("RoleBinding %s to extension-apiserver-authentication-reader is in %q, not kube-system", b.Name, b.Namespace)
+		}
+	}
+}
+
 // TestSplitServiceAccounts: in the split layout the OTA server has its own
 // ServiceAccount, bound to the OTA server's roles only, and the manager's
 // ServiceAccount is not bound to them.
@@ -389,7 +433,8 @@ func TestSplitServiceAccounts(t *testing.T) {
 		}
 	}
 	slices.Sort(bound[sa])
-	if want := []string{"ClusterRole/otaflow-otaserver-role", "Role/otaflow-otaserver-role"}; !slices.Equal(bound[sa], want) {
+	// The device API group delegates authentication and authorization.
+	if want := []string{"ClusterRole/otaflow-otaserver-role", "ClusterRole/system:auth-delegator", "Role/extension-apiserver-authentication-reader", "Role/otaflow-otaserver-role"}; !slices.Equal(bound[sa], want) {
 		t.Errorf("OTA server ServiceAccount bound to %v, want %v", bound[sa], want)
 	}
 	for _, r := range bound["otaflow-controller-manager"] {

@@ -9,7 +9,7 @@ cd "$root"
 tar --exclude=./bin --exclude=./.git -cf - . | (cd "$tmp" && tar -xf -)
 make -C "$tmp" --no-print-directory -s manifests generate >/dev/null
 status=0
-for p in config/crd/bases config/rbac/role.yaml config/rbac/otaserver/role.yaml api/v1alpha1/zz_generated.deepcopy.go; do
+for p in config/crd/bases config/rbac/role.yaml config/rbac/otaserver/role.yaml api/v1alpha1/zz_generated.deepcopy.go api/devices/v1alpha1/zz_generated.deepcopy.go otaserver/deviceapi/openapi/zz_generated.openapi.go hack/api-rule-violations.list; do
   if ! diff -ru "$root/$p" "$tmp/$p"; then status=1; fi
 done
 if [ $status -ne 0 ]; then

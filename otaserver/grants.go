@@ -7,8 +7,10 @@ import (
 
 // grantCache remembers (device, blob) pairs the store confirmed an
 // assignment for, so the Range requests of a download do not each look
-// the wrapped key up again. Wrapped keys are never deleted, so a
-// remembered grant stays true and the cache needs no invalidation. Pairs
+// the wrapped key up again. A wrapped key is deleted only with its device
+// (decommissioning), whose token then no longer authenticates, so a
+// remembered grant is never used once false and the cache needs no
+// invalidation. Pairs
 // are kept as 64-bit hashes (a pointer-free map); a collision could only
 // let a device fetch another device's blob, which is encrypted for
 // devices holding its wrapped key, with odds of about n²/2⁶⁵. Bounded:

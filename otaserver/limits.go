@@ -48,6 +48,19 @@ func (o *offerLimiter) allow(rolloutUID string, perMin int32) (time.Duration, bo
 	return 0, true
 }
 
+// wouldAllow reports whether allow would let an offer through now,
+// without taking a token (explanations only). With several replicas it
+// sees this replica's share only.
+func (o *offerLimiter) wouldAllow(rolloutUID string, perMin int32) bool {
+	if perMin <= 0 {
+		return true
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	b := o.m[rolloutUID]
+	return b == nil || b.perMin != perMin || b.l.TokensAt(o.now()) >= 1
+}
+
 // seenBatch collects last-seen times between flushes.
 type seenBatch struct {
 	mu sync.Mutex

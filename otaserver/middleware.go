@@ -142,17 +142,24 @@ func (s *Server) instrument(route string, next http.Handler) http.Handler {
 	return s.instrumented(route, MaxBodyBytes, next)
 }
 
-// instrumented counts the route's requests by status (and blob bytes) and
-// bounds request bodies to maxBody bytes.
+// instrumented counts the route's requests by status (and blob bytes),
+// times them unless the route is a download, and bounds request bodies to
+// maxBody bytes.
 func (s *Server) instrumented(route string, maxBody int64, next http.Handler) http.Handler {
+	timed := !downloadRoutes[route]
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
 		r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 		rec := &statusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		s.cfg.Metrics.Requests.WithLabelValues(route, strconv.Itoa(rec.status)).Inc()
+		code := strconv.Itoa(rec.status)
+		s.cfg.Metrics.Requests.WithLabelValues(route, code).Inc()
+		if timed {
+			s.cfg.Metrics.RequestTime.WithLabelValues(route, code).Observe(time.Since(start).Seconds())
+		}
 		if route == "blob" {
 			s.cfg.Metrics.BlobBytes.Add(float64(rec.bytes))
 		}

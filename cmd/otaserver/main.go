@@ -60,6 +60,7 @@ type options struct {
 	menderTokenSecret        string
 	menderTokenTTL           time.Duration
 	menderLinkTTL            time.Duration
+	deviceAPI                deviceAPIOptions
 }
 
 func main() {
@@ -100,6 +101,9 @@ func main() {
 	fs.DurationVar(&o.menderTokenTTL, "mender-token-ttl", time.Hour, "How long a Mender device token is valid; the client authenticates again after it.")
 	fs.DurationVar(&o.menderLinkTTL, "mender-link-ttl", 24*time.Hour, "How long a Mender download link is valid (a download resumed after it fails).")
 	fs.DurationVar(&o.ddiAttributesRefresh, "ddi-attributes-refresh", time.Hour, "How often a DDI client is asked for its attributes (configData) again.")
+	fs.StringVar(&o.deviceAPI.addr, "device-api-bind-address", "", "Serve the device API group devices.ota.otaflow.io (kubectl get devices) here for kube-apiserver's aggregation layer, e.g. :8444; empty: not served. Authentication and authorization are delegated to the API server (docs/kubectl.md).")
+	fs.StringVar(&o.deviceAPI.certFile, "device-api-tls-cert-file", "", "PEM serving certificate of the device API group, reloaded when it changes (empty: self-signed, for an APIService with insecureSkipTLSVerify only).")
+	fs.StringVar(&o.deviceAPI.keyFile, "device-api-tls-key-file", "", "PEM private key of --device-api-tls-cert-file.")
 	fs.StringVar(&o.publicURL, "public-url", "", "Base URL devices reach the API at, used in blob URLs (default: from each request's Host).")
 	fs.DurationVar(&o.reportInterval, "report-interval", 2*time.Second, "How often counters are computed and Rollout status is applied.")
 	fs.DurationVar(&o.statusHeartbeat, "status-heartbeat", 30*time.Second, "Rollout status is applied at least this often, changed or not, so status.fleet.reportedAt shows the server is reporting (keep it well under the manager's --counts-stale-after).")

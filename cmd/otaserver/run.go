@@ -170,6 +170,9 @@ func run(ctx context.Context, o options) error {
 		g.Go(func() error { return enrolled.Run(gctx) })
 	}
 	g.Go(func() error { return srv.Run(gctx) })
+	if err := startDeviceAPI(gctx, g, o, store, cat, srv, log.WithName("device-api")); err != nil {
+		return err
+	}
 
 	handler := srv.Handler()
 	if o.ddi {

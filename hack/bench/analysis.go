@@ -64,8 +64,8 @@ const analysis = `## What the profiles showed and what was changed
   buffer instead of sendfile(2); it now forwards ` + "`ReadFrom`" + `. Each Range request
   was also authenticated with a SQLite lookup and checked against the
   device's wrapped key with another; the first now comes from the device
-  index, and a confirmed (device, blob) grant is remembered (wrapped keys are
-  never deleted, so it cannot go stale), so the Range requests of a download
+  index, and a confirmed (device, blob) grant is remembered (a wrapped key is
+  deleted only with its device, whose token then fails first), so the Range requests of a download
   after the first cost no query.
 - **Key wraps (P4).** ` + "`keywrap.Wrap`" + ` costs the same as a raw HPKE seal; repeat
   check-ins for the same (device, release) use the wrapped key cached in the

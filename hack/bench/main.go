@@ -63,7 +63,7 @@ func main() {
 		return
 	}
 	var c config
-	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9,p10,p11", "comma-separated measures to run, any case (p1 also gives s0 and p6, p10 also p10r)")
+	flag.StringVar(&c.Only, "only", "s0,p1,p2,p3,p4,p5,p6,p7,p8,p9,p10,p11,p11m,p12", "comma-separated measures to run, any case (p1 also gives s0 and p6, p10 also p10r)")
 	flag.StringVar(&c.WorkDir, "work-dir", "bin/bench", "scratch directory (stores, blobs, profiles, logs)")
 	flag.StringVar(&c.Out, "out", "docs/benchmarks.md", "report to write")
 	flag.IntVar(&c.Devices, "devices", 1_000_000, "enrolled devices for P1/P6")
@@ -138,6 +138,7 @@ func run(ctx context.Context, c config) error {
 		{"p10", runP10},   // also P10r (replicas on the same database)
 		{"p11", runP11},   // DDI base polls vs native update checks
 		{"p11m", runP11m}, // Mender deployments/next polls vs native update checks
+		{"p12", runP12},   // listing every device through the device API group
 	}
 	for _, st := range steps {
 		if !want(st.id) && !(st.id == "p1" && (want("s0") || want("p6"))) && !(st.id == "p10" && want("p10r")) {

@@ -27,6 +27,7 @@ import (
 	"github.com/otaflow/otaflow/internal/devicestore/storeopen"
 	"github.com/otaflow/otaflow/otaserver"
 	"github.com/otaflow/otaflow/otaserver/cutoffs"
+	"github.com/otaflow/otaflow/otaserver/deviceapi"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
@@ -58,6 +59,9 @@ func serveMain(args []string) error {
 	ddiDevices := fs.Int("ddi-devices", 0, "--ddi: how many DDI devices were seeded (each gets its target token)")
 	// P11m: the Mender front as cmd/otaserver --mender wires it.
 	withMender := fs.Bool("mender", false, "wrap the device API in the Mender front (mode ota), with the bench token key")
+	// P12: the device API group's list (otaserver/deviceapi) on the ops
+	// address, as GET /devices?limit=&continue= (JSON).
+	deviceList := fs.Bool("device-list", false, "serve the device API group's list on the ops address (mode ota)")
 	_ = fs.Parse(args)
 	if *containerMiB > 0 {
 		debug.SetMemoryLimit(int64(otaserverMemoryRatio * float64(*containerMiB<<20)))
@@ -129,6 +133,11 @@ func serveMain(args []string) error {
 			if h, err = menderFront(srv, h); err != nil {
 				return err
 			}
+		}
+		if *deviceList {
+			ops.Handle("/devices", deviceListHandler(deviceapi.Config{
+				Store: store, Catalog: staticCatalog{fx.Snapshot()}, Explainer: srv, ClusterNamespace: p12Namespace, Log: logr.Discard(),
+			}))
 		}
 	default:
 		return fmt.Errorf("unknown mode %q", *mode)

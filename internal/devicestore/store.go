@@ -197,6 +197,23 @@ type RolloutState struct {
 	UpdatedAt time.Time
 }
 
+// DeviceFilter narrows ListDevices; zero fields match every device.
+type DeviceFilter struct {
+	// Namespace limits the list to one tenant ("" is the devices of the
+	// cluster-wide enrollment Secret) unless AllNamespaces is set.
+	Namespace     string
+	AllNamespaces bool
+	// Version matches the running version exactly.
+	Version string
+	// Type matches the device type exactly.
+	Type string
+	// RolloutUID matches devices with a record in the rollout.
+	RolloutUID string
+	// State matches devices with a record in this state: in RolloutUID's
+	// rollout when set, else in any rollout.
+	State rollout.State
+}
+
 // Store is the device store. Implementations must be safe for concurrent
 // use; every method is a bounded number of indexed lookups or writes, never
 // a scan of all devices (fleet sync pages through devices by Seq), except
@@ -226,6 +243,25 @@ type Store interface {
 	Touch(ctx context.Context, seen map[string]time.Time) error
 	// DevicesSince pages through devices with Seq > after, by Seq.
 	DevicesSince(ctx context.Context, after int64, limit int) ([]DeviceRef, error)
+	// ListDevices returns at most limit (> 0, else an error) devices
+	// matching f whose ID is greater than after, ordered by ID compared
+	// byte by byte (whatever the database's collation): a page of an
+	// indexed walk, so listing every device page by page holds one page in
+	// memory.
+	ListDevices(ctx context.Context, f DeviceFilter, after string, limit int) ([]Device, error)
+	// RecordsOf returns the records of several devices at once, keyed by
+	// device ID (devices without records are absent).
+	RecordsOf(ctx context.Context, deviceIDs []string) (map[string][]Record, error)
+	// DeleteDevice decommissions a device: the device (so its token),
+	// its records, fleet memberships and wrapped keys are removed in one
+	// transaction, and every counter it contributed to is decremented, so
+	// it leaves every fleet and count. Its rollouts' failure logs keep
+	// their history. ErrNotFound when there is no such device. A device
+	// deleted while a reporter syncs fleets is not added back: fleet sync
+	// only adds devices that exist. Record writes do not check that the
+	// device exists, so a check-in in flight during the delete may leave
+	// a record (counted, and inherited if the ID enrolls again).
+	DeleteDevice(ctx context.Context, id string) error
 
 	// Record returns a device's record in a rollout.
 	Record(ctx context.Context, rolloutUID, deviceID string) (Record, error)

@@ -54,6 +54,15 @@ func StartControlPlane(dir string) (*ControlPlane, error) {
 		CRDDirectoryPaths:     []string{filepath.Join(testenv.Root(), "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	// The aggregation layer, for the device API (devices.ota.otaflow.io).
+	agg, err := aggregationFlags(dir)
+	if err != nil {
+		return nil, fmt.Errorf("aggregation layer certificates: %w", err)
+	}
+	args := env.ControlPlane.GetAPIServer().Configure()
+	for k, v := range agg {
+		args.Set(k, v)
+	}
 	cfg, err := env.Start()
 	if err != nil {
 		_ = env.Stop() // it may have launched etcd and the apiserver already

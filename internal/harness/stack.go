@@ -66,6 +66,10 @@ type StackOptions struct {
 	// Mender serves the Mender device API too (--mender), its token key
 	// Secret created in Namespace.
 	Mender bool
+	// DeviceAPI serves the device API group (devices.ota.otaflow.io) from
+	// the first OTA server through the aggregation layer, so kubectl get
+	// devices works against the control plane.
+	DeviceAPI bool
 }
 
 // ReporterLease is the Lease the OTA server replicas elect their reporter
@@ -130,9 +134,10 @@ func StartStack(ctx context.Context, o StackOptions) (s *Stack, err error) {
 		return nil, err
 	}
 	s = &Stack{Opts: o}
+	started := s // the error returns below set s to nil
 	defer func() {
 		if err != nil {
-			s.Stop()
+			started.Stop()
 		}
 	}()
 	if s.CP, err = StartControlPlane(o.Dir); err != nil {
@@ -327,6 +332,19 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 	if s.Opts.Mender {
 		extra = append(extra, "--mender")
 	}
+	var deviceAPIPort int
+	var deviceAPICA []byte
+	if s.Opts.DeviceAPI && i == 0 {
+		if deviceAPIPort, err = FreePort(); err != nil {
+			return err
+		}
+		var serving tlsPair
+		if serving, deviceAPICA, err = deviceAPIServing(s.Opts.Dir, s.Opts.Namespace); err != nil {
+			return err
+		}
+		extra = append(extra, fmt.Sprintf("--device-api-bind-address=127.0.0.1:%d", deviceAPIPort),
+			"--device-api-tls-cert-file="+serving.Cert, "--device-api-tls-key-file="+serving.Key)
+	}
 	if !s.Opts.Tenants {
 		// One team: devices enroll through the operator namespace's
 		// Secret and every namespace's rollouts may select them.
@@ -355,7 +373,13 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 		return err
 	}
 	s.Replicas = append(s.Replicas, r)
-	return r.Wait(ctx)
+	if err := r.Wait(ctx); err != nil {
+		return err
+	}
+	if deviceAPIPort != 0 {
+		return s.registerDeviceAPI(ctx, deviceAPIPort, deviceAPICA)
+	}
+	return nil
 }
 
 // WaitOTAServer waits until the (first) OTA server is ready (after a

@@ -115,8 +115,30 @@ func (r *Rollout) Key() string { return r.Namespace + "/" + r.Name }
 // the catalog admits them), the selector matches its labels and the release
 // accepts its type.
 func (r *Rollout) Matches(namespace, deviceType string, l map[string]string) bool {
-	return (namespace == r.Namespace || (namespace == "" && r.clusterDevices)) &&
+	return r.Admits(namespace) &&
 		r.Release != nil && r.Release.Accepts(deviceType) && r.Selector.Matches(labels.Set(l))
+}
+
+// Admits reports whether devices of the namespace (the tenant) may be in
+// the rollout's fleet.
+func (r *Rollout) Admits(namespace string) bool {
+	return namespace == r.Namespace || (namespace == "" && r.clusterDevices)
+}
+
+// Mismatch says why the device is not in the rollout's fleet ("" when
+// Matches would report it is), for explanations.
+func (r *Rollout) Mismatch(namespace, deviceType string, l map[string]string) string {
+	switch {
+	case !r.Admits(namespace):
+		return "the device belongs to another namespace"
+	case r.Release == nil:
+		return "the rollout's release does not exist"
+	case !r.Release.Accepts(deviceType):
+		return fmt.Sprintf("the release is not built for device type %q", deviceType)
+	case !r.Selector.Matches(labels.Set(l)):
+		return fmt.Sprintf("the device's labels do not match the selector %q", r.Selector.String())
+	}
+	return ""
 }
 
 // Snapshot is an immutable view of the catalog.

@@ -64,9 +64,8 @@ type Config struct {
 
 // Reporter computes fleets, cutoffs and counters, and writes status.
 type Reporter struct {
-	cfg       Config
-	patchTime *prometheus.HistogramVec
-	cycleTime prometheus.Histogram
+	cfg Config
+	metrics
 
 	mu      sync.RWMutex
 	cutoffs map[string][]uint64 // published for the request path
@@ -110,26 +109,19 @@ func New(cfg Config) (*Reporter, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.Client != nil {
+		cfg.Client = applyTagged{cfg.Client}
+	}
 	r := &Reporter{
 		cfg:     cfg,
+		metrics: newMetrics(),
 		cutoffs: map[string][]uint64{},
 		fleets:  map[string]*fleetState{},
 		last:    map[string]applied{},
-		patchTime: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name: "otaflow_ota_reporter_patch_seconds", Help: "Latency of Rollout status applies by result.",
-			Buckets: prometheus.ExponentialBuckets(0.002, 2, 12),
-		}, []string{"result"}),
-		cycleTime: prometheus.NewHistogram(prometheus.HistogramOpts{
-			Name: "otaflow_ota_reporter_cycle_seconds", Help: "Duration of one reporting cycle over all rollouts.",
-			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
-		}),
 	}
 	if cfg.Registerer != nil {
-		if err := cfg.Registerer.Register(r.patchTime); err != nil {
-			return nil, fmt.Errorf("reporter: register metrics: %w", err)
-		}
-		if err := cfg.Registerer.Register(r.cycleTime); err != nil {
-			return nil, fmt.Errorf("reporter: register metrics: %w", err)
+		if err := r.register(cfg.Registerer); err != nil {
+			return nil, err
 		}
 	}
 	return r, nil
@@ -151,6 +143,8 @@ func (r *Reporter) Run(ctx context.Context) error {
 	// and apply status afresh.
 	r.fleets = map[string]*fleetState{}
 	r.last = map[string]applied{}
+	r.leading.Set(1)
+	defer r.leading.Set(0)
 	t := time.NewTicker(r.cfg.Interval)
 	defer t.Stop()
 	var pruned time.Time
@@ -158,7 +152,8 @@ func (r *Reporter) Run(ctx context.Context) error {
 		r.Cycle(ctx)
 		if now := r.cfg.Now(); now.Sub(pruned) > time.Hour {
 			// Report IDs only guard against retries, which stop long before this.
-			if _, err := r.cfg.Store.PruneReports(ctx, now.Add(-ReportIDRetention)); err != nil {
+			if _, err := r.cfg.Store.PruneReports(ctx, now.Add(-ReportIDRetention)); err != nil && ctx.Err() == nil {
+				r.errs.WithLabelValues(StagePrune).Inc()
 				r.cfg.Log.Error(err, "prune report IDs")
 			}
 			pruned = now
@@ -171,22 +166,37 @@ func (r *Reporter) Run(ctx context.Context) error {
 	}
 }
 
-// Cycle runs one reporting pass over every rollout.
+// Cycle runs one reporting pass over every rollout. A pass that reported
+// every rollout without an error sets the last-success time: the
+// "not reporting" alert watches it. Errors forgetting deleted rollouts
+// are counted but do not make a pass fail, since every live rollout's
+// status was still written.
 func (r *Reporter) Cycle(ctx context.Context) {
 	start := time.Now()
 	defer func() { r.cycleTime.Observe(time.Since(start).Seconds()) }()
 	snap := r.cfg.Catalog.Snapshot()
 	seen := map[string]bool{}
+	failed := false
 	for _, ro := range snap.Rollouts {
 		seen[ro.UID] = true
-		if err := r.rollout(ctx, ro); err != nil && ctx.Err() == nil {
-			r.cfg.Log.Error(err, "report rollout", "rollout", ro.Key())
+		err := r.rollout(ctx, ro)
+		if err == nil {
+			continue
+		}
+		failed = true
+		if ctx.Err() == nil {
+			stage := stageOf(err, StageCounts)
+			r.errs.WithLabelValues(stage).Inc()
+			r.cfg.Log.Error(err, "report rollout", "rollout", ro.Key(), "stage", stage)
 		}
 	}
 	for uid, st := range r.fleets {
 		if !seen[uid] {
 			r.forget(ctx, uid, st.key)
 		}
+	}
+	if !failed && ctx.Err() == nil {
+		r.lastSuccess.Set(float64(r.cfg.Now().UnixNano()) / 1e9)
 	}
 }
 
@@ -203,11 +213,13 @@ func (r *Reporter) forget(ctx context.Context, uid string, key types.NamespacedN
 			r.cfg.Log.Info("rollout missing from the catalog but present in the API; keeping its data", "rollout", key)
 			return
 		case err != nil && !apierrors.IsNotFound(err):
+			r.forgetFailed(ctx)
 			r.cfg.Log.Error(err, "check a rollout missing from the catalog; keeping its data", "rollout", key)
 			return
 		}
 	}
 	if err := r.cfg.Store.ForgetRollout(ctx, uid); err != nil {
+		r.forgetFailed(ctx)
 		r.cfg.Log.Error(err, "forget deleted rollout", "uid", uid)
 		return
 	}
@@ -216,6 +228,12 @@ func (r *Reporter) forget(ctx context.Context, uid string, key types.NamespacedN
 	r.mu.Lock()
 	delete(r.cutoffs, uid)
 	r.mu.Unlock()
+}
+
+func (r *Reporter) forgetFailed(ctx context.Context) {
+	if ctx.Err() == nil {
+		r.errs.WithLabelValues(StageForget).Inc()
+	}
 }
 
 // frozen reports whether a rollout's fleet no longer changes: its spec
@@ -233,11 +251,13 @@ func (r *Reporter) rollout(ctx context.Context, ro *catalog.Rollout) error {
 		return nil // no fleet without device types; status stays as it is
 	}
 	if err := r.syncFleet(ctx, ro, frozen(ro)); err != nil {
-		return err
+		return inStage(StageFleetSync, err)
 	}
 	now := r.cfg.Now()
 	if _, err := r.cfg.Store.ExpireOffers(ctx, ro.UID, now.Add(-ro.DeviceTimeout), now); err != nil {
-		return err
+		return inStage(StageExpireOffers, err)
 	}
+	// Apply errors are tagged by applyTagged; the rest of report's are
+	// the store's counts.
 	return r.report(ctx, ro, now)
 }

@@ -65,6 +65,8 @@ type Index struct {
 	mu    sync.RWMutex
 	pages [][]entry
 	n     int
+	// free holds the slots of deleted devices, reused by the next Puts.
+	free []uint32
 
 	// byToken is keyed by the first 8 bytes of the token hash, byID by a
 	// 64-bit hash of the ID; a hit is confirmed against the entry. The rare
@@ -221,11 +223,7 @@ func (x *Index) put(d devicestore.Device, replace bool) error {
 			x.addToken(tok, slot)
 		}
 	} else {
-		if x.n == len(x.pages)*pageSize {
-			x.pages = append(x.pages, make([]entry, pageSize))
-		}
-		slot = uint32(x.n)
-		x.n++
+		slot = x.newSlot()
 		e = x.at(slot)
 		buf := make([]byte, 0, len(d.ID)+len(d.PublicKey))
 		buf = append(append(buf, d.ID...), d.PublicKey...)
@@ -247,6 +245,44 @@ func (x *Index) put(d devicestore.Device, replace bool) error {
 	e.floor = d.SecurityFloor
 	e.enrolled, e.seen, e.seq = nanos(d.EnrolledAt), nanos(d.LastSeen), d.Seq
 	return nil
+}
+
+// newSlot returns a zeroed slot: a deleted device's, else a new one.
+func (x *Index) newSlot() uint32 {
+	if n := len(x.free); n > 0 {
+		slot := x.free[n-1]
+		x.free = x.free[:n-1]
+		return slot
+	}
+	if x.n == len(x.pages)*pageSize {
+		x.pages = append(x.pages, make([]entry, pageSize))
+	}
+	slot := uint32(x.n)
+	x.n++
+	return slot
+}
+
+// Delete removes the device (its token stops resolving) and reports
+// whether it was indexed. Its slot is reused; its ID and key stay in the
+// arena, which only grows: deletions are rare.
+func (x *Index) Delete(id string) bool {
+	x.mu.Lock()
+	defer x.mu.Unlock()
+	slot, ok := x.slotByID(id)
+	if !ok {
+		return false
+	}
+	e := x.at(slot)
+	x.removeToken(e.token, slot)
+	h := x.idHash(id)
+	if s, ok := x.byID[h]; ok && s == slot {
+		delete(x.byID, h)
+	} else {
+		delete(x.overID, id)
+	}
+	*e = entry{}
+	x.free = append(x.free, slot)
+	return true
 }
 
 func (x *Index) setProfile(e *entry, typ string, labels []byte) error {
@@ -419,7 +455,7 @@ func (x *Index) Stats() Stats {
 	const entrySize, mapSlot = 96, 24 // mapSlot: key, value, control byte and load factor
 	b := int64(len(x.pages))*pageSize*entrySize + x.arena.size() +
 		int64(len(x.byToken)+len(x.byID))*mapSlot
-	return Stats{Devices: x.n, Profiles: len(x.profs), Tenants: len(x.tenants.strs), Bytes: b}
+	return Stats{Devices: x.n - len(x.free), Profiles: len(x.profs), Tenants: len(x.tenants.strs), Bytes: b}
 }
 
 func nonNil(l map[string]string) map[string]string {

@@ -334,3 +334,83 @@ func BenchmarkByToken(b *testing.B) {
 		}
 	}
 }
+
+// TestDelete: a deleted device resolves neither by ID nor by token, the
+// others (sharing its hash buckets in the colliding variant) still do,
+// and its slot is reused clean: no token, no records mark.
+func TestDelete(t *testing.T) {
+	for name, mk := range variants() {
+		t.Run(name, func(t *testing.T) {
+			x := mk()
+			devs := []devicestore.Device{dev("a", nil), dev("b", map[string]string{"k": "v"}), dev("c", nil)}
+			for _, d := range devs {
+				if err := x.Put(d); err != nil {
+					t.Fatal(err)
+				}
+			}
+			x.MarkRecords("a")
+			found := func(d devicestore.Device, want bool) {
+				t.Helper()
+				byID, ok, err := x.ByID(d.ID)
+				if err != nil || ok != want {
+					t.Fatalf("ByID(%s): %v %v, want found=%v", d.ID, ok, err, want)
+				}
+				byTok, ok, err := x.ByToken(d.TokenHash)
+				if err != nil || ok != want {
+					t.Fatalf("ByToken(%s): %v %v, want found=%v", d.ID, ok, err, want)
+				}
+				if want {
+					equalDevice(t, byID, d)
+					equalDevice(t, byTok, d)
+				}
+				if _, ok := x.SeenAt(d.ID); ok != want {
+					t.Fatalf("SeenAt(%s) found=%v, want %v", d.ID, ok, want)
+				}
+			}
+			// The first device put holds the shared buckets when keys collide.
+			for _, del := range []string{"a", "c"} {
+				if !x.Delete(del) {
+					t.Fatalf("Delete(%s) found nothing", del)
+				}
+				if x.Delete(del) {
+					t.Fatalf("second Delete(%s) found it", del)
+				}
+			}
+			found(devs[0], false)
+			found(devs[1], true)
+			found(devs[2], false)
+			if st := x.Stats(); st.Devices != 1 {
+				t.Fatalf("%d devices indexed, want 1", st.Devices)
+			}
+			// Deleted devices are untracked again: they may have records.
+			if !x.MayHaveRecords("a") {
+				t.Fatal("a deleted device is known to have no record")
+			}
+			// New devices take the freed slots, with nothing of the old ones.
+			d, again := dev("d", nil), dev("a", map[string]string{"new": "yes"})
+			again.TokenHash = tokenHash("a-again")
+			for _, n := range []devicestore.Device{d, again} {
+				if err := x.Put(n); err != nil {
+					t.Fatal(err)
+				}
+				if x.MayHaveRecords(n.ID) {
+					t.Fatalf("%s in a reused slot has a records mark", n.ID)
+				}
+			}
+			found(d, true)
+			found(again, true)
+			found(devs[1], true)
+			if _, ok, _ := x.ByToken(devs[0].TokenHash); ok {
+				t.Fatal("the deleted device's old token resolves after its ID came back")
+			}
+			if st := x.Stats(); st.Devices != 3 {
+				t.Fatalf("%d devices indexed, want 3", st.Devices)
+			}
+			x.Touch(map[string]time.Time{"c": t0.Add(time.Hour)}) // deleted: ignored
+			if x.SetRunning("c", "9", 9, t0) {
+				t.Fatal("SetRunning found a deleted device")
+			}
+			found(devs[2], false)
+		})
+	}
+}

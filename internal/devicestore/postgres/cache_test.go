@@ -309,3 +309,53 @@ func TestCacheKnowsDevicesWithoutRecords(t *testing.T) {
 		t.Fatalf("own write: %v records, %v", len(recs), err)
 	}
 }
+
+// TestCacheDeleteReplicas: a device deleted on replica B stops resolving
+// on replica A, which had it cached (as having no record), within a
+// notification's latency; enrolled again on B with a record, A resolves
+// its new token and reads its record.
+func TestCacheDeleteReplicas(t *testing.T) {
+	ctx := context.Background()
+	a, b := twoReplicas(t)
+	if _, _, err := a.Enroll(ctx, storetest.NewDevice("d1", nil)); err != nil {
+		t.Fatal(err)
+	}
+	cached(t, a, "tok-d1")
+	if !a.cache.hasNoRecords("d1") {
+		t.Fatal("cached without knowing it has no record")
+	}
+	if err := b.DeleteDevice(ctx, "d1"); err != nil {
+		t.Fatal(err)
+	}
+	lag := eventually(t, 5*time.Second, "deleted device evicted on the other replica", func() bool {
+		_, err := a.DeviceByToken(ctx, tokenHash("tok-d1"))
+		if err != nil && !errors.Is(err, devicestore.ErrNotFound) {
+			t.Fatal(err)
+		}
+		return errors.Is(err, devicestore.ErrNotFound)
+	})
+	t.Logf("evicted after %v", lag)
+	if a.cache.hasNoRecords("d1") {
+		t.Fatal("the deleted device is still known to have no record")
+	}
+	if _, err := a.Device(ctx, "d1"); !errors.Is(err, devicestore.ErrNotFound) {
+		t.Fatalf("by ID on the other replica: %v", err)
+	}
+	again := storetest.NewDevice("d1", nil)
+	again.TokenHash = tokenHash("tok-d1-again")
+	if _, created, err := b.Enroll(ctx, again); err != nil || !created {
+		t.Fatalf("enrolled again: created=%v %v", created, err)
+	}
+	if err := b.PutRecord(ctx, devicestore.Record{RolloutUID: "r", DeviceID: "d1", State: rollout.StateOffered}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if d := cached(t, a, "tok-d1-again"); d.ID != "d1" {
+		t.Fatalf("new token resolves to %+v", d)
+	}
+	if recs, err := a.Records(ctx, "d1"); err != nil || len(recs) != 1 {
+		t.Fatalf("records on the other replica: %+v %v", recs, err)
+	}
+	if recs, err := a.RecordsOf(ctx, []string{"d1"}); err != nil || len(recs["d1"]) != 1 {
+		t.Fatalf("RecordsOf on the other replica: %+v %v", recs, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -286,4 +287,118 @@ func TestReplicasQuota(t *testing.T) {
 	if err := rs[0].pool.QueryRow(context.Background(), `SELECT count(*) FROM devices WHERE namespace = 'team-r' AND enrollment = 'line-1'`).Scan(&rows); err != nil || rows != 23 {
 		t.Fatalf("%d devices stored (%v), want 23", rows, err)
 	}
+}
+
+// TestReplicasDeleteDuringSync: while one replica deletes devices, check
+// them in (offers, reports, touches) and conflicts are written on others,
+// and another keeps syncing fleets from a device page read before any
+// deletion, the deleted devices end in no fleet and no count, and the
+// counters equal a recount.
+func TestReplicasDeleteDuringSync(t *testing.T) {
+	ctx := context.Background()
+	rs := replicas(t, 3)
+	const n = 60
+	for i := range n {
+		if _, _, err := rs[0].Enroll(ctx, storetest.NewDevice(fmt.Sprintf("d%02d", i), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	page, err := rs[0].DevicesSince(ctx, 0, -1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	members := func(uid string) []devicestore.FleetMember {
+		var up []devicestore.FleetMember
+		for _, r := range page {
+			up = append(up, devicestore.FleetMember{DeviceID: r.ID, Rank: rollout.Rank(uid, r.ID), Wave: int(rollout.Rank(uid, r.ID) % 3)})
+		}
+		return up
+	}
+	cut := time.Date(2026, 1, 2, 4, 0, 0, 0, time.UTC)
+	var wg sync.WaitGroup
+	var deleting atomic.Bool
+	deleting.Store(true)
+	wg.Go(func() { // deletes every even device
+		defer deleting.Store(false)
+		for i := 0; i < n; i += 2 {
+			if err := rs[1].DeleteDevice(ctx, fmt.Sprintf("d%02d", i)); err != nil {
+				t.Errorf("delete d%02d: %v", i, err)
+				return
+			}
+		}
+	})
+	wg.Go(func() { // fleet syncs and counts
+		for deleting.Load() {
+			for _, uid := range []string{"r1", "r2"} {
+				if err := rs[0].SyncFleet(ctx, uid, members(uid), nil); err != nil {
+					t.Errorf("sync %s: %v", uid, err)
+					return
+				}
+				if _, err := rs[0].Counts(ctx, uid, cut); err != nil {
+					t.Errorf("counts of %s: %v", uid, err)
+					return
+				}
+			}
+		}
+	})
+	wg.Go(func() { // check-ins on every device, deleted or not
+		for k := 0; deleting.Load(); k++ {
+			id := fmt.Sprintf("d%02d", k%n)
+			if err := rs[2].PutRecord(ctx, baseRecord("r1", id), nil); err != nil {
+				t.Errorf("offer %s: %v", id, err)
+				return
+			}
+			if err := rs[2].Touch(ctx, map[string]time.Time{id: cut.Add(time.Duration(k%3-1) * time.Minute)}); err != nil {
+				t.Errorf("touch %s: %v", id, err)
+				return
+			}
+			if err := rs[2].SetConflict(ctx, "r2", id, k%2 == 0); err != nil {
+				t.Errorf("conflict %s: %v", id, err)
+				return
+			}
+		}
+	})
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	// Records written by check-ins that raced a deletion (the device was
+	// read before it) stay, pinning their device: a store keeps what it is
+	// told. Everything else of the deleted devices is gone.
+	for _, uid := range []string{"r1", "r2"} {
+		if err := rs[0].SyncFleet(ctx, uid, members(uid), nil); err != nil {
+			t.Fatal(err)
+		}
+		got, err := rs[0].Counts(ctx, uid, cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := rs[1].Recount(ctx, uid, cut)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !reflect.DeepEqual(got, want) {
+			t.Fatalf("%s:\ncounts  %s\nrecount %s", uid, waves(got), waves(want))
+		}
+	}
+	var stray int
+	if err := rs[0].pool.QueryRow(ctx, `SELECT count(*) FROM fleet f WHERE NOT f.pinned AND NOT EXISTS (SELECT 1 FROM devices d WHERE d.id = f.device_id)`).Scan(&stray); err != nil || stray != 0 {
+		t.Fatalf("%d fleet members synced for deleted devices (%v)", stray, err)
+	}
+	for i := 0; i < n; i += 2 {
+		if _, err := rs[0].Device(ctx, fmt.Sprintf("d%02d", i)); !errors.Is(err, devicestore.ErrNotFound) {
+			t.Fatalf("d%02d after deletion: %v", i, err)
+		}
+	}
+}
+
+// waves formats counts with their waves' counters.
+func waves(c devicestore.Counts) string {
+	s := fmt.Sprintf("size=%d conflicts=%d skipped=%v", c.FleetSize, c.Conflicts, c.Skipped)
+	for i := range 3 {
+		if w := c.Waves[i]; w != nil {
+			s += fmt.Sprintf(" w%d%+v", i, *w)
+		}
+	}
+	return s
 }

@@ -126,6 +126,9 @@ func (s *Store) EnrollWithin(ctx context.Context, d devicestore.Device, maxDevic
 		} else {
 			b.Queue(qInsertDevice, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen),
 				d.Namespace, d.Enrollment, maxDevices)
+			// A touch racing the deletion of a device with this ID may
+			// have left its last-seen time: it is not the new device's.
+			b.Queue(qDelSeen, d.ID)
 		}
 		// The device's last-seen time may have moved either way: its
 		// offline flags are re-evaluated with its last-seen row locked, so
@@ -145,6 +148,11 @@ func (s *Store) EnrollWithin(ctx context.Context, d devicestore.Device, maxDevic
 			// The rest of the batch found no device: the rollback
 			// only releases the locks.
 			return fmt.Errorf("postgres: enroll %s through %s/%s (at most %d devices): %w", d.ID, d.Namespace, d.Enrollment, maxDevices, devicestore.ErrQuotaExceeded)
+		}
+		if !known {
+			if _, err := br.Exec(); err != nil {
+				return fmt.Errorf("postgres: enroll %s: stale last-seen: %w", d.ID, err)
+			}
 		}
 		if _, err := br.Exec(); err != nil {
 			return fmt.Errorf("postgres: enroll %s: lock last-seen: %w", d.ID, err)

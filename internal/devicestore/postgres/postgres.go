@@ -24,6 +24,9 @@
 //     little. A new device is counted against its enrollment's quota by
 //     the statement that inserts it (enrollment_counts, migration 5),
 //     inside that lock, so quotas hold exactly across replicas.
+//   - DeleteDevice takes the device's lock and offlineLock shared, which
+//     fleet syncs (SyncFleet adds only enrolled devices) take exclusive:
+//     a sync that read a device before its deletion never adds it back.
 //   - Counters are maintained by statement-level triggers in the writing
 //     transaction, on rows sharded by backend so replicas do not queue on
 //     one hot row; offline flags are kept under the offline advisory lock

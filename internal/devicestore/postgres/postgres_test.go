@@ -75,6 +75,11 @@ func TestRoundTrip(t *testing.T) {
 		t.Fatalf("failures %+v %v", f, err)
 	}
 	// Ranks use the whole uint64 range, in order.
+	for _, id := range []string{"a", "b", "c"} {
+		if _, _, err := s.Enroll(ctx, storetest.NewDevice(id, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	if err := s.SyncFleet(ctx, "r2", []devicestore.FleetMember{{DeviceID: "a", Rank: math.MaxUint64}, {DeviceID: "b", Rank: 0}, {DeviceID: "c", Rank: 1 << 63}}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -90,6 +95,11 @@ func TestRoundTrip(t *testing.T) {
 func TestSyncFleetBatch(t *testing.T) {
 	ctx := context.Background()
 	s, _ := open(t, Options{})
+	for _, id := range []string{"a", "b"} {
+		if _, _, err := s.Enroll(ctx, storetest.NewDevice(id, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
 	err := s.SyncFleet(ctx, "r", []devicestore.FleetMember{{DeviceID: "a", Rank: 5, Wave: 0}, {DeviceID: "b", Rank: 7}, {DeviceID: "a", Rank: 9, Wave: 2}}, []string{"b"})
 	if err != nil {
 		t.Fatal(err)

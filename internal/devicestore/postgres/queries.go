@@ -91,12 +91,16 @@ const (
 	ON CONFLICT (device_id, blob) DO UPDATE SET wrapped = excluded.wrapped`
 
 	// A new member is flagged offline by the rule of the rollout's cursor
-	// (none: not offline); a known one keeps its flags.
+	// (none: not offline); a known one keeps its flags. Only enrolled
+	// devices are added: one deleted since the fleet sync read it is not
+	// added back (SyncFleet and DeleteDevice exclude each other through
+	// offlineLock, so the check sees a deletion committed before it).
 	qUpsertFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline)
 	SELECT $1, t.id, t.rank, t.wave, false, h.has,
 		NOT h.has AND coalesce((` + seenOfT + `) < (SELECT c.before FROM offline_cursors c WHERE c.rollout_uid = $1), false)
 	FROM unnest($2::text[], $3::bigint[], $4::integer[]) AS t(id, rank, wave),
 	LATERAL (SELECT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = $1 AND r.device_id = t.id) AS has) h
+	WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = t.id)
 	ORDER BY t.id
 	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank,
 	wave = CASE WHEN fleet.pinned THEN fleet.wave ELSE excluded.wave END`
@@ -158,10 +162,39 @@ const (
 	AND f.offline <> (NOT f.has_record AND coalesce((` + seenOfF + `) < c.before, false))`
 	// Locks the device's last-seen row against touches until commit.
 	qLockSeen     = `SELECT at FROM device_seen WHERE id = $1 FOR SHARE`
+	qDelSeen      = `DELETE FROM device_seen WHERE id = $1`
 	qRolloutState = `SELECT selector_key, fleet_seq, cutoffs, updated_at FROM rollout_state WHERE rollout_uid = $1`
 	qPutState     = `INSERT INTO rollout_state (rollout_uid, selector_key, fleet_seq, cutoffs, updated_at) VALUES ($1, $2, $3, $4, $5)
 	ON CONFLICT (rollout_uid) DO UPDATE SET selector_key = excluded.selector_key, fleet_seq = excluded.fleet_seq,
 	cutoffs = excluded.cutoffs, updated_at = excluded.updated_at`
+
+	// RecordsOf: one index search (records_device) per device.
+	qRecordsOf = `SELECT ` + recordCols + ` FROM records WHERE device_id = ANY($1)`
+
+	// DeleteDevice. The device row goes first (its row lock orders the
+	// deletion with enrollments of the ID), with its enrollment's count
+	// (never below zero: devices stored before migration 5 were never
+	// counted). The counter triggers decrement what the deleted records,
+	// fleet members and conflicts counted.
+	qDeleteDevice = `WITH dev AS (DELETE FROM devices WHERE id = $1 RETURNING namespace, enrollment),
+	uncounted AS (UPDATE enrollment_counts c SET devices = c.devices - 1 FROM dev
+		WHERE c.namespace = dev.namespace AND c.enrollment = dev.enrollment AND c.devices > 0)
+	SELECT count(*) FROM dev`
+	qDelRecordsOf = `DELETE FROM records WHERE device_id = $1`
+	// fleet and conflicts are keyed (rollout_uid, device_id) with no index
+	// by device: the device's rows are found by one primary-key search per
+	// rollout, the rollouts by a skip scan of the same key (one min() index
+	// probe per rollout).
+	qDelFleetOf = `DELETE FROM fleet WHERE device_id = $1 AND rollout_uid = ANY (ARRAY(
+		WITH RECURSIVE u(uid) AS (SELECT min(rollout_uid) FROM fleet
+		UNION ALL SELECT (SELECT min(f.rollout_uid) FROM fleet f WHERE f.rollout_uid > u.uid) FROM u WHERE u.uid IS NOT NULL)
+		SELECT uid FROM u WHERE uid IS NOT NULL))`
+	qDelConflictsOf = `DELETE FROM conflicts WHERE device_id = $1 AND rollout_uid = ANY (ARRAY(
+		WITH RECURSIVE u(uid) AS (SELECT min(rollout_uid) FROM conflicts
+		UNION ALL SELECT (SELECT min(c.rollout_uid) FROM conflicts c WHERE c.rollout_uid > u.uid) FROM u WHERE u.uid IS NOT NULL)
+		SELECT uid FROM u WHERE uid IS NOT NULL))`
+	qDelKeysOf    = `DELETE FROM wrapped_keys WHERE device_id = $1`
+	qDelReportsOf = `DELETE FROM reports WHERE device_id = $1`
 
 	// Offline flags depend on last-seen times, written by check-ins on
 	// every replica. Writers that only move last-seen times forward

@@ -29,6 +29,8 @@ func (s *Store) BulkEnroll(ctx context.Context, devs []devicestore.Device) (int,
 			return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)
 		}
 	}
+	s.adminMu.Lock()
+	defer s.adminMu.Unlock()
 	conn, err := s.w.Conn(ctx)
 	if err != nil {
 		return 0, fmt.Errorf("sqlite: bulk enroll: %w", err)

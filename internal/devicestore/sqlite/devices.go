@@ -89,6 +89,11 @@ func (s *Store) EnrollWithin(ctx context.Context, d devicestore.Device, maxDevic
 		if known {
 			_, err = tx.StmtContext(ctx, s.ws.reenroll).ExecContext(ctx, d.Type, labels, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.LastSeen), d.Seq, d.ID)
 		} else {
+			// A touch racing the deletion of a device with this ID may
+			// have left its last-seen time: it is not the new device's.
+			if _, err := tx.StmtContext(ctx, s.ws.delSeen).ExecContext(ctx, d.ID); err != nil {
+				return fmt.Errorf("sqlite: enroll %s: %w", d.ID, err)
+			}
 			_, err = tx.StmtContext(ctx, s.ws.insertDevice).ExecContext(ctx, d.ID, d.Type, labels, d.KEM, d.PublicKey, d.TokenHash, d.Version, d.SecurityFloor, nanos(d.EnrolledAt), nanos(d.LastSeen), d.Seq, d.Namespace, d.Enrollment)
 		}
 		if err != nil {
@@ -168,8 +173,11 @@ func (s *Store) Touch(ctx context.Context, seen map[string]time.Time) error {
 	err := s.tx(ctx, "touch", func(tx *sql.Tx) error {
 		st := tx.StmtContext(ctx, s.ws.touch)
 		if s.idx != nil {
-			// Devices are never deleted: one the index knows exists, so
-			// its row needs no existence check.
+			// A device the index knows exists, so its row needs no
+			// existence check. (One deleted between its deletion's commit
+			// and its removal from the index leaves a last-seen row, which
+			// nothing reads: reads join devices, and enrolling the ID
+			// again drops it.)
 			st = tx.StmtContext(ctx, s.ws.touchKnown)
 		}
 		// A device seen again is no longer offline. Flags are only set

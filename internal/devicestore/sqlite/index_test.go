@@ -67,6 +67,16 @@ func TestIndexMatchesDatabase(t *testing.T) {
 			if err := s.Touch(ctx, map[string]time.Time{"d3": time.Now().Add(time.Hour), "nobody": time.Now()}); err != nil {
 				t.Fatal(err)
 			}
+			// d5, touched, is deleted: it leaves the index and its
+			// last-seen row goes with it.
+			if err := s.Touch(ctx, map[string]time.Time{"d5": time.Now()}); err != nil {
+				t.Fatal(err)
+			}
+			if err := s.DeleteDevice(ctx, "d5"); err != nil {
+				t.Fatal(err)
+			}
+			gone := devs[5]
+			devs = devs[:5]
 			var orphans int
 			if err := s.r.QueryRowContext(ctx, `SELECT count(*) FROM device_seen WHERE id NOT IN (SELECT id FROM devices)`).Scan(&orphans); err != nil || orphans != 0 {
 				t.Fatalf("last-seen rows of unknown devices: %d %v", orphans, err)
@@ -101,6 +111,12 @@ func TestIndexMatchesDatabase(t *testing.T) {
 				}
 				if _, err := s.DeviceByToken(ctx, storetest.NewDevice("d1", nil).TokenHash); err != devicestore.ErrNotFound {
 					t.Fatalf("rotated-away token: %v", err)
+				}
+				if _, err := s.DeviceByToken(ctx, gone.TokenHash); err != devicestore.ErrNotFound {
+					t.Fatalf("deleted device's token: %v", err)
+				}
+				if _, err := s.Device(ctx, gone.ID); err != devicestore.ErrNotFound {
+					t.Fatalf("deleted device: %v", err)
 				}
 				if st := s.IndexStats(); st.Devices != len(devs) {
 					t.Fatalf("index holds %d devices, want %d", st.Devices, len(devs))

@@ -201,7 +201,11 @@ func TestAdoptReleasedDatabase(t *testing.T) {
 		applied = append(applied, v)
 	}
 	rows.Close()
-	if !reflect.DeepEqual(applied, []int64{0, 1, 2, 3, 4, 5, 6, 99}) {
+	want := []int64{0} // goose's marker, every migration of this server, then 99
+	for v := range int64(len(entries)) {
+		want = append(want, v+1)
+	}
+	if want = append(want, 99); !reflect.DeepEqual(applied, want) {
 		t.Fatalf("versions recorded %v", applied)
 	}
 	// This server does not know migration 99: it refuses the database.

@@ -68,6 +68,10 @@ type Store struct {
 	wmu  sync.Mutex      // orders writes and their index updates without group commit
 	idx  *devindex.Index // nil when the device index is off
 	lock *os.File        // the exclusive lock on the database
+	// adminMu orders bulk imports and deletions, whose index updates
+	// follow their commits, so a device deleted during an import of the
+	// same ID does not stay indexed.
+	adminMu sync.Mutex
 }
 
 // Open opens (creating if needed) the database file at path and migrates it.

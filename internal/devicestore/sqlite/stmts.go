@@ -8,10 +8,13 @@ import (
 
 const deviceCols = `id, type, labels, kem, public_key, token_hash, version, security_floor, enrolled_at, last_seen, seq, namespace, enrollment`
 
-// deviceRead reads deviceCols from devices d, last-seen merged with
-// device_seen.
-const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
-	max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq, d.namespace, d.enrollment FROM devices d`
+// deviceSelect reads deviceCols of devices d, last-seen merged with
+// device_seen; deviceRead is it from devices.
+const (
+	deviceSelect = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_hash, d.version, d.security_floor, d.enrolled_at,
+	max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)), d.seq, d.namespace, d.enrollment`
+	deviceRead = deviceSelect + ` FROM devices d`
+)
 
 // seenOf is the last-seen time of fleet.device_id (NULL for a device
 // never enrolled, which is never offline).
@@ -76,8 +79,9 @@ const (
 	qRecentFailures = `SELECT device_id, wave, reason, at FROM failures WHERE rollout_uid = ? ORDER BY at DESC, id DESC LIMIT ?`
 	qWrappedKey     = `SELECT wrapped FROM wrapped_keys WHERE device_id = ? AND blob = ?`
 
-	qEnrollKey    = `SELECT kem, public_key, namespace FROM devices WHERE id = ?`
-	qMaxSeq       = `SELECT coalesce(max(seq), 0) FROM devices`
+	qEnrollKey = `SELECT kem, public_key, namespace FROM devices WHERE id = ?`
+	// The highest Seq handed out: in use, or a deleted device's.
+	qMaxSeq       = `SELECT max(coalesce((SELECT max(seq) FROM devices), 0), coalesce((SELECT seq FROM device_seq_floor WHERE id = 0), 0))`
 	qInsertDevice = `INSERT INTO devices (` + deviceCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`
 	qReenroll     = `UPDATE devices SET type = ?, labels = ?, token_hash = ?, version = ?, security_floor = ?, last_seen = ?, seq = ? WHERE id = ?`
 	qSetRunning   = `UPDATE devices SET version = ?, security_floor = ?, last_seen = max(last_seen, ?) WHERE id = ?`
@@ -86,10 +90,13 @@ const (
 	qUpsertRecord = `INSERT INTO records (` + recordCols + `) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, state = excluded.state, release = excluded.release, version = excluded.version, blob = excluded.blob, previous_version = excluded.previous_version, offered_at = excluded.offered_at, updated_at = excluded.updated_at, reason = excluded.reason, rollback_release = excluded.rollback_release, rollback_blob = excluded.rollback_blob, offer_boot = excluded.offer_boot`
 	qPinFleet     = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline) VALUES (?, ?, ?, ?, 1, 1, 0) ON CONFLICT (rollout_uid, device_id) DO UPDATE SET wave = excluded.wave, pinned = 1, has_record = 1, offline = 0`
 	// A new member is flagged offline by the rule of the rollout's cursor
-	// (none: not offline); a known one keeps its flag.
+	// (none: not offline); a known one keeps its flag. Only enrolled
+	// devices are added: one deleted since the fleet sync read it is not
+	// added back.
 	qUpsertFleet = `INSERT INTO fleet (rollout_uid, device_id, rank, wave, pinned, has_record, offline)
 	SELECT ?1, ?2, ?3, ?4, 0, h.has, coalesce(h.has = 0 AND (SELECT max(d.last_seen, coalesce((SELECT s.at FROM device_seen s WHERE s.id = d.id), 0)) FROM devices d WHERE d.id = ?2) < (SELECT c.before FROM offline_cursors c WHERE c.rollout_uid = ?1), 0)
-	FROM (SELECT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = ?1 AND r.device_id = ?2) AS has) h WHERE true
+	FROM (SELECT EXISTS (SELECT 1 FROM records r WHERE r.rollout_uid = ?1 AND r.device_id = ?2) AS has) h
+	WHERE EXISTS (SELECT 1 FROM devices d WHERE d.id = ?2)
 	ON CONFLICT (rollout_uid, device_id) DO UPDATE SET rank = excluded.rank, wave = CASE WHEN fleet.pinned = 1 THEN fleet.wave ELSE excluded.wave END`
 	qDeleteFleet  = `DELETE FROM fleet WHERE rollout_uid = ? AND device_id = ?`
 	qAssignWave   = `UPDATE fleet SET wave = ? WHERE rollout_uid = ? AND rank BETWEEN ? AND ? AND pinned = 0 AND wave <> ?`
@@ -111,13 +118,45 @@ const (
 	ON CONFLICT (namespace, enrollment) DO UPDATE SET devices = devices + excluded.devices`
 	qEnrolledThrough = `SELECT devices FROM enrollment_counts WHERE namespace = ? AND enrollment = ?`
 	qTrimFailures    = `DELETE FROM failures WHERE rollout_uid = ? AND at < (SELECT at FROM failures WHERE rollout_uid = ? ORDER BY at DESC LIMIT 1 OFFSET ?)`
+
+	// ListDevices' choice of plan (stateFew): records in state ?2 and all
+	// records of rollout ?1; records in state ? in every rollout and the
+	// highest Seq (about the devices).
+	qStateShare = `SELECT coalesce(sum(CASE WHEN key = ?2 THEN n END), 0), coalesce(sum(n), 0) FROM counters WHERE rollout_uid = ?1 AND kind = 's'`
+	qStateTotal = `SELECT coalesce(sum(n), 0), (SELECT coalesce(max(seq), 0) FROM devices) FROM counters WHERE kind = 's' AND key = ?`
+
+	// RecordsOf: the records of the devices in the JSON array ?, each
+	// found through records_device.
+	qRecordsOf = `SELECT ` + recordCols + ` FROM records WHERE device_id IN (SELECT value FROM json_each(?))`
+
+	// DeleteDevice. The counter triggers of migration 5 decrement what
+	// the deleted records, fleet members and conflicts counted.
+	qDeviceTenant = `SELECT namespace, enrollment, seq FROM devices WHERE id = ?`
+	qDelRecordsOf = `DELETE FROM records WHERE device_id = ?`
+	// fleet and conflicts are keyed (rollout_uid, device_id) with no
+	// index by device: the device's rows are found by one primary-key
+	// search per rollout, the rollouts by a skip scan of the same key.
+	qDelFleetOf = `WITH RECURSIVE u(uid) AS (SELECT (SELECT min(rollout_uid) FROM fleet)
+	UNION ALL SELECT (SELECT f.rollout_uid FROM fleet f WHERE f.rollout_uid > u.uid ORDER BY f.rollout_uid LIMIT 1) FROM u WHERE u.uid IS NOT NULL)
+	DELETE FROM fleet WHERE rollout_uid IN (SELECT uid FROM u) AND device_id = ?1`
+	qDelConflictsOf = `WITH RECURSIVE u(uid) AS (SELECT (SELECT min(rollout_uid) FROM conflicts)
+	UNION ALL SELECT (SELECT c.rollout_uid FROM conflicts c WHERE c.rollout_uid > u.uid ORDER BY c.rollout_uid LIMIT 1) FROM u WHERE u.uid IS NOT NULL)
+	DELETE FROM conflicts WHERE rollout_uid IN (SELECT uid FROM u) AND device_id = ?1`
+	qDelKeysOf    = `DELETE FROM wrapped_keys WHERE device_id = ?`
+	qDelReportsOf = `DELETE FROM reports WHERE device_id = ?`
+	qDelSeen      = `DELETE FROM device_seen WHERE id = ?`
+	qDelDevice    = `DELETE FROM devices WHERE id = ?`
+	// Devices stored before migration 6 were never counted: a count
+	// never goes below zero.
+	qUncountEnrolled = `UPDATE enrollment_counts SET devices = devices - 1 WHERE namespace = ? AND enrollment = ? AND devices > 0`
+	qRaiseSeqFloor   = `INSERT INTO device_seq_floor (id, seq) VALUES (0, ?1) ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)`
 )
 
 type readStmts struct {
 	deviceByToken, deviceByID, devicesSince, record, recordsByDev *sql.Stmt
 	nthRank, fleetSize, targeted, stateCounts, conflicts, offline *sql.Stmt
 	skipReasons, rolloutState, enrolledThrough                    *sql.Stmt
-	recentFailures, wrappedKey                                    *sql.Stmt
+	recentFailures, wrappedKey, recordsOf, stateShare, stateTotal *sql.Stmt
 }
 
 type writeStmts struct {
@@ -130,6 +169,9 @@ type writeStmts struct {
 	counters, offlineCursor, putCursor, flagAll, flagWindow          *sql.Stmt
 	clearSeen, reflagDevice, putState, latestCursor                  *sql.Stmt
 	countEnrolled, addEnrolled                                       *sql.Stmt
+	deviceTenant, delRecordsOf, delFleetOf, delConflictsOf           *sql.Stmt
+	delKeysOf, delReportsOf, delSeen, delDevice, uncountEnrolled     *sql.Stmt
+	raiseSeqFloor                                                    *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -155,6 +197,9 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.r, &s.rs.wrappedKey, qWrappedKey},
 		{s.r, &s.rs.rolloutState, qRolloutState},
 		{s.r, &s.rs.enrolledThrough, qEnrolledThrough},
+		{s.r, &s.rs.recordsOf, qRecordsOf},
+		{s.r, &s.rs.stateShare, qStateShare},
+		{s.r, &s.rs.stateTotal, qStateTotal},
 		{s.w, &s.ws.enrollKey, qEnrollKey},
 		{s.w, &s.ws.maxSeq, qMaxSeq},
 		{s.w, &s.ws.insertDevice, qInsertDevice},
@@ -191,6 +236,16 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.latestCursor, qLatestCursor},
 		{s.w, &s.ws.countEnrolled, qCountEnrolled},
 		{s.w, &s.ws.addEnrolled, qAddEnrolled},
+		{s.w, &s.ws.deviceTenant, qDeviceTenant},
+		{s.w, &s.ws.delRecordsOf, qDelRecordsOf},
+		{s.w, &s.ws.delFleetOf, qDelFleetOf},
+		{s.w, &s.ws.delConflictsOf, qDelConflictsOf},
+		{s.w, &s.ws.delKeysOf, qDelKeysOf},
+		{s.w, &s.ws.delReportsOf, qDelReportsOf},
+		{s.w, &s.ws.delSeen, qDelSeen},
+		{s.w, &s.ws.delDevice, qDelDevice},
+		{s.w, &s.ws.uncountEnrolled, qUncountEnrolled},
+		{s.w, &s.ws.raiseSeqFloor, qRaiseSeqFloor},
 	}
 	for _, x := range list {
 		st, err := x.db.PrepareContext(ctx, x.q)
@@ -207,6 +262,7 @@ func (s *Store) allStmts() []*sql.Stmt {
 	return []*sql.Stmt{
 		r.deviceByToken, r.deviceByID, r.devicesSince, r.record, r.recordsByDev,
 		r.nthRank, r.fleetSize, r.targeted, r.stateCounts, r.conflicts, r.offline, r.skipReasons, r.recentFailures, r.wrappedKey, r.rolloutState, r.enrolledThrough,
+		r.recordsOf, r.stateShare, r.stateTotal,
 		w.enrollKey, w.maxSeq, w.insertDevice, w.reenroll, w.setRunning, w.touch, w.touchKnown,
 		w.record, w.upsertRecord, w.pinFleet, w.upsertFleet, w.deleteFleet,
 		w.assignWave, w.addConflict, w.delConflict, w.addFailure,
@@ -214,5 +270,7 @@ func (s *Store) allStmts() []*sql.Stmt {
 		w.deviceByID, w.bulkDevice, w.recordsByDev,
 		w.counters, w.offlineCursor, w.putCursor, w.flagAll, w.flagWindow, w.clearSeen, w.reflagDevice, w.putState, w.latestCursor,
 		w.countEnrolled, w.addEnrolled,
+		w.deviceTenant, w.delRecordsOf, w.delFleetOf, w.delConflictsOf,
+		w.delKeysOf, w.delReportsOf, w.delSeen, w.delDevice, w.uncountEnrolled, w.raiseSeqFloor,
 	}
 }

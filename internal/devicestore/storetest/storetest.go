@@ -37,6 +37,12 @@ func Run(t *testing.T, open func(t *testing.T) devicestore.Store) {
 		{"QuotaConcurrent", testQuotaConcurrent},
 		{"TenantValidation", testTenantValidation},
 		{"QuotaModel", testQuotaModel},
+		{"ListDevices", testListDevices},
+		{"ListDevicesPaging", testListDevicesPaging},
+		{"RecordsOf", testRecordsOf},
+		{"DeleteDevice", testDeleteDevice},
+		{"DeleteDeviceSeq", testDeleteDeviceSeq},
+		{"DeleteModel", testDeleteModel},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open(t)) })
@@ -222,9 +228,17 @@ func testFleet(t *testing.T, s devicestore.Store) {
 	ctx := context.Background()
 	var members []devicestore.FleetMember
 	for i := range 10 {
-		members = append(members, devicestore.FleetMember{DeviceID: fmt.Sprintf("d%d", i), Rank: uint64(i+1) * 1000, Wave: 1})
+		id := fmt.Sprintf("d%d", i)
+		_, _, err := s.Enroll(ctx, NewDevice(id, nil))
+		must(t, err)
+		members = append(members, devicestore.FleetMember{DeviceID: id, Rank: uint64(i+1) * 1000, Wave: 1})
 	}
+	// Fleet sync only adds enrolled devices.
+	members = append(members, devicestore.FleetMember{DeviceID: "never-enrolled", Rank: 500, Wave: 1})
 	must(t, s.SyncFleet(ctx, "r1", members, nil))
+	if r, ok, err := s.NthRank(ctx, "r1", 1); err != nil || !ok || r != 1000 {
+		t.Fatalf("lowest rank %d %v %v: a device never enrolled joined the fleet", r, ok, err)
+	}
 	r, ok, err := s.NthRank(ctx, "r1", 3)
 	must(t, err)
 	if !ok || r != 3000 {
