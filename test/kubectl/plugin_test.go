@@ -171,3 +171,46 @@ func TestPluginWhyWaveNotOpen(t *testing.T) {
 		t.Errorf("%d offered, %d waiting for their wave; want 1 and 2", offered, waiting)
 	}
 }
+
+// TestPluginWhyThrottled: once a rollout's offer rate limit is spent, why
+// says the next device waits for it (reading the decision takes no token).
+func TestPluginWhyThrottled(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	ota := plugin(t, ctx)
+	const ns = "why-rate"
+	tok := tenantToken(t, ctx, ns)
+	first := enroll(t, ctx, tok, "r-1", "1.0.0", map[string]string{"region": "eu"})
+	enroll(t, ctx, tok, "r-2", "1.0.0", map[string]string{"region": "eu"})
+	if _, err := stack.PublishRelease(ctx, ns, "sensor-2.0.0", "2.0.0", 1, 4096); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := harness.WaitReleaseReady(ctx, stack.CP.Client, client.ObjectKey{Namespace: ns, Name: "sensor-2.0.0"}); err != nil {
+		t.Fatal(err)
+	}
+	key := client.ObjectKey{Namespace: ns, Name: "slow"}
+	if _, err := stack.CreateRollout(ctx, ns, key.Name, "sensor-2.0.0", func(ro *otav1.Rollout) {
+		ro.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"region": "eu"}}
+		ro.Spec.Waves = []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}
+		one := int32(1)
+		ro.Spec.MaxOffersPerMinute = &one
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := harness.WaitFleet(ctx, stack.CP.Client, key, 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	why := whyRunner(t, ota, ns)
+	deadline := time.Now().Add(time.Minute)
+	for out := why("r-1"); !strings.Contains(out, "to install"); out = why("r-1") {
+		if time.Now().After(deadline) {
+			t.Fatalf("never offered:\n%s", out)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	// Asking twice took no token: the first device still gets its offer.
+	if r, _, err := first.Check(ctx, ""); err != nil || r.Status != 200 {
+		t.Fatalf("the first device's check-in: %v %d %s", err, r.Status, r.Body)
+	}
+	t.Logf("throttled:\n%s", why("r-2", rollout.WaitThrottled))
+}

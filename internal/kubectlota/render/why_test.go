@@ -7,6 +7,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	devv1 "github.com/otaflow/otaflow/api/devices/v1alpha1"
+	"github.com/otaflow/otaflow/internal/rollout"
 )
 
 func wave(i int) *int { return &i }
@@ -85,6 +86,47 @@ func TestWhyActions(t *testing.T) {
 		d := &devv1.DeviceDecision{Action: act, Rollout: "ro", Rollouts: []devv1.RolloutVerdict{{Rollout: "ro", Release: "r", Version: "1.0.0"}}}
 		if got := action(d); got != want {
 			t.Errorf("%s: %q, want %q", act, got, want)
+		}
+	}
+}
+
+// Every reason the rules give for waiting or letting go of a device
+// (internal/rollout, and the fronts' undeliverable reasons) reaches the
+// reader, whatever the verdict it comes with.
+func TestWhyShowsEveryReason(t *testing.T) {
+	cases := []struct {
+		verdict string
+		reasons []string
+	}{
+		{devv1.VerdictSkip, []string{
+			rollout.ReasonSkipNotNewer, rollout.ReasonSkipBelowFloor, rollout.ReasonSkipBadVersion,
+			rollout.ReasonNoRollback, rollout.ReasonRollbackFloor, rollout.ReasonRollbackMoved,
+			"skipped: the release is a raw image (spec.format Raw), which hawkBit DDI clients cannot install",
+			"skipped: the release is not a Mender artifact (spec.format Raw), which mender-client cannot install",
+		}},
+		{devv1.VerdictWait, []string{
+			rollout.WaitNotOffering, rollout.WaitCutoffs, rollout.WaitWaveNotOpen, rollout.WaitThrottled,
+			rollout.WaitJoinedLate, rollout.WaitInstalling, rollout.WaitReleaseNotUsed, rollout.ReasonOtherOwner,
+		}},
+		{devv1.VerdictDone, []string{"failed: " + rollout.ReasonReverted, "timedOut: " + rollout.ReasonTimedOut, "canceled: " + rollout.ReasonAborted}},
+		{devv1.VerdictCurrent, []string{rollout.ReasonAlreadyCurrent}},
+		{devv1.VerdictNotInFleet, []string{"the device's labels do not match the selector \"region=eu\"", `the release is not built for device type "gw-v2"`}},
+	}
+	for _, tc := range cases {
+		for _, reason := range tc.reasons {
+			d := &devv1.DeviceDecision{ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: "ns"}, Action: "Nothing", Reason: rollout.WaitNone,
+				Rollouts: []devv1.RolloutVerdict{{Rollout: "r", Verdict: tc.verdict, Reason: reason, InFleet: true}}}
+			var b strings.Builder
+			if err := Why(&b, d); err != nil {
+				t.Fatal(err)
+			}
+			want := strings.TrimPrefix(reason, "skipped: ")
+			if tc.verdict == devv1.VerdictCurrent {
+				want = "already runs its release"
+			}
+			if !strings.Contains(b.String(), want) {
+				t.Errorf("%s %q: the output does not say %q:\n%s", tc.verdict, reason, want, b.String())
+			}
 		}
 	}
 }
