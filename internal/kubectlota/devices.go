@@ -5,8 +5,11 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/cli-runtime/pkg/genericclioptions"
+	"k8s.io/cli-runtime/pkg/printers"
 
 	devv1 "github.com/otaflow/otaflow/api/devices/v1alpha1"
+	"github.com/otaflow/otaflow/internal/kubectlota/otaclient"
 	"github.com/otaflow/otaflow/internal/kubectlota/render"
 )
 
@@ -70,16 +73,31 @@ func (d *devicesOptions) run(ctx context.Context) error {
 }
 
 func newWhyCommand(o *options) *cobra.Command {
-	return &cobra.Command{
+	var output string
+	print := genericclioptions.NewJSONYamlPrintFlags()
+	cmd := &cobra.Command{
 		Use:   "why DEVICE",
 		Short: "Say what a device would be told now, and why, rollout by rollout",
 		Long: `Ask the device API what the device would be told if it checked in now
 (devices/DEVICE/decision: nothing, an offer, a cancel, a rollback, a commit)
 and how each rollout of the namespace stands with it, with the reason.
-Asking changes nothing.`,
-		Example: `  kubectl ota why sensor-0042 -n fleet-eu`,
-		Args:    cobra.ExactArgs(1),
+Asking changes nothing. -o json|yaml prints the DeviceDecision object.`,
+		Example: `  kubectl ota why sensor-0042 -n fleet-eu
+  kubectl ota why sensor-0042 -n fleet-eu -o yaml`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			var printer printers.ResourcePrinter
+			if output != "" {
+				p, err := print.ToPrinter(output)
+				if err != nil {
+					return err
+				}
+				scheme, err := otaclient.Scheme()
+				if err != nil {
+					return err
+				}
+				printer = printers.NewTypeSetter(scheme).ToPrinter(p)
+			}
 			c, ns, err := o.devices()
 			if err != nil {
 				return err
@@ -88,7 +106,12 @@ Asking changes nothing.`,
 			if err != nil {
 				return err
 			}
+			if printer != nil {
+				return printer.PrintObj(dec, o.streams.Out)
+			}
 			return render.Why(o.streams.Out, dec)
 		},
 	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "print the DeviceDecision object: json or yaml")
+	return cmd
 }

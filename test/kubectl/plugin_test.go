@@ -2,6 +2,7 @@ package kubectl
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	devicesv1 "github.com/otaflow/otaflow/api/devices/v1alpha1"
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/internal/harness"
 	"github.com/otaflow/otaflow/internal/rollout"
@@ -121,6 +123,14 @@ func TestPluginWhyAndDevices(t *testing.T) {
 	t.Logf("newer:\n%s", why("d-newer", strings.TrimPrefix(rollout.ReasonSkipNotNewer, "skipped: ")))
 	t.Logf("floor:\n%s", why("d-floor", strings.TrimPrefix(rollout.ReasonSkipBelowFloor, "skipped: ")))
 	t.Logf("bad version:\n%s", why("d-factory", strings.TrimPrefix(rollout.ReasonSkipBadVersion, "skipped: ")))
+	if out, err := ota("why", "d-newer", "-n", ns, "-o", "json"); err != nil {
+		t.Errorf("why -o json: %v\n%s", err, out)
+	} else {
+		var d devicesv1.DeviceDecision
+		if err := json.Unmarshal([]byte(out), &d); err != nil || d.Kind != "DeviceDecision" || len(d.Rollouts) != 1 || d.Rollouts[0].Verdict != devicesv1.VerdictSkip {
+			t.Errorf("why -o json: %v\n%s", err, out)
+		}
+	}
 	if out, err := ota("why", "no-such-device", "-n", ns); err == nil || !strings.Contains(out, "not found") {
 		t.Errorf("why of an unknown device: %v\n%s", err, out)
 	}
