@@ -172,6 +172,13 @@ func (s *Server) internal(w http.ResponseWriter, r *http.Request, what string, e
 		writeError(w, http.StatusServiceUnavailable, protov1.CodeUnavailable, "request timed out; retry later")
 		return
 	}
+	if errors.Is(err, devicestore.ErrDeviceDeleted) {
+		// Decommissioned while this request was in flight: as if its
+		// token had failed a moment earlier.
+		w.Header().Set("WWW-Authenticate", `Bearer realm="otaflow", error="invalid_token"`)
+		writeError(w, http.StatusUnauthorized, protov1.CodeUnauthenticated, "unknown or revoked token; enroll again")
+		return
+	}
 	if errors.Is(err, devicestore.ErrUnavailable) {
 		// The database is down or restarting: nothing was stored, and the
 		// same request will work later. Every replica sees the same, so

@@ -66,3 +66,39 @@ func TestStoreUnavailable(t *testing.T) {
 		t.Fatalf("report after: %v %d %s", err, r.Status, r.Body)
 	}
 }
+
+// deletingStore decommissions a device between its check-in's
+// authentication and the check-in's record writes, as a `kubectl delete
+// device` racing the check-in does.
+type deletingStore struct {
+	devicestore.Store
+	victim string
+}
+
+func (s *deletingStore) UpdateRecords(ctx context.Context, id string, decide func([]devicestore.Record) ([]devicestore.RecordWrite, error)) error {
+	if id == s.victim {
+		if err := s.Store.DeleteDevice(ctx, id); err != nil {
+			return err
+		}
+	}
+	return s.Store.UpdateRecords(ctx, id, decide)
+}
+
+// TestCheckInOfADeviceDeletedMeanwhile: the check-in is answered 401, as
+// its token would be a moment later, and leaves no record behind.
+func TestCheckInOfADeviceDeletedMeanwhile(t *testing.T) {
+	ds := &deletingStore{}
+	h := newHarnessWrapped(t, 1000, func(s devicestore.Store) devicestore.Store { ds.Store = s; return ds })
+	d := h.device("doomed", true)
+	ds.victim = d.ID
+	r, _, err := d.Check(ctx, "")
+	if err != nil || r.Status != http.StatusUnauthorized {
+		t.Fatalf("check-in: %v %d %s", err, r.Status, r.Body)
+	}
+	if recs, err := ds.Store.Records(ctx, d.ID); err != nil || len(recs) != 0 {
+		t.Fatalf("records left: %+v %v", recs, err)
+	}
+	if r, _, err := d.Check(ctx, ""); err != nil || r.Status != http.StatusUnauthorized {
+		t.Fatalf("the next check-in: %v %d %s", err, r.Status, r.Body)
+	}
+}

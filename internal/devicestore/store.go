@@ -29,6 +29,9 @@ var (
 	ErrQuotaExceeded = errors.New("devicestore: enrollment quota reached")
 	// ErrDuplicateReport reports a report ID the device already sent.
 	ErrDuplicateReport = errors.New("devicestore: report already processed")
+	// ErrDeviceDeleted reports a record write for a device that no longer
+	// exists: it was decommissioned while its request was in flight.
+	ErrDeviceDeleted = errors.New("devicestore: device deleted")
 	// ErrUnavailable wraps errors meaning the database cannot be reached
 	// for now (down, restarting, out of connections, connection lost):
 	// the same call may succeed later, so callers answer "retry later"
@@ -258,9 +261,8 @@ type Store interface {
 	// it leaves every fleet and count. Its rollouts' failure logs keep
 	// their history. ErrNotFound when there is no such device. A device
 	// deleted while a reporter syncs fleets is not added back: fleet sync
-	// only adds devices that exist. Record writes do not check that the
-	// device exists, so a check-in in flight during the delete may leave
-	// a record (counted, and inherited if the ID enrolls again).
+	// only adds devices that exist; a check-in in flight writes nothing
+	// after it (UpdateRecords fails with ErrDeviceDeleted).
 	DeleteDevice(ctx context.Context, id string) error
 
 	// Record returns a device's record in a rollout.
@@ -276,6 +278,8 @@ type Store interface {
 	// other write can change before its own writes land, so a delayed
 	// check-in never overwrites a newer state. decide may run more than
 	// once and must not have side effects; an error from it stores nothing.
+	// Writes for a device that does not exist (deleted since the request
+	// authenticated it) fail with ErrDeviceDeleted and store nothing.
 	UpdateRecords(ctx context.Context, deviceID string, decide func(recs []Record) ([]RecordWrite, error)) error
 	// ApplyReport runs update on the device's record and stores the result
 	// and the report ID in one transaction. A report ID seen before fails

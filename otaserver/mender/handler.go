@@ -140,6 +140,11 @@ func retrySeconds(d time.Duration) string {
 // fail answers a store or server error: 503 with Retry-After while the
 // store is unavailable, else 500. mender-client retries both.
 func (h *Handler) fail(w http.ResponseWriter, r *http.Request, what string, err error) {
+	if errors.Is(err, devicestore.ErrDeviceDeleted) {
+		// Deleted (kubectl delete device) while the request was in flight.
+		writeErr(w, http.StatusUnauthorized, "the device was decommissioned; authenticate again")
+		return
+	}
 	if errors.Is(err, devicestore.ErrUnavailable) || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		h.log.V(1).Info("device store unavailable", "op", what, "err", err.Error())
 		w.Header().Set("Retry-After", retrySeconds(otaserver.StoreRetryAfter()))

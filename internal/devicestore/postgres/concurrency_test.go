@@ -77,6 +77,9 @@ func TestReplicasNoLostUpdates(t *testing.T) {
 	)
 	rs := replicas(t, nReplicas)
 	for d := range nDevices {
+		if _, _, err := rs[0].Enroll(ctx, storetest.NewDevice(fmt.Sprint("d", d), nil)); err != nil {
+			t.Fatal(err)
+		}
 		if err := rs[0].PutRecord(ctx, baseRecord("r1", fmt.Sprint("d", d)), nil); err != nil {
 			t.Fatal(err)
 		}

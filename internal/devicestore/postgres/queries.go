@@ -16,6 +16,8 @@ const deviceRead = `SELECT d.id, d.type, d.labels, d.kem, d.public_key, d.token_
 
 const (
 	qLock = `SELECT pg_advisory_xact_lock($1)`
+	// qDeviceExists: whether a device is still stored (record writes).
+	qDeviceExists = `SELECT EXISTS (SELECT 1 FROM devices WHERE id = $1)`
 
 	qDeviceByToken = deviceRead + ` WHERE d.token_hash = $1`
 	// qDeviceByTokenToCache also says whether the device has any record,

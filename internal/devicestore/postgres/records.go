@@ -167,6 +167,17 @@ func (s *Store) UpdateRecords(ctx context.Context, deviceID string, decide func(
 		if err != nil {
 			return err
 		}
+		if len(writes) > 0 {
+			// DeleteDevice takes the device's lock too: a delete committed
+			// before the lock was granted is seen here, none can follow.
+			var exists bool
+			if err := tx.QueryRow(ctx, qDeviceExists, deviceID).Scan(&exists); err != nil {
+				return fmt.Errorf("postgres: update records of %s: %w", deviceID, err)
+			}
+			if !exists {
+				return fmt.Errorf("postgres: update records of %s: %w", deviceID, devicestore.ErrDeviceDeleted)
+			}
+		}
 		var w batch
 		for _, x := range writes {
 			if x.Record.DeviceID != deviceID {

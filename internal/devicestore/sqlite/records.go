@@ -135,6 +135,18 @@ func (s *Store) UpdateRecords(ctx context.Context, deviceID string, decide func(
 		if err != nil {
 			return err
 		}
+		if len(writes) > 0 {
+			// Writes are serialized: a delete committed before this
+			// transaction is seen here, and none can come between.
+			var one int
+			err := tx.StmtContext(ctx, s.ws.deviceExists).QueryRowContext(ctx, deviceID).Scan(&one)
+			if errors.Is(err, sql.ErrNoRows) {
+				return fmt.Errorf("sqlite: update records of %s: %w", deviceID, devicestore.ErrDeviceDeleted)
+			}
+			if err != nil {
+				return fmt.Errorf("sqlite: update records of %s: %w", deviceID, err)
+			}
+		}
 		for _, w := range writes {
 			if w.Record.DeviceID != deviceID {
 				return fmt.Errorf("sqlite: update records of %s: a write for device %s", deviceID, w.Record.DeviceID)

@@ -149,6 +149,7 @@ const (
 	// Devices stored before migration 6 were never counted: a count
 	// never goes below zero.
 	qUncountEnrolled = `UPDATE enrollment_counts SET devices = devices - 1 WHERE namespace = ? AND enrollment = ? AND devices > 0`
+	qDeviceExists    = `SELECT 1 FROM devices WHERE id = ?`
 	qRaiseSeqFloor   = `INSERT INTO device_seq_floor (id, seq) VALUES (0, ?1) ON CONFLICT (id) DO UPDATE SET seq = max(seq, excluded.seq)`
 )
 
@@ -171,7 +172,7 @@ type writeStmts struct {
 	countEnrolled, addEnrolled                                       *sql.Stmt
 	deviceTenant, delRecordsOf, delFleetOf, delConflictsOf           *sql.Stmt
 	delKeysOf, delReportsOf, delSeen, delDevice, uncountEnrolled     *sql.Stmt
-	raiseSeqFloor                                                    *sql.Stmt
+	raiseSeqFloor, deviceExists                                      *sql.Stmt
 }
 
 func (s *Store) prepare(ctx context.Context) error {
@@ -237,6 +238,7 @@ func (s *Store) prepare(ctx context.Context) error {
 		{s.w, &s.ws.countEnrolled, qCountEnrolled},
 		{s.w, &s.ws.addEnrolled, qAddEnrolled},
 		{s.w, &s.ws.deviceTenant, qDeviceTenant},
+		{s.w, &s.ws.deviceExists, qDeviceExists},
 		{s.w, &s.ws.delRecordsOf, qDelRecordsOf},
 		{s.w, &s.ws.delFleetOf, qDelFleetOf},
 		{s.w, &s.ws.delConflictsOf, qDelConflictsOf},
@@ -271,6 +273,6 @@ func (s *Store) allStmts() []*sql.Stmt {
 		w.counters, w.offlineCursor, w.putCursor, w.flagAll, w.flagWindow, w.clearSeen, w.reflagDevice, w.putState, w.latestCursor,
 		w.countEnrolled, w.addEnrolled,
 		w.deviceTenant, w.delRecordsOf, w.delFleetOf, w.delConflictsOf,
-		w.delKeysOf, w.delReportsOf, w.delSeen, w.delDevice, w.uncountEnrolled, w.raiseSeqFloor,
+		w.delKeysOf, w.delReportsOf, w.delSeen, w.delDevice, w.uncountEnrolled, w.raiseSeqFloor, w.deviceExists,
 	}
 }

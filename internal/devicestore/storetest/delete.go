@@ -169,6 +169,13 @@ func testDeleteDevice(t *testing.T, s devicestore.Store) {
 			t.Fatalf("deleting %s twice: %v", id, err)
 		}
 	}
+	// A check-in of a victim still in flight writes nothing.
+	err = s.UpdateRecords(ctx, "del-offered", func([]devicestore.Record) ([]devicestore.RecordWrite, error) {
+		return []devicestore.RecordWrite{{Record: rec("r1", "del-offered", 0, rollout.StateOffered)}}, nil
+	})
+	if !errors.Is(err, devicestore.ErrDeviceDeleted) {
+		t.Fatalf("a late check-in of a deleted device: %v, want ErrDeviceDeleted", err)
+	}
 	// Nothing of the victims counts any more.
 	c1, c2 = countsMatch(t, s, "r1", cut), countsMatch(t, s, "r2", cut)
 	off1, st1 = totals(c1)

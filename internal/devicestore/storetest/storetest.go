@@ -321,6 +321,22 @@ func testWrappedKeys(t *testing.T, s devicestore.Store) {
 // in the same transaction, and an error from it stores nothing.
 func testUpdateRecords(t *testing.T, s devicestore.Store) {
 	ctx := context.Background()
+	// A device that is not stored (deleted while its check-in was in
+	// flight) gets no record.
+	err := s.UpdateRecords(ctx, "d1", func([]devicestore.Record) ([]devicestore.RecordWrite, error) {
+		return []devicestore.RecordWrite{{Record: rec("r1", "d1", 0, rollout.StateOffered)}}, nil
+	})
+	if !errors.Is(err, devicestore.ErrDeviceDeleted) {
+		t.Fatalf("writes for a device not stored: %v, want ErrDeviceDeleted", err)
+	}
+	if recs, err := s.Records(ctx, "d1"); err != nil || len(recs) != 0 {
+		t.Fatalf("records of a device not stored: %+v %v", recs, err)
+	}
+	// Nothing to write needs no device.
+	must(t, s.UpdateRecords(ctx, "d1", func([]devicestore.Record) ([]devicestore.RecordWrite, error) { return nil, nil }))
+	if _, _, err := s.Enroll(ctx, NewDevice("d1", nil)); err != nil {
+		t.Fatal(err)
+	}
 	must(t, s.PutRecord(ctx, rec("r1", "d1", 0, rollout.StateOffered), nil))
 	var seen []devicestore.Record
 	must(t, s.UpdateRecords(ctx, "d1", func(recs []devicestore.Record) ([]devicestore.RecordWrite, error) {
@@ -367,6 +383,9 @@ func testUpdateRecords(t *testing.T, s devicestore.Store) {
 		t.Fatal("a write for another device was stored")
 	}
 	// A device with no record yet gets its first one.
+	if _, _, err := s.Enroll(ctx, NewDevice("d9", nil)); err != nil {
+		t.Fatal(err)
+	}
 	must(t, s.UpdateRecords(ctx, "d9", func(recs []devicestore.Record) ([]devicestore.RecordWrite, error) {
 		if len(recs) != 0 {
 			t.Errorf("new device has records %+v", recs)
