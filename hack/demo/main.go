@@ -24,6 +24,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strings"
@@ -86,7 +87,7 @@ func run(ctx context.Context, o options) (err error) {
 	}()
 
 	say("starting kube-apiserver and etcd, the otaflow manager and the OTA server (separate processes)")
-	stack, err := harness.StartStack(ctx, harness.StackOptions{Dir: dir, BinDir: o.binDir, Tenants: true})
+	stack, err := harness.StartStack(ctx, harness.StackOptions{Dir: dir, BinDir: o.binDir, Tenants: true, DeviceAPI: true})
 	if err != nil {
 		return err
 	}
@@ -148,6 +149,9 @@ func run(ctx context.Context, o options) (err error) {
 		return err
 	}
 	if err := secondRollout(ctx, stack, ns); err != nil {
+		return err
+	}
+	if err := showDevices(ctx, stack, o.binDir, ns, "sensor-2.2.0-eu"); err != nil {
 		return err
 	}
 
@@ -359,6 +363,48 @@ func secondRollout(ctx context.Context, stack *harness.Stack, ns string) error {
 		return err
 	}
 	return harness.PrintTable(ctx, os.Stdout, stack.CP.Config, ns, "firmwarereleases")
+}
+
+// showDevices shows the aborted rollout as kubectl ota status does, and
+// its failed devices through the device API group with the real kubectl,
+// and checks the device API agrees with the Rollout's status.
+func showDevices(ctx context.Context, stack *harness.Stack, binDir, ns, rollout string) error {
+	kubectl := func(args ...string) (string, error) {
+		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", stack.CP.Kubeconfig, "-n", ns}, args...)...)
+		// kubectl finds the kubectl-ota plugin on PATH.
+		cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			return "", fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
+		}
+		return string(out), nil
+	}
+	say("kubectl ota status %s", rollout)
+	out, err := kubectl("ota", "status", rollout)
+	if err != nil {
+		return err
+	}
+	fmt.Print(out)
+	say("its failed devices, from the device API group (kubectl get devices --field-selector)")
+	out, err = kubectl("get", "devices", "--field-selector", "status.rollout="+rollout+",status.state=failed", "-o", "wide")
+	if err != nil {
+		return err
+	}
+	fmt.Print(out)
+	var ro otav1.Rollout
+	if err := stack.CP.Client.Get(ctx, client.ObjectKey{Namespace: ns, Name: rollout}, &ro); err != nil {
+		return err
+	}
+	rows := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n")[1:] {
+		if strings.TrimSpace(l) != "" {
+			rows++
+		}
+	}
+	if t := harness.Totals(&ro); int64(rows) != t.Failed {
+		return fmt.Errorf("the device API lists %d failed devices, the Rollout's status counts %d", rows, t.Failed)
+	}
+	return nil
 }
 
 func readyReason(r *otav1.Rollout) string {

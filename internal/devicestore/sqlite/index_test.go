@@ -15,6 +15,8 @@ import (
 )
 
 func TestConformanceWithoutIndex(t *testing.T) {
+	// The three store variants run side by side (each its own file).
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) devicestore.Store {
 		s, err := Open(context.Background(), filepath.Join(t.TempDir(), "devices.db"), Options{Synchronous: "NORMAL", DisableDeviceIndex: true})
 		if err != nil {

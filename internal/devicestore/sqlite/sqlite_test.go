@@ -25,6 +25,8 @@ func open(t *testing.T) *Store {
 }
 
 func TestConformance(t *testing.T) {
+	// The three store variants run side by side (each its own file).
+	t.Parallel()
 	storetest.Run(t, func(t *testing.T) devicestore.Store { return open(t) })
 }
 
