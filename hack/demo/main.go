@@ -370,9 +370,10 @@ func secondRollout(ctx context.Context, stack *harness.Stack, ns string) error {
 // and checks the device API agrees with the Rollout's status.
 func showDevices(ctx context.Context, stack *harness.Stack, binDir, ns, rollout string) error {
 	kubectl := func(args ...string) (string, error) {
-		cmd := exec.CommandContext(ctx, "kubectl", append([]string{"--kubeconfig", stack.CP.Kubeconfig, "-n", ns}, args...)...)
+		// Flags after the command: kubectl takes none before a plugin's name.
+		cmd := exec.CommandContext(ctx, "kubectl", append(args, "-n", ns)...)
 		// kubectl finds the kubectl-ota plugin on PATH.
-		cmd.Env = append(os.Environ(), "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
+		cmd.Env = append(os.Environ(), "KUBECONFIG="+stack.CP.Kubeconfig, "PATH="+binDir+string(os.PathListSeparator)+os.Getenv("PATH"))
 		out, err := cmd.CombinedOutput()
 		if err != nil {
 			return "", fmt.Errorf("kubectl %s: %v: %s", strings.Join(args, " "), err, out)
