@@ -222,7 +222,7 @@ func firstRollout(ctx context.Context, stack *harness.Stack, ns string, away *ha
 		return 0, 0, err
 	}
 	say("%d EU devices enrolled and match the selector; resuming (spec.paused: false); new offers are limited to maxOffersPerMinute: 1000", size)
-	if err := patch(ctx, c, key, func(r *otav1.Rollout) { r.Spec.Paused = false }); err != nil {
+	if err := harness.PatchRollout(ctx, c, key, func(r *otav1.Rollout) { r.Spec.Paused = false }); err != nil {
 		return 0, 0, err
 	}
 
@@ -243,7 +243,7 @@ func firstRollout(ctx context.Context, stack *harness.Stack, ns string, away *ha
 					return false, err
 				}
 				say("approving the canary with a spec patch (approvedWave: canary), as a GitOps commit would")
-				if err := patch(ctx, c, key, func(r *otav1.Rollout) { r.Spec.ApprovedWave = "canary" }); err != nil {
+				if err := harness.PatchRollout(ctx, c, key, func(r *otav1.Rollout) { r.Spec.ApprovedWave = "canary" }); err != nil {
 					return false, err
 				}
 				approved = true
@@ -413,19 +413,6 @@ func readyReason(r *otav1.Rollout) string {
 		return c.Reason
 	}
 	return ""
-}
-
-func patch(ctx context.Context, c client.Client, key client.ObjectKey, mutate func(*otav1.Rollout)) error {
-	ro := &otav1.Rollout{}
-	if err := c.Get(ctx, key, ro); err != nil {
-		return err
-	}
-	p := client.MergeFrom(ro.DeepCopy())
-	mutate(ro)
-	if err := c.Patch(ctx, ro, p); err != nil {
-		return fmt.Errorf("patch rollout %s: %w", key.Name, err)
-	}
-	return nil
 }
 
 // waitEnrollmentReady waits for the manager to report the DeviceEnrollment

@@ -105,3 +105,18 @@ func WaitFleet(ctx context.Context, c client.Client, key client.ObjectKey, want 
 	})
 	return size, err
 }
+
+// PatchRollout reads the rollout, applies mutate and sends the change as a
+// merge patch (a spec edit, as kubectl patch makes one).
+func PatchRollout(ctx context.Context, c client.Client, key client.ObjectKey, mutate func(*otav1.Rollout)) error {
+	ro := &otav1.Rollout{}
+	if err := c.Get(ctx, key, ro); err != nil {
+		return err
+	}
+	p := client.MergeFrom(ro.DeepCopy())
+	mutate(ro)
+	if err := c.Patch(ctx, ro, p); err != nil {
+		return fmt.Errorf("patch rollout %s: %w", key.Name, err)
+	}
+	return nil
+}

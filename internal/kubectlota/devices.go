@@ -9,7 +9,6 @@ import (
 	"k8s.io/cli-runtime/pkg/printers"
 
 	devv1 "github.com/otaflow/otaflow/api/devices/v1alpha1"
-	"github.com/otaflow/otaflow/internal/kubectlota/otaclient"
 	"github.com/otaflow/otaflow/internal/kubectlota/render"
 )
 
@@ -88,15 +87,10 @@ Asking changes nothing. -o json|yaml prints the DeviceDecision object.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var printer printers.ResourcePrinter
 			if output != "" {
-				p, err := print.ToPrinter(output)
-				if err != nil {
+				var err error
+				if printer, err = objectPrinter(print, output); err != nil {
 					return err
 				}
-				scheme, err := otaclient.Scheme()
-				if err != nil {
-					return err
-				}
-				printer = printers.NewTypeSetter(scheme).ToPrinter(p)
 			}
 			c, ns, err := o.devices()
 			if err != nil {

@@ -61,15 +61,10 @@ is aborted (or on Ctrl-C, or --timeout, which exit non-zero).
 func (s *statusOptions) run(ctx context.Context, name string) error {
 	var printer printers.ResourcePrinter
 	if s.output != "" {
-		p, err := s.print.ToPrinter(s.output)
-		if err != nil {
+		var err error
+		if printer, err = objectPrinter(s.print, s.output); err != nil {
 			return err
 		}
-		scheme, err := otaclient.Scheme()
-		if err != nil {
-			return err
-		}
-		printer = printers.NewTypeSetter(scheme).ToPrinter(p)
 	}
 	c, ns, err := s.rollouts()
 	if err != nil {
@@ -134,4 +129,18 @@ func apiReason(err error) string {
 		return string(st.Status().Reason)
 	}
 	return err.Error()
+}
+
+// objectPrinter prints objects of both API groups as -o json or yaml,
+// with their apiVersion and kind set.
+func objectPrinter(flags *genericclioptions.JSONYamlPrintFlags, output string) (printers.ResourcePrinter, error) {
+	p, err := flags.ToPrinter(output)
+	if err != nil {
+		return nil, err
+	}
+	scheme, err := otaclient.Scheme()
+	if err != nil {
+		return nil, err
+	}
+	return printers.NewTypeSetter(scheme).ToPrinter(p), nil
 }

@@ -59,9 +59,9 @@ func (s *deviceStorage) Destroy()                {}
 func (s *deviceStorage) NamespaceScoped() bool   { return true }
 func (s *deviceStorage) GetSingularName() string { return "device" }
 
-// storeNamespace maps a request namespace to the store's tenant: the
-// cluster namespace shows the cluster-wide devices (tenant "") besides its
-// own.
+// shownNamespace is the namespace a device of the store's tenant storeNS
+// is shown in: the cluster-wide devices (tenant "") in the cluster
+// namespace, besides that namespace's own.
 func (s *deviceStorage) shownNamespace(storeNS string) string {
 	if storeNS == "" {
 		return s.cfg.ClusterNamespace

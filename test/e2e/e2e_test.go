@@ -70,13 +70,7 @@ func shipRelease(t *testing.T, ring string, n int, waves []otav1.Wave) (*harness
 
 func patchRollout(t *testing.T, key client.ObjectKey, mutate func(*otav1.Rollout)) {
 	t.Helper()
-	ro := &otav1.Rollout{}
-	if err := stack.CP.Client.Get(context.Background(), key, ro); err != nil {
-		t.Fatal(err)
-	}
-	p := client.MergeFrom(ro.DeepCopy())
-	mutate(ro)
-	if err := stack.CP.Client.Patch(context.Background(), ro, p); err != nil {
+	if err := harness.PatchRollout(context.Background(), stack.CP.Client, key, mutate); err != nil {
 		t.Fatal(err)
 	}
 }

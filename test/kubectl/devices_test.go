@@ -409,13 +409,7 @@ func ptr[T any](v T) *T { return &v }
 
 func patchRollout(t *testing.T, ctx context.Context, key client.ObjectKey, change func(*otav1.Rollout)) {
 	t.Helper()
-	var ro otav1.Rollout
-	if err := stack.CP.Client.Get(ctx, key, &ro); err != nil {
-		t.Fatal(err)
-	}
-	patch := client.MergeFrom(ro.DeepCopy())
-	change(&ro)
-	if err := stack.CP.Client.Patch(ctx, &ro, patch); err != nil {
+	if err := harness.PatchRollout(ctx, stack.CP.Client, key, change); err != nil {
 		t.Fatal(err)
 	}
 }
