@@ -33,11 +33,13 @@ manifests: ## Generate CRDs and RBAC (manager and OTA server roles) from markers
 	$(CONTROLLER_GEN) rbac:roleName=otaserver-role paths="./otaserver/..." output:rbac:artifacts:config=config/rbac/otaserver
 
 .PHONY: generate
-generate: ## Generate deepcopy methods and the device API's OpenAPI definitions.
+generate: ## Generate deepcopy methods, the device API's OpenAPI definitions and the C library's Ed25519 tables and test cases.
 	$(CONTROLLER_GEN) object:headerFile=hack/boilerplate.go.txt paths="./api/..."
 	go tool openapi-gen --output-dir otaserver/deviceapi/openapi --output-pkg github.com/otaflow/otaflow/otaserver/deviceapi/openapi \
 		--output-file zz_generated.openapi.go --go-header-file hack/boilerplate.go.txt --report-filename hack/api-rule-violations.list \
 		github.com/otaflow/otaflow/api/devices/v1alpha1 k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version
+	go run ./hack/mcu-ed25519-table -o mcu/src/ed25519_tables.h
+	go run ./hack/mcu-ed25519-cases -o mcu/test/ed25519_cases.txt
 
 .PHONY: verify-generated
 verify-generated: ## Fail when committed generated files are stale.
@@ -80,8 +82,12 @@ mender: ## Unpack Debian's mender-client 3.4 and mender-artifact 3.9 (apt-get do
 promtool: ## Unpack Debian's promtool (apt-get download, no install) into bin/promtool for the alert and dashboard tests (once).
 	hack/ensure-promtool.sh $(PROMTOOL_BIN)
 
+.PHONY: mcu-tools
+mcu-tools: ## Install the C library's tools when missing (apt): gcc-arm-none-eabi, qemu-system-arm, clang, libmbedtls-dev.
+	hack/ensure-mcu-tools.sh
+
 .PHONY: test
-test: envtest s3server postgres swupdate mender promtool check-fmt verify-generated vet ## Run every test.
+test: envtest s3server postgres swupdate mender promtool mcu-tools check-fmt verify-generated vet ## Run every test.
 	hack/openapi-lint.sh
 	go test $(GOTEST_FLAGS) ./...
 
@@ -94,8 +100,9 @@ bench-go: ## Run the packages' Go benchmarks only (not part of make bench).
 	go test -run='^$$' -bench=. -benchtime=$(BENCH_TIME) -count=5 ./internal/envelope/... ./protocol/v1/keywrap/... ./internal/devicestore/...
 
 .PHONY: fuzz
-fuzz: ## Run every fuzz target for FUZZ_TIME each.
+fuzz: mcu-tools ## Run every fuzz target (Go, and the C library's under libFuzzer) for FUZZ_TIME each.
 	hack/fuzz.sh $(or $(FUZZ_TIME),30s)
+	$(MAKE) -C mcu fuzz FUZZ_TIME=$(patsubst %s,%,$(or $(FUZZ_TIME),30s))
 
 ##@ Build
 
