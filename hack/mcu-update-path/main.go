@@ -23,10 +23,10 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
+	"github.com/otaflow/otaflow/internal/cheader"
 	"github.com/otaflow/otaflow/internal/envelope"
 	protov1 "github.com/otaflow/otaflow/protocol/v1"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
@@ -50,7 +50,7 @@ func main() {
 	}
 	h, err := generate()
 	if err == nil {
-		err = writeAtomic(*out, h)
+		err = cheader.WriteFile(*out, h)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "mcu-update-path:", err)
@@ -122,50 +122,10 @@ func generate() ([]byte, error) {
 	fmt.Fprintf(&b, "#define UP_DEVICE_ID %q\n#define UP_NONCE %q\n#define UP_FLOOR %d\n#define UP_NOW %dLL\n",
 		deviceID, nonce, floor, now.Add(10*time.Second).Unix())
 	fmt.Fprintf(&b, "#define UP_RUNNING_VERSION \"2.0.3\"\n")
-	fmt.Fprintf(&b, "static const char up_answer[] = %s;\n", cString(answer))
-	array(&b, "up_device_priv", dev.Bytes())
-	array(&b, "up_server_pub", serverPub)
-	array(&b, "up_vendor_pub", vendorPub.Bytes())
-	array(&b, "up_blob", blob.Bytes())
+	fmt.Fprintf(&b, "static const char up_answer[] = %s;\n", cheader.String(answer))
+	cheader.Array(&b, "up_device_priv", dev.Bytes())
+	cheader.Array(&b, "up_server_pub", serverPub)
+	cheader.Array(&b, "up_vendor_pub", vendorPub.Bytes())
+	cheader.Array(&b, "up_blob", blob.Bytes())
 	return []byte(b.String()), nil
-}
-
-func cString(b []byte) string {
-	var s strings.Builder
-	s.WriteByte('"')
-	for _, c := range b {
-		switch {
-		case c == '"' || c == '\\':
-			s.WriteByte('\\')
-			s.WriteByte(c)
-		case c < 0x20 || c > 0x7e:
-			fmt.Fprintf(&s, "\\%03o", c)
-		default:
-			s.WriteByte(c)
-		}
-	}
-	s.WriteByte('"')
-	return s.String()
-}
-
-func array(b *strings.Builder, name string, data []byte) {
-	fmt.Fprintf(b, "static const unsigned char %s[%d] = {", name, len(data))
-	for i, c := range data {
-		if i%16 == 0 {
-			b.WriteString("\n ")
-		}
-		fmt.Fprintf(b, " 0x%02x,", c)
-	}
-	b.WriteString("\n};\n")
-}
-
-func writeAtomic(path string, data []byte) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, data, 0o644); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -12,7 +12,9 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
@@ -125,4 +127,28 @@ func (s *Stack) CreateRollout(ctx context.Context, ns, name, release string, mut
 		return nil, fmt.Errorf("create rollout %s: %w", name, err)
 	}
 	return ro, nil
+}
+
+// StartRingRollout creates a paused rollout of release to the devices
+// labelled ring=<ring>, in one wave of all of them without an offer limit
+// (then changed by mutate), waits until its fleet counts n devices and
+// resumes it, so that every device has enrolled before a wave opens.
+func (s *Stack) StartRingRollout(ctx context.Context, ns, name, release, ring string, n int64, mutate func(*otav1.Rollout)) (client.ObjectKey, error) {
+	ro, err := s.CreateRollout(ctx, ns, name, release, func(r *otav1.Rollout) {
+		r.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"ring": ring}}
+		r.Spec.Waves = []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}
+		r.Spec.Paused = true
+		r.Spec.MaxOffersPerMinute = nil
+		if mutate != nil {
+			mutate(r)
+		}
+	})
+	if err != nil {
+		return client.ObjectKey{}, err
+	}
+	key := client.ObjectKeyFromObject(ro)
+	if _, err := WaitFleet(ctx, s.CP.Client, key, n, 0); err != nil {
+		return key, fmt.Errorf("%s: fleet never reached %d devices: %w", name, n, err)
+	}
+	return key, PatchRollout(ctx, s.CP.Client, key, func(r *otav1.Rollout) { r.Spec.Paused = false })
 }

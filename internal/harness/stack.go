@@ -70,6 +70,21 @@ type StackOptions struct {
 	// the first OTA server through the aggregation layer, so kubectl get
 	// devices works against the control plane.
 	DeviceAPI bool
+	// SigningKeySecret puts the assignment signing key in the Secret
+	// AssignmentKeySecret in Namespace (as key.pem, a set of one at serial
+	// 1) and runs the OTA servers without --signing-key-file, so they
+	// watch it, as in a cluster, and a test can rotate the key
+	// (SetSigningKeys). Off, they read the key from a file at start.
+	SigningKeySecret bool
+	// DeviceTLS serves the device API over TLS, as in a cluster: a CA
+	// (Stack.DeviceCAFile) issues a serving certificate for localhost
+	// (DeviceTLSHost), the OTA servers run with --tls-cert-file and
+	// --tls-key-file instead of --insecure-http, and their URLs (and
+	// --public-url) are https://localhost:<port>, still bound to
+	// 127.0.0.1. Clients trust the CA: DeviceTransport for Go, --ca-file
+	// for the C client. StartFleet is not supported with it (fleetsim is
+	// given no CA and would refuse the certificate).
+	DeviceTLS bool
 }
 
 // ReporterLease is the Lease the OTA server replicas elect their reporter
@@ -120,6 +135,17 @@ type Stack struct {
 	// AssignmentKeyFile is the OTA server's public key devices trust;
 	// VendorKeyFile the vendor's.
 	AssignmentKeyFile, VendorKeyFile string
+	// AssignmentKeyPEM is the initial assignment signing key (PKCS#8 PEM,
+	// Ed25519) and AssignmentKeyID its key ID, for a test that rotates it
+	// (StackOptions.SigningKeySecret, SetSigningKeys).
+	AssignmentKeyPEM []byte
+	AssignmentKeyID  string
+	// With StackOptions.DeviceTLS: DeviceCAFile holds the CA (PEM,
+	// DeviceCAPEM) that issued the device API's serving certificate
+	// DeviceCertFile (key DeviceKeyFile), for localhost.
+	DeviceCAFile                  string
+	DeviceCAPEM                   []byte
+	DeviceCertFile, DeviceKeyFile string
 }
 
 // StartStack starts everything and waits until both processes are ready.
@@ -157,8 +183,20 @@ func StartStack(ctx context.Context, o StackOptions) (s *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
+	if o.DeviceTLS {
+		if err := s.writeDeviceTLS(); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.createOperatorNamespace(ctx); err != nil {
 		return nil, err
+	}
+	if o.SigningKeySecret {
+		// The servers watch the Secret instead of reading the file.
+		if err := s.createSigningKeySecret(ctx); err != nil {
+			return nil, err
+		}
+		signingKey = ""
 	}
 	if err := s.startManager(ctx); err != nil {
 		return nil, err
@@ -183,6 +221,11 @@ func (s *Stack) writeAssignmentKeys() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	signer, err := assignment.NewSigner(priv)
+	if err != nil {
+		return "", err
+	}
+	s.AssignmentKeyPEM, s.AssignmentKeyID = privPEM, signer.KeyID()
 	pubPEM, err := assignment.MarshalPublicKeyPEM(priv.Public())
 	if err != nil {
 		return "", err
@@ -294,7 +337,8 @@ func (s *Stack) StorePath() string { return filepath.Join(s.dataDir(), "otaserve
 // MetricsURL is the OTA server's Prometheus endpoint.
 func (s *Stack) MetricsURL() string { return strings.TrimSuffix(s.ServerReady, "/readyz") + "/metrics" }
 
-// startOTAServer starts replica i and waits until it is ready.
+// startOTAServer starts replica i and waits until it is ready. With no
+// signingKeyFile it watches the signing-key Secret.
 func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string) error {
 	devPort, err := FreePort()
 	if err != nil {
@@ -305,10 +349,13 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 		return err
 	}
 	r := &Replica{
-		URL:   fmt.Sprintf("http://127.0.0.1:%d", devPort),
+		URL:   s.deviceURL(devPort),
 		Ready: fmt.Sprintf("http://127.0.0.1:%d/readyz", metricsPort),
 	}
 	var extra []string
+	if signingKeyFile != "" {
+		extra = append(extra, "--signing-key-file="+signingKeyFile)
+	}
 	if s.Opts.StatusHeartbeat > 0 {
 		extra = append(extra, "--status-heartbeat="+s.Opts.StatusHeartbeat.String())
 	}
@@ -350,22 +397,21 @@ func (s *Stack) startOTAServer(ctx context.Context, i int, signingKeyFile string
 		// Secret and every namespace's rollouts may select them.
 		extra = append(extra, "--cluster-wide-devices")
 	}
+	args := append(s.deviceTLSArgs(), []string{
+		fmt.Sprintf("--device-bind-address=127.0.0.1:%d", devPort),
+		fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
+		"--metrics-secure=false", // loopback only
+		"--public-url=" + r.URL,
+		"--data-dir=" + s.dataDir(),
+		"--namespace=" + s.Opts.Namespace,
+		"--report-interval=" + s.Opts.ReportInterval.String(),
+		"--device-rate=5",
+		"--device-burst=20",
+	}...)
 	r.Process, err = StartProcess(ProcessSpec{
-		Name: name,
-		Path: filepath.Join(s.Opts.BinDir, "otaserver"),
-		Args: append([]string{
-			"--insecure-http", // loopback only
-			fmt.Sprintf("--device-bind-address=127.0.0.1:%d", devPort),
-			fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", metricsPort),
-			"--metrics-secure=false", // loopback only
-			"--public-url=" + r.URL,
-			"--data-dir=" + s.dataDir(),
-			"--namespace=" + s.Opts.Namespace,
-			"--signing-key-file=" + signingKeyFile,
-			"--report-interval=" + s.Opts.ReportInterval.String(),
-			"--device-rate=5",
-			"--device-burst=20",
-		}, extra...),
+		Name:    name,
+		Path:    filepath.Join(s.Opts.BinDir, "otaserver"),
+		Args:    append(args, extra...),
 		Env:     append([]string{"KUBECONFIG=" + s.CP.Kubeconfig}, s.Opts.Env...),
 		LogPath: filepath.Join(s.Opts.Dir, logName),
 	})

@@ -10,7 +10,7 @@
 
 FUZZ_CC      ?= clang-14
 FUZZ_TIME    ?= 30
-FUZZ_TARGETS ?= json header chunk answer
+FUZZ_TARGETS ?= json header chunk answer keyset
 FUZZ_OUT     := $(BUILD)/fuzz
 FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all
 FUZZ_CFLAGS  := -std=c99 -g -O1 $(WARN) -D_POSIX_C_SOURCE=200809L $(FUZZ_SAN)
@@ -33,11 +33,11 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 
 # The JSON target needs only the reader, so it builds even when the rest of
 # the library does not.
-$(FUZZ_OUT)/fuzz_json: $(MCU)/fuzz/fuzz_json.c $(FUZZ_OUT)/obj/src/json.o
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $^ -o $@
+$(FUZZ_OUT)/fuzz_json: $(MCU)/fuzz/fuzz_json.c $(MCU)/fuzz/fuzz.h $(FUZZ_OUT)/obj/src/json.o
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $(filter-out %.h,$^) -o $@
 
-$(FUZZ_OUT)/fuzz_%: $(MCU)/fuzz/fuzz_%.c $(MCU)/fuzz/fuzz_rng.c $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $(MCU)/fuzz/fuzz_$*.c $(MCU)/fuzz/fuzz_rng.c \
+$(FUZZ_OUT)/fuzz_%: $(MCU)/fuzz/fuzz_%.c $(MCU)/fuzz/fuzz_rng.c $(MCU)/fuzz/fuzz_keys.c $(MCU)/fuzz/fuzz.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $(MCU)/fuzz/fuzz_$*.c $(MCU)/fuzz/fuzz_rng.c $(MCU)/fuzz/fuzz_keys.c \
 		$(FUZZ_LIB) -lmbedcrypto -o $@
 
 fuzz-build: $(FUZZ_BINS)

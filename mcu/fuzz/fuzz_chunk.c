@@ -25,16 +25,10 @@
 #include <mbedtls/gcm.h>
 #include <mbedtls/md.h>
 
+#include "fuzz.h"
 #include "ota_envelope.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-#define REQUIRE(c)                                                                                                   \
-	do {                                                                                                         \
-		if (!(c))                                                                                            \
-			abort();                                                                                     \
-	} while (0)
 
 #define LOG2 10
 #define C (1u << LOG2)

@@ -18,15 +18,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "ota_envelope.h"
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define REQUIRE(c)                                                                                                   \
-	do {                                                                                                         \
-		if (!(c))                                                                                            \
-			abort();                                                                                     \
-	} while (0)
 
 static const uint8_t key[32] = {0xb1, 0x9d, 0x2d, 0x00, 0xf5, 0xf7, 0x74, 0x70, 0x90, 0x29, 0xb8,
                                 0x63, 0x5e, 0x45, 0x87, 0x4f, 0xea, 0xfd, 0x25, 0x4f, 0x02, 0x8b,

@@ -10,20 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "fuzz.h"
 #include "ota_json.h"
 
 #define NTOKS 64
 #define DEPTH 6
 #define STR_MAX 4096
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-/* A failed check: abort so that libFuzzer saves the input. */
-#define REQUIRE(c)                                                                                                   \
-	do {                                                                                                         \
-		if (!(c))                                                                                            \
-			abort();                                                                                     \
-	} while (0)
 
 static const char *const known[] = {"action", "rollout", "assignment", "payload", "signature", "keyID", "a", "b"};
 

@@ -54,6 +54,21 @@ done
 printf '%s' '{"action":"cancel","rollout":"fleet/sensor-2.1.0-eu","reason":"rollout aborted"}' |
   put answer response-cancel.json
 
+# --- keyset: GET /v1/keys bodies and payloads (fuzz_keyset.c) ----------
+for n in $(jq -r '.vectors[] | select(.keySet != null) | .name' "$vec/6-keysets.json"); do
+  jq -c --arg n "$n" '.vectors[] | select(.name == $n) | .keySet' "$vec/6-keysets.json" | put keyset "body-$n.json"
+done
+for n in add-key; do
+  jq -r --arg n "$n" '.vectors[] | select(.name == $n) | .keySet.payload' "$vec/6-keysets.json" | base64 -d |
+    put keyset "payload-$n.json"
+done
+# A set of the P-256 key alone: fuzz_keyset.c signs it, so it is accepted.
+jq -r '.keys.p256 | "\(.keyID) \(.pkix)"' "$vec/6-keysets.json" | {
+  read -r id pkix
+  printf '{"serial":2,"keys":[{"keyID":"%s","algorithm":"ecdsa-p256-sha256","publicKey":"%s"}]}' \
+    "$id" "$(printf '%s' "$pkix" | unhex | base64 -w0)"
+} | put keyset payload-p256-alone.json
+
 # --- json: protocol bodies and grammar corners --------------------------
 for n in install rollback commit answer-without-assignment; do
   assign "$n" | put json "update-$n.json"

@@ -337,8 +337,10 @@ static int parse_payload(const uint8_t *payload, size_t len, ota_assignment *a)
 
 /* --- verification ------------------------------------------------------ */
 
-static int verify_sig(const ota_pubkey *key, const uint8_t *payload, size_t len, const uint8_t *sig, size_t sig_len)
+int ota_signature_verify(const ota_pubkey *key, const char *domain_sep, const uint8_t *msg, size_t len,
+                         const uint8_t *sig, size_t sig_len)
 {
+	size_t dl = strlen(domain_sep);
 	if (key->alg == OTA_ALG_ED25519) {
 		ota_sha512_ctx h;
 		uint8_t d[64];
@@ -347,8 +349,8 @@ static int verify_sig(const ota_pubkey *key, const uint8_t *payload, size_t len,
 		ota_sha512_init(&h);
 		ota_sha512_update(&h, sig, 32);
 		ota_sha512_update(&h, key->pub, 32);
-		ota_sha512_update(&h, domain, sizeof domain - 1);
-		ota_sha512_update(&h, payload, len);
+		ota_sha512_update(&h, domain_sep, dl);
+		ota_sha512_update(&h, msg, len);
 		ota_sha512_final(&h, d);
 		return ota_ed25519_check(key->pub, sig, d) == OTA_OK ? OTA_OK : OTA_ERR_BAD_SIGNATURE;
 	}
@@ -356,8 +358,8 @@ static int verify_sig(const ota_pubkey *key, const uint8_t *payload, size_t len,
 		ota_sha256_ctx h;
 		uint8_t d[32];
 		ota_sha256_init(&h);
-		ota_sha256_update(&h, domain, sizeof domain - 1);
-		ota_sha256_update(&h, payload, len);
+		ota_sha256_update(&h, domain_sep, dl);
+		ota_sha256_update(&h, msg, len);
 		ota_sha256_final(&h, d);
 		return ota_p256_verify(key->pub, d, sig, sig_len) == OTA_OK ? OTA_OK : OTA_ERR_BAD_SIGNATURE;
 	}
@@ -385,7 +387,7 @@ int ota_assignment_verify(const ota_trust *trust, const char *key_id_hex, const 
 				key = &trust->keys[i];
 	if (!key)
 		return OTA_ERR_UNTRUSTED_KEY;
-	if ((r = verify_sig(key, payload, payload_len, sig, sig_len)) != OTA_OK)
+	if ((r = ota_signature_verify(key, domain, payload, payload_len, sig, sig_len)) != OTA_OK)
 		return r;
 	if ((r = parse_payload(payload, payload_len, out)) != OTA_OK)
 		return r;

@@ -115,7 +115,7 @@ void ota_cl_emit(ota_client *c, int level, ota_cl_line *l)
 		c->plat->log(c->plat->ctx, level, l->b);
 }
 
-static void log_event(ota_client *c, int level, const char *event, const char *k, const char *v)
+void ota_cl_log_event(ota_client *c, int level, const char *event, const char *k, const char *v)
 {
 	ota_cl_line l;
 	ota_cl_line_begin(&l, event);
@@ -228,7 +228,7 @@ int ota_cl_work_load(ota_client *c, ota_cl_work *w, int *have)
 		return OTA_OK;
 	r.p = buf, r.cap = n, r.n = 0, r.err = 0;
 	if (ota_cl_r_u8(&r) != WORK_RECORD_VERSION) {
-		log_event(c, OTA_LOG_WARN, "work-record-unreadable", NULL, NULL);
+		ota_cl_log_event(c, OTA_LOG_WARN, "work-record-unreadable", NULL, NULL);
 		return OTA_OK; /* as if none: the next install answer starts over */
 	}
 	w->phase = ota_cl_r_u8(&r);
@@ -246,7 +246,7 @@ int ota_cl_work_load(ota_client *c, ota_cl_work *w, int *have)
 	ota_cl_r_str(&r, w->version, sizeof w->version);
 	if (r.err || r.n != n || (w->phase != OTA_WORK_DOWNLOADING && w->phase != OTA_WORK_INSTALLED)) {
 		memset(w, 0, sizeof *w);
-		log_event(c, OTA_LOG_WARN, "work-record-unreadable", NULL, NULL);
+		ota_cl_log_event(c, OTA_LOG_WARN, "work-record-unreadable", NULL, NULL);
 		return OTA_OK;
 	}
 	*have = 1;
@@ -298,7 +298,7 @@ static int drop_work_of(ota_client *c, const char *rollout)
 	if (e != OTA_OK)
 		return e;
 	if (have && strcmp(w.rollout, rollout) == 0 && w.phase != OTA_WORK_INSTALLED) {
-		log_event(c, OTA_LOG_INFO, "download-discarded", "rollout", rollout);
+		ota_cl_log_event(c, OTA_LOG_INFO, "download-discarded", "rollout", rollout);
 		return ota_cl_work_drop(c, 1);
 	}
 	return OTA_OK;
@@ -377,25 +377,17 @@ void ota_cl_resp_init(ota_http_response *resp, char *location, size_t cap)
 		location[0] = 0;
 }
 
-/* build_fn puts a request body into body_buf. It runs again for a retry,
- * since the answer overwrote the buffer. */
-typedef int (*build_fn)(ota_client *c, void *arg, const uint8_t **body, size_t *len);
-
-/* url_fn writes a request's URL (into the body buffer's tail, which an
- * enrollment within the call overwrites: so it runs for every attempt). */
-typedef int (*url_fn)(ota_client *c, const char *arg, char *out, size_t cap);
-
-static int path_url(ota_client *c, const char *path, char *out, size_t cap)
+int ota_cl_path_url(ota_client *c, const char *path, char *out, size_t cap)
 {
 	return ota_cl_url(c, out, cap, path);
 }
 
-/* call sends one API request and leaves the answer's body in body_buf
+/* ota_cl_call sends one API request and leaves the answer's body in body_buf
  * (NUL-terminated, *len bytes; cut at OTA_CL_JSON_CAP - 1). With auth it
  * carries the token, enrolling first when there is none and again once
  * after a 401. OTA_OK means an answer came: its status is c->http_status. */
-static int call(ota_client *c, const char *method, url_fn mkurl, const char *url_arg, build_fn build, void *arg,
-                int auth, size_t *len)
+int ota_cl_call(ota_client *c, const char *method, ota_cl_url_fn mkurl, const char *url_arg, ota_cl_build_fn build,
+                void *arg, int auth, size_t *len)
 {
 	char *url = OTA_CL_URL(c);
 	int attempt, e;
@@ -434,7 +426,7 @@ static int call(ota_client *c, const char *method, url_fn mkurl, const char *url
 		}
 		ota_cl_saw(c, &resp);
 		if (resp.status == 401 && auth && attempt == 0) {
-			log_event(c, OTA_LOG_INFO, "token-refused", "url", url);
+			ota_cl_log_event(c, OTA_LOG_INFO, "token-refused", "url", url);
 			clear_token(c);
 			continue;
 		}
@@ -458,7 +450,7 @@ static void error_code(ota_client *c, size_t len, char *code, size_t cap)
 		code[0] = 0;
 }
 
-static void log_answer(ota_client *c, int level, const char *event, size_t len)
+void ota_cl_log_answer(ota_client *c, int level, const char *event, size_t len)
 {
 	char code[48];
 	ota_cl_line l;
@@ -497,20 +489,11 @@ static int build_enroll(ota_client *c, void *arg, const uint8_t **body, size_t *
 	(void)arg;
 	enroll_req(c, &r);
 	if ((e = ota_enroll_body(&r, c->cfg.body_buf, OTA_CL_JSON_CAP(c), len, &field)) != OTA_OK) {
-		log_event(c, OTA_LOG_ERROR, "enroll-invalid", "field", field ? field : "body");
+		ota_cl_log_event(c, OTA_LOG_ERROR, "enroll-invalid", "field", field ? field : "body");
 		return e;
 	}
 	*body = (const uint8_t *)c->cfg.body_buf;
 	return OTA_OK;
-}
-
-static int trusted_key_id(const ota_client *c, const uint8_t id[32])
-{
-	size_t i;
-	for (i = 0; i < c->cfg.n_assignment_keys; i++)
-		if (memcmp(c->cfg.assignment_keys[i].key_id, id, 32) == 0)
-			return 1;
-	return 0;
 }
 
 int ota_client_enroll(ota_client *c)
@@ -521,10 +504,10 @@ int ota_client_enroll(ota_client *c)
 	int e;
 	ota_cl_line l;
 	c->auth[0] = 0;
-	if ((e = call(c, "POST", path_url, "/v1/enroll", build_enroll, NULL, 0, &len)) != OTA_OK)
+	if ((e = ota_cl_call(c, "POST", ota_cl_path_url, "/v1/enroll", build_enroll, NULL, 0, &len)) != OTA_OK)
 		return e;
 	if (c->http_status != 200 && c->http_status != 201) {
-		log_answer(c, OTA_LOG_WARN, "enroll-failed", len);
+		ota_cl_log_answer(c, OTA_LOG_WARN, "enroll-failed", len);
 		return OTA_ERR_HTTP;
 	}
 	/* For this device, and sealed to its key: the proof of possession. */
@@ -547,11 +530,13 @@ int ota_client_enroll(ota_client *c)
 	ota_cl_line_str(&l, "device", c->cfg.device_id);
 	ota_cl_line_int(&l, "status", c->http_status);
 	ota_cl_emit(c, OTA_LOG_INFO, &l);
-	if (!trusted_key_id(c, kid)) {
+	if (!ota_cl_trusts(c, kid)) {
 		/* Not authenticated: it only says assignments may come signed by
-		 * a key this device does not trust. */
+		 * a key this device does not trust, so the key set is looked at
+		 * before the next check. */
 		ota_hex_encode(kid, 32, kid_hex);
-		log_event(c, OTA_LOG_WARN, "untrusted-server-key", "key_id", kid_hex);
+		ota_cl_log_event(c, OTA_LOG_WARN, "untrusted-server-key", "key_id", kid_hex);
+		c->keys_due = c->cfg.key_store != NULL;
 	}
 	return OTA_OK;
 }
@@ -607,13 +592,13 @@ int ota_client_flush(ota_client *c)
 	if (n == 0)
 		return OTA_OK;
 	if (report_head(c, n, &state, rollout, &off) != OTA_OK || state == OTA_STATE_NONE || state > OTA_STATE_ROLLEDBACK) {
-		log_event(c, OTA_LOG_WARN, "report-record-unreadable", NULL, NULL);
+		ota_cl_log_event(c, OTA_LOG_WARN, "report-record-unreadable", NULL, NULL);
 		return c->plat->store_put(c->plat->ctx, OTA_REC_REPORT, NULL, 0) == OTA_OK ? OTA_OK : OTA_ERR_STORAGE;
 	}
-	if ((e = call(c, "POST", path_url, "/v1/status", build_report, NULL, 1, &len)) != OTA_OK)
+	if ((e = ota_cl_call(c, "POST", ota_cl_path_url, "/v1/status", build_report, NULL, 1, &len)) != OTA_OK)
 		return e;
 	if (c->http_status == 429 || c->http_status >= 500 || c->http_status == 401) {
-		log_answer(c, OTA_LOG_WARN, "report-deferred", len);
+		ota_cl_log_answer(c, OTA_LOG_WARN, "report-deferred", len);
 		return OTA_ERR_HTTP;
 	}
 	if (c->plat->store_put(c->plat->ctx, OTA_REC_REPORT, NULL, 0) != OTA_OK)
@@ -637,7 +622,7 @@ int ota_client_flush(ota_client *c)
 	if (c->http_status == 409 && strcmp(code, "canceled") == 0) {
 		if ((e = drop_work_of(c, rollout)) != OTA_OK)
 			return e;
-		log_event(c, OTA_LOG_INFO, "canceled", "rollout", rollout);
+		ota_cl_log_event(c, OTA_LOG_INFO, "canceled", "rollout", rollout);
 		return OTA_ERR_CANCELED;
 	}
 	/* The server will never take this rollout's update further. */
@@ -794,9 +779,11 @@ static int handle_commit(ota_client *c, const ota_update_answer *ans, const ota_
 	return OTA_OK;
 }
 
-int ota_client_check(ota_client *c, ota_assignment *a, int *action)
+/* check: one update check; follow is 1 when an assignment signed by a key
+ * the device does not trust may make it follow the key set and ask again. */
+static int check(ota_client *c, ota_assignment *a, int *action, int follow)
 {
-	char nonce[33], detail[128];
+	char nonce[33], detail[256];
 	uint8_t raw[16], *scratch;
 	size_t len = 0;
 	int e, bad = 0;
@@ -810,7 +797,7 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 	if (c->plat->random(c->plat->ctx, raw, sizeof raw) != OTA_OK)
 		return OTA_ERR_CRYPTO;
 	ota_hex_encode(raw, sizeof raw, nonce);
-	if ((e = call(c, "GET", check_url, nonce, NULL, NULL, 1, &len)) != OTA_OK)
+	if ((e = ota_cl_call(c, "GET", check_url, nonce, NULL, NULL, 1, &len)) != OTA_OK)
 		return e;
 	if (c->http_status == 204) {
 		c->checks++;
@@ -824,7 +811,7 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 		return OTA_OK;
 	}
 	if (c->http_status != 200) {
-		log_answer(c, OTA_LOG_WARN, "check-failed", len);
+		ota_cl_log_answer(c, OTA_LOG_WARN, "check-failed", len);
 		return OTA_ERR_HTTP;
 	}
 	c->checks++;
@@ -836,7 +823,7 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 	                     c->cfg.chunk_cap - OTA_CL_RESERVED - (size_t)(scratch - c->cfg.chunk_buf));
 	if (e != OTA_OK) {
 		/* It names no rollout to report against: ask again later. */
-		log_event(c, OTA_LOG_WARN, "answer-refused", "code", ota_err_code(e));
+		ota_cl_log_event(c, OTA_LOG_WARN, "answer-refused", "code", ota_err_code(e));
 		return e;
 	}
 	ota_cl_line_begin(&l, "check");
@@ -848,7 +835,7 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 		c->last_action = OTA_ACTION_CANCEL;
 		e = drop_work_of(c, ans->rollout);
 		if (e == OTA_OK)
-			log_event(c, OTA_LOG_INFO, "canceled", "rollout", ans->rollout);
+			ota_cl_log_event(c, OTA_LOG_INFO, "canceled", "rollout", ans->rollout);
 		return e;
 	}
 	dev.device_id = c->cfg.device_id;
@@ -858,9 +845,35 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 	dev.security_floor = c->floor;
 	dev.now = c->plat->now ? c->plat->now(c->plat->ctx) : OTA_NO_CLOCK;
 	dev.skew = c->cfg.clock_skew ? c->cfg.clock_skew : OTA_CLIENT_SKEW_DEFAULT;
-	trust.keys = c->cfg.assignment_keys;
-	trust.n = c->cfg.n_assignment_keys;
+	trust.keys = c->keys;
+	trust.n = c->n_keys;
 	e = ota_answer_check(&trust, ans, &dev, a, &new_floor);
+	if (e == OTA_ERR_UNTRUSTED_KEY && c->cfg.key_store) {
+		/* ans lives in the chunk buffer, which following the key set
+		 * overwrites: keep what is needed after it. */
+		char kid[65], rollout[OTA_ROLLOUT_MAX + 1];
+		uint8_t raw_kid[32];
+		int se, is_commit = ans->action == OTA_ACTION_COMMIT;
+		memcpy(kid, ans->key_id, sizeof kid);
+		memcpy(rollout, ans->rollout, sizeof rollout);
+		se = follow ? ota_client_sync_keys(c) : OTA_OK;
+		if (se == OTA_ERR_STORAGE || se == OTA_ERR_IO || (se == OTA_ERR_HTTP && c->http_status != 404))
+			return se; /* nothing refused: the next check asks again */
+		if (follow && ota_hex_decode(kid, 64, raw_kid, 32, NULL) == OTA_OK && ota_cl_trusts(c, raw_kid))
+			return check(c, a, action, 0);
+		if (is_commit) {
+			/* Not an update that can fail: logged, never reported. */
+			ota_cl_line_begin(&l, "commit-refused");
+			ota_cl_line_str(&l, "code", ota_err_code(e));
+			ota_cl_line_str(&l, "rollout", rollout);
+			ota_cl_emit(c, OTA_LOG_WARN, &l);
+			return e;
+		}
+		ota_cl_keys_detail(c, kid, se, detail, sizeof detail);
+		if (drop_work_of(c, rollout) == OTA_ERR_STORAGE)
+			return OTA_ERR_STORAGE;
+		return ota_cl_refuse(c, rollout, e, detail);
+	}
 	if (ans->action == OTA_ACTION_COMMIT) {
 		e = handle_commit(c, ans, a, e, new_floor);
 		if (e == OTA_OK)
@@ -884,6 +897,14 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 	}
 	*action = c->last_action = (uint8_t)ans->action;
 	return OTA_OK;
+}
+
+int ota_client_check(ota_client *c, ota_assignment *a, int *action)
+{
+	*action = OTA_ACTION_NONE;
+	if (ota_cl_keys_due(c) && ota_client_sync_keys(c) == OTA_ERR_STORAGE)
+		return OTA_ERR_STORAGE; /* other failures: the keys it has stay */
+	return check(c, a, action, 1);
 }
 
 /* ---- boot, poll, init ---- */
@@ -924,7 +945,7 @@ int ota_client_poll(ota_client *c, ota_assignment *a)
 {
 	int e, action;
 	if (c->installed) {
-		log_event(c, OTA_LOG_INFO, "awaiting-reboot", NULL, NULL);
+		ota_cl_log_event(c, OTA_LOG_INFO, "awaiting-reboot", NULL, NULL);
 		if (c->plat->reboot)
 			c->plat->reboot(c->plat->ctx);
 		return OTA_OK;
@@ -953,6 +974,7 @@ int ota_client_init(ota_client *c, const ota_platform *p, const ota_client_confi
 		return OTA_ERR_ARG;
 	if (!cfg->server_url || !cfg->device_id || !cfg->device_type || !cfg->version || !cfg->bootstrap_token ||
 	    !cfg->device_key || !cfg->assignment_keys || cfg->n_assignment_keys == 0 ||
+	    cfg->n_assignment_keys > OTA_KEYSET_MAX_KEYS || (cfg->key_store && cfg->key_store_cap == 0) ||
 	    (cfg->n_labels && (!cfg->label_keys || !cfg->label_values)) || (cfg->require_vendor_signature && !cfg->vendor_key))
 		return OTA_ERR_ARG;
 	if (!cfg->chunk_buf || cfg->chunk_cap < ota_env_buf_size(OTA_ENV_MIN_LOG2) || cfg->chunk_cap < sizeof(ota_update_answer) + OTA_CL_RESERVED + 4096 ||
@@ -975,7 +997,8 @@ int ota_client_init(ota_client *c, const ota_platform *p, const ota_client_confi
 		c->floor = ota_cl_r_u64(&r);
 		c->pending_floor = ota_cl_r_u64(&r);
 	}
-	if (cfg->security_floor > c->floor)
-		return save_floors(c, cfg->security_floor, c->pending_floor > cfg->security_floor ? c->pending_floor : 0);
-	return OTA_OK;
+	if (cfg->security_floor > c->floor &&
+	    save_floors(c, cfg->security_floor, c->pending_floor > cfg->security_floor ? c->pending_floor : 0) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	return ota_cl_keys_load(c);
 }

@@ -9,6 +9,7 @@
 #define OTA_REC_FLOOR "floor"
 #define OTA_REC_WORK "work"
 #define OTA_REC_REPORT "report"
+#define OTA_REC_KEYS "keys"
 
 /* Request URLs (the server URL plus a path and query) are built in the
  * last OTA_CL_URL_MAX bytes of the body buffer; JSON bodies, sent and
@@ -77,6 +78,26 @@ int ota_cl_work_save(ota_client *c, const ota_cl_work *w);
 int ota_cl_work_drop(ota_client *c, int abort);
 
 int ota_cl_url(ota_client *c, char *out, size_t cap, const char *path);
+
+/* ota_cl_build_fn puts a request body into body_buf. It runs again for a
+ * retry, since the answer overwrote the buffer. */
+typedef int (*ota_cl_build_fn)(ota_client *c, void *arg, const uint8_t **body, size_t *len);
+/* ota_cl_url_fn writes a request's URL (into the body buffer's tail, which
+ * an enrollment within the call overwrites: so it runs for every attempt). */
+typedef int (*ota_cl_url_fn)(ota_client *c, const char *arg, char *out, size_t cap);
+int ota_cl_path_url(ota_client *c, const char *path, char *out, size_t cap);
+int ota_cl_call(ota_client *c, const char *method, ota_cl_url_fn mkurl, const char *url_arg, ota_cl_build_fn build,
+                void *arg, int auth, size_t *len);
+void ota_cl_log_event(ota_client *c, int level, const char *event, const char *k, const char *v);
+void ota_cl_log_answer(ota_client *c, int level, const char *event, size_t len);
+
+/* Assignment keys (client_keys.c). */
+int ota_cl_keys_load(ota_client *c);
+int ota_cl_keys_due(const ota_client *c);
+int ota_cl_trusts(const ota_client *c, const uint8_t id[32]);
+/* ota_cl_keys_detail explains an assignment signed by key_id (hex) that
+ * the device does not trust, after following the key set gave sync_err. */
+void ota_cl_keys_detail(const ota_client *c, const char *key_id, int sync_err, char *out, size_t cap);
 void ota_cl_resp_init(ota_http_response *resp, char *location, size_t cap);
 void ota_cl_saw(ota_client *c, const ota_http_response *resp);
 int ota_cl_report(ota_client *c, const char *rollout, int state, int progress, const char *reason);

@@ -359,6 +359,21 @@ static void ge_dbl(ge_p1p1 *r, const ge_p3 *p)
 	fe_sub(r->T, r->T, r->Z);
 }
 
+/* The common end of ge_add and ge_madd, given t0 = 2·Z1·Z2 and the
+ * products of (Y+X), (Y-X) and T in r. */
+static void ge_add_end(ge_p1p1 *r, const fe t0, int neg)
+{
+	fe_sub(r->X, r->Z, r->Y);
+	fe_add(r->Y, r->Z, r->Y);
+	if (neg) {
+		fe_sub(r->Z, t0, r->T);
+		fe_add(r->T, t0, r->T);
+	} else {
+		fe_add(r->Z, t0, r->T);
+		fe_sub(r->T, t0, r->T);
+	}
+}
+
 /* r = p + q, or p - q when neg (add-2008-hwcd-3; -q swaps Y+X and Y-X and
  * negates T2d). */
 static void ge_add(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q, int neg)
@@ -371,15 +386,7 @@ static void ge_add(ge_p1p1 *r, const ge_p3 *p, const ge_cached *q, int neg)
 	fe_mul(r->T, q->T2d, p->T);
 	fe_mul(r->X, p->Z, q->Z);
 	fe_add(t0, r->X, r->X);
-	fe_sub(r->X, r->Z, r->Y);
-	fe_add(r->Y, r->Z, r->Y);
-	if (neg) {
-		fe_sub(r->Z, t0, r->T);
-		fe_add(r->T, t0, r->T);
-	} else {
-		fe_add(r->Z, t0, r->T);
-		fe_sub(r->T, t0, r->T);
-	}
+	ge_add_end(r, t0, neg);
 }
 
 /* r = p + q or p - q for an affine q of the base point table. */
@@ -392,15 +399,7 @@ static void ge_madd(ge_p1p1 *r, const ge_p3 *p, const ge_precomp *q, int neg)
 	fe_mul(r->Y, r->Y, neg ? q->yplusx : q->yminusx);
 	fe_mul(r->T, q->xy2d, p->T);
 	fe_add(t0, p->Z, p->Z);
-	fe_sub(r->X, r->Z, r->Y);
-	fe_add(r->Y, r->Z, r->Y);
-	if (neg) {
-		fe_sub(r->Z, t0, r->T);
-		fe_add(r->T, t0, r->T);
-	} else {
-		fe_add(r->Z, t0, r->T);
-		fe_sub(r->T, t0, r->T);
-	}
+	ge_add_end(r, t0, neg);
 }
 
 /* Decodes -A with the semantics of Go's Point.SetBytes: y is read mod p

@@ -11,27 +11,7 @@ static const char domain[] = "otaflow-keyset/v1\n";
 
 static int verify(const ota_pubkey *k, const uint8_t *payload, size_t len, const uint8_t *sig, size_t sig_len)
 {
-	if (k->alg == OTA_ALG_ED25519) {
-		ota_sha512_ctx h;
-		uint8_t d[64];
-		if (sig_len != 64)
-			return 0;
-		ota_sha512_init(&h);
-		ota_sha512_update(&h, sig, 32);
-		ota_sha512_update(&h, k->pub, 32);
-		ota_sha512_update(&h, domain, sizeof domain - 1);
-		ota_sha512_update(&h, payload, len);
-		ota_sha512_final(&h, d);
-		return ota_ed25519_check(k->pub, sig, d) == OTA_OK;
-	} else {
-		ota_sha256_ctx h;
-		uint8_t d[32];
-		ota_sha256_init(&h);
-		ota_sha256_update(&h, domain, sizeof domain - 1);
-		ota_sha256_update(&h, payload, len);
-		ota_sha256_final(&h, d);
-		return ota_p256_verify(k->pub, d, sig, sig_len) == OTA_OK;
-	}
+	return ota_signature_verify(k, domain, payload, len, sig, sig_len) == OTA_OK;
 }
 
 /* A signature entry: its key ID (raw, when well formed) and bytes. */
@@ -136,60 +116,91 @@ static int parse_set(const char *js, size_t len, uint64_t *serial, ota_pubkey *k
 	return OTA_OK;
 }
 
-int ota_keyset_update(const ota_trust *trust, uint64_t *serial, const char *body, size_t len, uint8_t *scratch,
-                      size_t scratch_cap, ota_pubkey *keys, size_t keys_cap, size_t *n)
+/* outer parses the body's outer object into t: the payload and signature
+ * array tokens. */
+static int outer(const char *body, size_t len, ota_json_tok *t, int *nt, int *p, int *sigs)
 {
 	static const char *const top[] = {"payload", "signatures"};
-	ota_json_tok t[SIG_TOKENS];
-	entry s;
-	uint32_t seen, signed_mask = 0;
-	size_t plen, i;
-	uint64_t set_serial;
-	int nt, p, sigs, e, k, r, authentic = 0, named_trusted = 0;
-	if (!trust || !serial || !body || !scratch || !keys || !n)
-		return OTA_ERR_ARG;
-	nt = ota_json_parse(body, len, t, SIG_TOKENS, 3);
-	if (nt < 1 || t[0].type != OTA_JSON_OBJECT || ota_json_check_keys(body, t, nt, 0, top, 2, &seen) != OTA_OK ||
+	uint32_t seen;
+	*nt = ota_json_parse(body, len, t, SIG_TOKENS, 3);
+	if (*nt < 1 || t[0].type != OTA_JSON_OBJECT || ota_json_check_keys(body, t, *nt, 0, top, 2, &seen) != OTA_OK ||
 	    seen != 3)
 		return OTA_ERR_MALFORMED;
-	p = ota_json_get(body, t, nt, 0, "payload");
-	sigs = ota_json_get(body, t, nt, 0, "signatures");
-	if (t[p].type != OTA_JSON_STRING || t[sigs].type != OTA_JSON_ARRAY)
+	*p = ota_json_get(body, t, *nt, 0, "payload");
+	*sigs = ota_json_get(body, t, *nt, 0, "signatures");
+	if (t[*p].type != OTA_JSON_STRING || t[*sigs].type != OTA_JSON_ARRAY || t[*sigs].size < 1 ||
+	    t[*sigs].size > OTA_KEYSET_MAX_KEYS)
 		return OTA_ERR_MALFORMED;
+	return OTA_OK;
+}
+
+/* authentic decodes the payload into scratch and checks step 1: a trusted
+ * key signed it, before anything is parsed. The body's tokens live only
+ * here and in all_signed, so their frames do not add up with parse_set's. */
+static int authentic(const ota_trust *trust, const char *body, size_t len, uint8_t *scratch, size_t scratch_cap,
+                     size_t *plen)
+{
+	ota_json_tok t[SIG_TOKENS];
+	entry s;
+	int nt, p, sigs, e, k, r, named_trusted = 0;
+	if ((r = outer(body, len, t, &nt, &p, &sigs)) != OTA_OK)
+		return r;
 	if (ota_b64_decode(body + t[p].start, t[p].end - t[p].start, scratch,
-	                   scratch_cap < OTA_KEYSET_MAX_PAYLOAD ? scratch_cap : OTA_KEYSET_MAX_PAYLOAD, &plen) != OTA_OK)
+	                   scratch_cap < OTA_KEYSET_MAX_PAYLOAD ? scratch_cap : OTA_KEYSET_MAX_PAYLOAD, plen) != OTA_OK)
 		return OTA_ERR_MALFORMED;
-	if (t[sigs].size < 1 || t[sigs].size > OTA_KEYSET_MAX_KEYS)
-		return OTA_ERR_MALFORMED;
-	/* 1. Authentic: a trusted key signed it, before anything is parsed. */
-	for (k = 0, e = sigs + 1; k < (int)t[sigs].size && !authentic; k++, e = (int)t[e].next) {
+	for (k = 0, e = sigs + 1; k < (int)t[sigs].size; k++, e = (int)t[e].next) {
 		const ota_pubkey *tk;
 		if ((r = decode_sig(body, t, nt, e, &s)) != OTA_OK)
 			return r;
 		tk = s.id_ok ? find(trust->keys, trust->n, s.id) : NULL;
 		named_trusted |= tk != NULL;
-		if (tk && verify(tk, scratch, plen, s.sig, s.sig_len))
-			authentic = 1;
+		if (tk && verify(tk, scratch, *plen, s.sig, s.sig_len))
+			return OTA_OK;
 	}
-	if (!authentic)
-		return named_trusted ? OTA_ERR_BAD_SIGNATURE : OTA_ERR_UNTRUSTED_KEY;
-	/* 2. The payload. */
-	if ((r = parse_set((const char *)scratch, plen, &set_serial, keys, keys_cap, n)) != OTA_OK)
+	return named_trusted ? OTA_ERR_BAD_SIGNATURE : OTA_ERR_UNTRUSTED_KEY;
+}
+
+/* all_signed checks step 3: exactly one valid signature per listed key. */
+static int all_signed(const char *body, size_t len, const uint8_t *payload, size_t plen, const ota_pubkey *keys,
+                      size_t n)
+{
+	ota_json_tok t[SIG_TOKENS];
+	entry s;
+	uint32_t signed_mask = 0;
+	int nt, p, sigs, e, k, r;
+	if ((r = outer(body, len, t, &nt, &p, &sigs)) != OTA_OK)
 		return r;
-	/* 3. Exactly one valid signature per listed key. */
 	for (k = 0, e = sigs + 1; k < (int)t[sigs].size; k++, e = (int)t[e].next) {
 		const ota_pubkey *lk;
 		if ((r = decode_sig(body, t, nt, e, &s)) != OTA_OK)
 			return r;
-		lk = s.id_ok ? find(keys, *n, s.id) : NULL;
+		lk = s.id_ok ? find(keys, n, s.id) : NULL;
 		if (!lk || (signed_mask >> (lk - keys) & 1))
 			return OTA_ERR_MALFORMED;
-		if (!verify(lk, scratch, plen, s.sig, s.sig_len))
+		if (!verify(lk, payload, plen, s.sig, s.sig_len))
 			return OTA_ERR_BAD_SIGNATURE;
 		signed_mask |= 1u << (lk - keys);
 	}
-	if (signed_mask != (1u << *n) - 1)
-		return OTA_ERR_MALFORMED;
+	return signed_mask == (1u << n) - 1 ? OTA_OK : OTA_ERR_MALFORMED;
+}
+
+int ota_keyset_update(const ota_trust *trust, uint64_t *serial, const char *body, size_t len, uint8_t *scratch,
+                      size_t scratch_cap, ota_pubkey *keys, size_t keys_cap, size_t *n)
+{
+	size_t plen, i;
+	uint64_t set_serial;
+	int r;
+	if (!trust || !serial || !body || !scratch || !keys || !n)
+		return OTA_ERR_ARG;
+	/* 1. Authentic. */
+	if ((r = authentic(trust, body, len, scratch, scratch_cap, &plen)) != OTA_OK)
+		return r;
+	/* 2. The payload. */
+	if ((r = parse_set((const char *)scratch, plen, &set_serial, keys, keys_cap, n)) != OTA_OK)
+		return r;
+	/* 3. Every listed key signed it. */
+	if ((r = all_signed(body, len, scratch, plen, keys, *n)) != OTA_OK)
+		return r;
 	/* 4. Newer, or the same set again. */
 	if (set_serial < *serial)
 		return OTA_ERR_STALE;

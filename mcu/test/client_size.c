@@ -1,7 +1,8 @@
 /*
  * The whole device client linked for the footprint: ota_client_poll (with
  * enrollment, checks, the resumable download, reports, confirmation and
- * commits) over a platform that has no network. It runs one poll, which
+ * commits, following the server's key set into room for 4 keys) over a
+ * platform that has no network. It runs one poll, which
  * fails with "io", so that the linker keeps everything a device links;
  * the Cortex-M4 build's map gives the client's flash and this program
  * prints its RAM.
@@ -68,6 +69,7 @@ static void logline(void *ctx, int level, const char *line)
 static uint8_t chunk[ota_env_buf_size(OTA_ENV_DEFAULT_LOG2)];
 static char body[OTA_CLIENT_BODY_MIN];
 static ota_client client;
+static ota_pubkey key_store[4];
 static ota_assignment assignment;
 
 int main(void)
@@ -93,6 +95,8 @@ int main(void)
 	cfg.device_key = &dev;
 	cfg.assignment_keys = &server;
 	cfg.n_assignment_keys = 1;
+	cfg.key_store = key_store;
+	cfg.key_store_cap = sizeof key_store / sizeof key_store[0];
 	cfg.chunk_buf = chunk;
 	cfg.chunk_cap = sizeof chunk;
 	cfg.body_buf = body;
@@ -102,9 +106,10 @@ int main(void)
 		return 1;
 	}
 	r = ota_client_poll(&client, &assignment);
-	printf("client: poll without a network: %s; client %u, assignment %u, chunk buffer %u, body buffer %u bytes\n",
+	printf("client: poll without a network: %s; client %u, assignment %u, chunk buffer %u, body buffer %u, key "
+	       "store %u bytes\n",
 	       ota_err_code(r), (unsigned)sizeof client, (unsigned)sizeof assignment, (unsigned)sizeof chunk,
-	       (unsigned)sizeof body);
+	       (unsigned)sizeof body, (unsigned)sizeof key_store);
 	printf("RESULT: %s\n", r == OTA_ERR_IO ? "PASS" : "FAIL");
 	return r == OTA_ERR_IO ? 0 : 1;
 }

@@ -37,23 +37,6 @@ static struct {
 	uint8_t segment[SEGMENT];
 } st;
 
-#ifndef OTA_M4
-/* Tests need no entropy: mbedTLS only blinds with it. */
-int ota_crypto_random(void *buf, size_t n)
-{
-	static uint32_t x = 88172645u;
-	uint8_t *p = buf;
-	size_t i;
-	for (i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-	return OTA_OK;
-}
-#endif
-
 static int sink(void *arg, uint64_t index, const uint8_t *p, size_t n)
 {
 	(void)arg;

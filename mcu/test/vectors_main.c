@@ -8,21 +8,6 @@
 
 static char text[1 << 20];
 
-/* Tests need no entropy: mbedTLS only blinds with it. */
-int ota_crypto_random(void *buf, size_t n)
-{
-	static uint32_t x = 2463534242u;
-	uint8_t *p = buf;
-	size_t i;
-	for (i = 0; i < n; i++) {
-		x ^= x << 13;
-		x ^= x >> 17;
-		x ^= x << 5;
-		p[i] = (uint8_t)x;
-	}
-	return OTA_OK;
-}
-
 int main(int argc, char **argv)
 {
 	const char *dir = argc > 1 ? argv[1] : "testdata/conformance";

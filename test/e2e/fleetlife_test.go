@@ -315,11 +315,10 @@ func publish(ctx context.Context, t *testing.T, rels ...lifeRelease) {
 // resumes it once its fleet has size devices.
 func lifeRollout(ctx context.Context, t *testing.T, release string, size int64, waves []otav1.Wave, mutate func(*otav1.Rollout)) client.ObjectKey {
 	t.Helper()
-	ro, err := stack.CreateRollout(ctx, lifeNS, release+"-"+lifeRing, release, func(r *otav1.Rollout) {
-		r.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"ring": lifeRing}}
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	key, err := stack.StartRingRollout(wctx, lifeNS, release+"-"+lifeRing, release, lifeRing, size, func(r *otav1.Rollout) {
 		r.Spec.Waves = waves
-		r.Spec.Paused = true
-		r.Spec.MaxOffersPerMinute = nil
 		if mutate != nil {
 			mutate(r)
 		}
@@ -327,13 +326,6 @@ func lifeRollout(ctx context.Context, t *testing.T, release string, size int64, 
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := client.ObjectKeyFromObject(ro)
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if _, err := harness.WaitFleet(wctx, stack.CP.Client, key, size, 0); err != nil {
-		t.Fatalf("%s: fleet never reached %d devices: %v", key.Name, size, err)
-	}
-	patchRollout(t, key, func(r *otav1.Rollout) { r.Spec.Paused = false })
 	return key
 }
 

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
@@ -264,24 +262,11 @@ func TestMCUClient(t *testing.T) {
 // to ring and resumes it once its fleet has n devices.
 func mcuRollout(ctx context.Context, t *testing.T, ns, ring string, n int64, mutate func(*otav1.Rollout)) client.ObjectKey {
 	t.Helper()
-	ro, err := stack.CreateRollout(ctx, ns, "fw-"+mcuVersion+"-"+ring, "fw-"+mcuVersion, func(r *otav1.Rollout) {
-		r.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"ring": ring}}
-		r.Spec.Waves = []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}
-		r.Spec.Paused = true
-		r.Spec.MaxOffersPerMinute = nil
-		if mutate != nil {
-			mutate(r)
-		}
-	})
+	wctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	key, err := stack.StartRingRollout(wctx, ns, "fw-"+mcuVersion+"-"+ring, "fw-"+mcuVersion, ring, n, mutate)
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := client.ObjectKeyFromObject(ro)
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	if _, err := harness.WaitFleet(wctx, stack.CP.Client, key, n, 0); err != nil {
-		t.Fatalf("%s: fleet never reached %d devices: %v", key.Name, n, err)
-	}
-	patchRollout(t, key, func(r *otav1.Rollout) { r.Spec.Paused = false })
 	return key
 }

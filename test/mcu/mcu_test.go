@@ -94,16 +94,33 @@ func vectorCounts(t *testing.T, out string) map[string]int {
 	return got
 }
 
+var clientKeysLine = regexp.MustCompile(`(?m)^client keys: ([1-9]\d*) checks passed$`)
+
+// clientKeyChecks returns how many checks test_client_keys passed, failing
+// when it did not run.
+func clientKeyChecks(t *testing.T, out string) int {
+	t.Helper()
+	m := clientKeysLine.FindStringSubmatch(out)
+	if m == nil {
+		t.Error("the client's key-following test did not run")
+		return 0
+	}
+	n, _ := strconv.Atoi(m[1])
+	return n
+}
+
 // TestMCU builds and runs everything of mcu/ in order: the host and
 // Cortex-M4 builds share generated inputs, so they do not run in parallel.
 func TestMCU(t *testing.T) {
 	var host map[string]int
+	var hostKeys int
 	t.Run("host", func(t *testing.T) {
 		out := run(t, 20*time.Minute, "make", "-C", "mcu", "test")
 		host = vectorCounts(t, out)
 		checkEd25519(t, out)
+		hostKeys = clientKeyChecks(t, out)
 		// The fuzz targets ran their seed corpora under the sanitizers.
-		for _, target := range []string{"fuzz_json", "fuzz_header", "fuzz_chunk", "fuzz_answer"} {
+		for _, target := range []string{"fuzz_json", "fuzz_header", "fuzz_chunk", "fuzz_answer", "fuzz_keyset"} {
 			if !regexp.MustCompile(`(?m)^` + target + `: [1-9]\d* seeds ok$`).MatchString(out) {
 				t.Errorf("fuzz target %s did not run its seeds", target)
 			}
@@ -119,6 +136,9 @@ func TestMCU(t *testing.T) {
 			}
 		}
 		checkEd25519(t, out)
+		if n := clientKeyChecks(t, out); n != hostKeys {
+			t.Errorf("key following: %d checks on the Cortex-M4, %d on the host", n, hostKeys)
+		}
 		path = parseUpdatePath(t, out)
 		if !strings.Contains(out, "client: poll without a network: io;") {
 			t.Error("the whole client did not run on the Cortex-M4")

@@ -97,6 +97,13 @@ int ota_answer_parse(const char *body, size_t len, ota_update_answer *a, uint8_t
 int ota_assignment_verify(const ota_trust *trust, const char *key_id_hex, const uint8_t *payload, size_t payload_len,
                           const uint8_t *sig, size_t sig_len, const ota_device_state *dev, ota_assignment *out);
 
+/* ota_signature_verify checks sig over domain_sep ‖ msg with key: Ed25519
+ * (64 bytes), or ECDSA P-256 (ASN.1 DER) over the SHA-256. Assignments
+ * and key sets are signed so, each with its own domain separation string.
+ * OTA_OK or OTA_ERR_BAD_SIGNATURE. */
+int ota_signature_verify(const ota_pubkey *key, const char *domain_sep, const uint8_t *msg, size_t len,
+                         const uint8_t *sig, size_t sig_len);
+
 /* ota_answer_check runs every check of an install, rollback or commit
  * answer in the documented order and fills out. For an accepted commit,
  * *new_floor is max(floor, securityVersion); otherwise the floor. */

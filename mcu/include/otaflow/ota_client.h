@@ -3,7 +3,7 @@
  * checks, the resumable verified download, status reports, confirmation
  * after reboot and the security floor.
  *
- * RAM: sizeof(ota_client) is 648 bytes on Cortex-M4 (712 on x86-64), 520
+ * RAM: sizeof(ota_client) is 688 bytes on Cortex-M4 (776 on x86-64), 520
  * of them the bearer token; plus two caller buffers. The chunk buffer,
  * ota_env_buf_size(14) = 16400 bytes, is the only big one: it holds the
  * chunk being verified, and between chunks it is scratch (a check's parsed
@@ -30,14 +30,29 @@
  * are worth retrying with backoff, at least ota_client.retry_after
  * seconds) keeps what it achieved, and the next call goes on from there.
  *
- * Assignment keys are the provisioned ones: the client does not follow
- * the server's signed key set (GET /v1/keys); an assignment signed by
- * another key is refused as untrusted-signing-key.
+ * Assignment keys (docs/protocol.md "Assignment keys and their rotation"):
+ * with a key_store, the client follows the server's signed key set (GET
+ * /v1/keys) as the Linux agent does: at the first check after start and
+ * then every key_check_interval, when an enrollment answer names a key it
+ * does not trust, and at once when an assignment does (the check is then
+ * asked again). It trusts exactly the keys of the last set it accepted
+ * and keeps them with the set's serial in the record "keys" (at most 1,602
+ * bytes), written before anything is verified with them; provisioned keys
+ * other than those the record was made from replace the stored ones (the
+ * serial stays). The key set's body must fit the body buffer less 1 KiB:
+ * 3 keys take up to 1.6 KB (the minimum buffer holds 5), 16 keys up to
+ * 8.5 KB. Following it takes about 3.4 KiB
+ * of stack more than a check (mostly the parse of the set), and 1.1 KiB
+ * more when an assignment made it follow (the check is asked again from
+ * within), plus the crypto backend's. Without a key_store the provisioned keys
+ * stay, and an assignment signed by another key is refused as
+ * untrusted-signing-key.
  */
 #ifndef OTAFLOW_OTA_CLIENT_H
 #define OTAFLOW_OTA_CLIENT_H
 
 #include "ota_assignment.h"
+#include "ota_keyset.h"
 #include "ota_platform.h"
 
 #ifdef __cplusplus
@@ -46,6 +61,9 @@ extern "C" {
 
 #define OTA_CLIENT_BODY_MIN 4096
 #define OTA_CLIENT_SKEW_DEFAULT 300
+#define OTA_CLIENT_KEY_CHECK_DEFAULT 3600
+#define OTA_CLIENT_KEY_CHECK_NEVER UINT32_MAX
+#define OTA_CLIENT_KEY_CHECK_CHECKS 64
 
 /* Status report states (POST /v1/status). */
 enum {
@@ -72,8 +90,18 @@ typedef struct {
 	const char *boot_id;         /* changes at every boot; NULL: not sent */
 	const char *bootstrap_token; /* for enrollment */
 	const ota_device_key *device_key;
-	const ota_pubkey *assignment_keys; /* trusted assignment keys */
+	const ota_pubkey *assignment_keys; /* provisioned assignment keys */
 	size_t n_assignment_keys;
+	/* Room for the keys of a followed key set (up to OTA_KEYSET_MAX_KEYS,
+	 * 99 bytes each); NULL: follow nothing. A set with more keys than
+	 * key_store_cap is refused. */
+	ota_pubkey *key_store;
+	size_t key_store_cap;
+	/* Seconds between key set checks; 0: OTA_CLIENT_KEY_CHECK_DEFAULT;
+	 * OTA_CLIENT_KEY_CHECK_NEVER: only when a key is named that the device
+	 * does not trust. Without a clock, every OTA_CLIENT_KEY_CHECK_CHECKS
+	 * update checks. */
+	uint32_t key_check_interval;
 	const ota_pubkey *vendor_key; /* NULL: none */
 	/* 1: refuse images without a verified vendor signature (needs
 	 * vendor_key). 0: an unsigned image is installed after its digest
@@ -94,6 +122,15 @@ typedef struct {
 	char auth[7 + OTA_TOKEN_MAX + 1];
 	uint64_t floor;         /* committed security floor */
 	uint64_t pending_floor; /* running release's securityVersion until committed */
+	/* The trusted assignment keys: the provisioned ones, or key_store's
+	 * after a key set was followed (key_serial its serial, 0 before). */
+	const ota_pubkey *keys;
+	size_t n_keys;
+	uint64_t key_serial;
+	int64_t keys_checked_at;  /* clock at the last key set check */
+	uint32_t checks_at_keys;  /* update checks answered by then */
+	uint8_t keys_due;         /* check the key set before the next check */
+	uint8_t keys_checked;     /* a key set check happened since start */
 	/* What the last calls saw, for the caller's loop. */
 	int http_status;       /* of the last answer; 0 when none */
 	uint32_t retry_after;  /* its Retry-After in seconds, 0 when none */
@@ -120,7 +157,11 @@ int ota_client_enroll(ota_client *c);
  * (the download of that rollout was discarded) or OTA_ACTION_COMMIT (the
  * floor was raised and stored). An install or rollback refused by a check
  * is reported failed and returned as its error (OTA_ERR_BAD_SIGNATURE, …);
- * a refused commit is only returned. */
+ * a refused commit is only returned. With a key_store it first follows the
+ * key set when a check of it is due, and an answer signed by a key the
+ * device does not trust makes it follow the set and ask again once; when
+ * the server cannot be asked for the set, the error is returned and
+ * nothing is refused. */
 int ota_client_check(ota_client *c, ota_assignment *a, int *action);
 
 /* ota_client_update: the whole update of a verified assignment. Reports
@@ -146,6 +187,16 @@ int ota_client_confirm(ota_client *c);
  * when the server answered that its update was canceled (the download is
  * discarded). */
 int ota_client_flush(ota_client *c);
+
+/* ota_client_sync_keys fetches the server's key set (GET /v1/keys) and
+ * follows it when it is newer and signed by a trusted key: the keys and
+ * serial are stored, then trusted. OTA_OK also when nothing changed.
+ * Refusals (logged as keyset-refused): OTA_ERR_UNTRUSTED_KEY,
+ * OTA_ERR_BAD_SIGNATURE, OTA_ERR_MALFORMED, OTA_ERR_STALE, OTA_ERR_BUFFER
+ * (more keys than key_store_cap, or a body over the body buffer).
+ * OTA_ERR_HTTP with http_status 404: the server publishes no key set.
+ * OTA_ERR_ARG without a key_store. ota_client_check calls it when due. */
+int ota_client_sync_keys(ota_client *c);
 
 /* ota_client_poll is one round of a device's loop: confirm an installed
  * update after a reboot, flush the pending report, enroll when needed,

@@ -36,7 +36,7 @@ typedef struct {
 	const char *connect_to[OTA_POSIX_MAX_CONNECT_TO];
 	size_t n_connect_to;
 	int require_vendor, verbose;
-	long poll_ms, max_runtime_s;
+	long poll_ms, max_runtime_s, key_check_s;
 	uint64_t floor;
 } options;
 
@@ -47,12 +47,14 @@ static ota_client client;
 static ota_client_config cfg;
 static ota_device_key device_key;
 static ota_pubkey trusted[MAX_KEYS];
+static ota_pubkey key_store[OTA_KEYSET_MAX_KEYS];
 static ota_pubkey vendor;
 static const char *label_keys[MAX_LABELS], *label_values[MAX_LABELS];
 static char label_text[MAX_LABELS][320];
 static ota_assignment assignment;
 static uint8_t chunk_buf[ota_env_buf_size(OTA_ENV_DEFAULT_LOG2)];
-static char body_buf[OTA_CLIENT_BODY_MIN];
+/* Room for a key set of 16 keys (about 8.5 KB) and a URL. */
+static char body_buf[12288];
 static char version[OTA_VERSION_MAX + 1];
 static char token[1024];
 static char boot_id[17];
@@ -71,6 +73,8 @@ static void usage(void)
 	        "  --vendor-key PEM            the vendor's public key\n"
 	        "  --require-vendor-signature  refuse images without a verified vendor signature\n"
 	        "  --poll-interval MS          between update checks (default 5000)\n"
+	        "  --key-check-interval S      between checks of the server's key set (default 3600; 0:\n"
+	        "                              only when a key is named that the device does not trust)\n"
 	        "  --exit-after-state S        exit 0 once: failed (reported), succeeded (reported and\n"
 	        "                              checked in on the new version), committed (floor raised)\n"
 	        "  --max-runtime SECONDS       exit 3 after this long (across reboots)\n"
@@ -98,6 +102,7 @@ static int parse_args(int argc, char **argv, options *o)
 	o->device_type = "sensor-v1";
 	o->kem = "x25519";
 	o->poll_ms = 5000;
+	o->key_check_s = OTA_CLIENT_KEY_CHECK_DEFAULT;
 	for (i = 1; i < argc; i++) {
 		char *a = argv[i], *v = NULL, *eq;
 		char name[64];
@@ -153,7 +158,12 @@ static int parse_args(int argc, char **argv, options *o)
 			o->ca_file = v;
 		else if (strcmp(name, "--poll-interval") == 0)
 			o->poll_ms = strtol(v, NULL, 10);
-		else if (strcmp(name, "--max-runtime") == 0)
+		else if (strcmp(name, "--key-check-interval") == 0) {
+			char *end;
+			o->key_check_s = strtol(v, &end, 10);
+			if (*end || end == v || o->key_check_s < 0 || o->key_check_s > 86400L * 365)
+				return -1;
+		} else if (strcmp(name, "--max-runtime") == 0)
 			o->max_runtime_s = strtol(v, NULL, 10);
 		else if (strcmp(name, "--security-floor") == 0)
 			o->floor = strtoull(v, NULL, 10);
@@ -351,6 +361,9 @@ int main(int argc, char **argv)
 	cfg.device_key = &device_key;
 	cfg.assignment_keys = trusted;
 	cfg.n_assignment_keys = o.n_keys;
+	cfg.key_store = key_store;
+	cfg.key_store_cap = OTA_KEYSET_MAX_KEYS;
+	cfg.key_check_interval = o.key_check_s ? (uint32_t)o.key_check_s : OTA_CLIENT_KEY_CHECK_NEVER;
 	cfg.vendor_key = o.vendor_key ? &vendor : NULL;
 	cfg.require_vendor_signature = o.require_vendor;
 	cfg.security_floor = o.floor;
@@ -361,9 +374,9 @@ int main(int argc, char **argv)
 	if (ota_client_init(&client, &plat, &cfg) != OTA_OK)
 		die("client configuration refused", NULL);
 	start_floor = client.floor;
-	snprintf(line, sizeof line, "event=start client_bytes=%lu chunk_buf=%lu body_buf=%lu floor=%llu",
+	snprintf(line, sizeof line, "event=start client_bytes=%lu chunk_buf=%lu body_buf=%lu floor=%llu key_serial=%llu",
 	         (unsigned long)sizeof client, (unsigned long)sizeof chunk_buf, (unsigned long)sizeof body_buf,
-	         (unsigned long long)client.floor);
+	         (unsigned long long)client.floor, (unsigned long long)client.key_serial);
 	logf_event(line);
 
 	for (;;) {

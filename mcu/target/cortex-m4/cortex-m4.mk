@@ -99,20 +99,17 @@ endef
 
 M4_ELFS :=
 $(eval $(call m4_elf,selftest,$(M4_DIR)/selftest.c))
-# The lead's test programs, once they exist.
-ifneq ($(wildcard $(MCU)/test/vectors_main.c),)
-$(eval $(call m4_elf,vectors,$(MCU)/test/vectors.c $(MCU)/test/vectors_main.c,$(M4_LIB)))
-endif
-ifneq ($(wildcard $(MCU)/test/update_path.c),)
-# Its inputs, a header hack/mcu-update-path writes; a rule from mcu/test
-# (included before this file) takes precedence.
-ifndef UPDATE_PATH_DATA
+# The test programs of mcu/test: the conformance runner, and the update
+# path on real inputs that hack/mcu-update-path writes as a header.
+$(eval $(call m4_elf,vectors,$(MCU)/test/vectors.c $(MCU)/test/vectors_main.c $(MCU)/test/test_rng.c,$(M4_LIB)))
 UPDATE_PATH_DATA := $(BUILD)/update_path/update_path_data.h
 $(UPDATE_PATH_DATA): $(wildcard $(ROOT)/hack/mcu-update-path/*.go)
 	cd $(ROOT) && go run ./hack/mcu-update-path -out $@
-endif
 $(eval $(call m4_elf,update_path,$(MCU)/test/update_path.c,$(M4_LIB),-I$(dir $(UPDATE_PATH_DATA)),$(UPDATE_PATH_DATA)))
-endif
+
+# Following the key set, on the device's build of the client
+# (CLIENT_KEYS_DATA: test/client_keys.mk).
+$(eval $(call m4_elf,test_client_keys,$(MCU)/test/test_client_keys.c $(MCU)/test/test_rng.c,$(M4_LIB),-I$(dir $(CLIENT_KEYS_DATA)),$(CLIENT_KEYS_DATA)))
 
 # The whole client, for its flash (docs/mcu.md).
 $(eval $(call m4_elf,client_size,$(MCU)/test/client_size.c,$(M4_LIB)))
@@ -130,16 +127,13 @@ qemu-selftest: $(M4)/selftest.elf
 	$(M4_RUN) $< $< $$(sha256sum $< | cut -d' ' -f1)
 
 qemu: cross qemu-selftest
-ifneq ($(filter $(M4)/vectors.elf,$(M4_ELFS)),)
 	$(M4_RUN) $(M4)/vectors.elf $(VECTORS)
-endif
-ifneq ($(filter $(M4)/update_path.elf,$(M4_ELFS)),)
 	$(M4_RUN) $(M4)/update_path.elf
-endif
 	$(M4_RUN) $(M4)/test_ed25519.elf $(MCU)/test/ed25519_cases.txt
+	$(M4_RUN) $(M4)/test_client_keys.elf
 	$(M4_RUN) $(M4)/client_size.elf
 
-# The update path's footprint when it exists, the self-test's otherwise.
-M4_FOOTPRINT ?= $(if $(filter $(M4)/update_path.elf,$(M4_ELFS)),update_path,selftest)
+# The update path's footprint (M4_FOOTPRINT=client_size: the whole client's).
+M4_FOOTPRINT ?= update_path
 footprint: $(M4)/$(M4_FOOTPRINT).elf
 	cd $(ROOT) && go run ./hack/mcu-footprint $(M4)/$(M4_FOOTPRINT).map
