@@ -124,7 +124,7 @@ int ota_cl_keys_load(ota_client *c)
 	switch (len > KEYS_RECORD_MAX ? KEYS_BAD : keys_decode(c, buf, len, prov, &serial, &n)) {
 	case KEYS_BAD:
 		/* The serial is lost with it: an older key set could be followed
-		 * again, but only one its keys signed. */
+		 * again, if a provisioned key signed it. */
 		ota_cl_log_event(c, OTA_LOG_WARN, "keys-record-unreadable", NULL, NULL);
 		return OTA_OK;
 	case KEYS_TOO_MANY:
