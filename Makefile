@@ -38,8 +38,7 @@ generate: ## Generate deepcopy methods, the device API's OpenAPI definitions and
 	go tool openapi-gen --output-dir otaserver/deviceapi/openapi --output-pkg github.com/otaflow/otaflow/otaserver/deviceapi/openapi \
 		--output-file zz_generated.openapi.go --go-header-file hack/boilerplate.go.txt --report-filename hack/api-rule-violations.list \
 		github.com/otaflow/otaflow/api/devices/v1alpha1 k8s.io/apimachinery/pkg/apis/meta/v1 k8s.io/apimachinery/pkg/runtime k8s.io/apimachinery/pkg/version
-	go run ./hack/mcu-ed25519-table -o mcu/src/ed25519_tables.h
-	go run ./hack/mcu-ed25519-cases -o mcu/test/ed25519_cases.txt
+	$(MAKE) -C mcu ed25519-gen
 
 .PHONY: verify-generated
 verify-generated: ## Fail when committed generated files are stale.
@@ -102,7 +101,7 @@ bench-go: ## Run the packages' Go benchmarks only (not part of make bench).
 .PHONY: fuzz
 fuzz: mcu-tools ## Run every fuzz target (Go, and the C library's under libFuzzer) for FUZZ_TIME each.
 	hack/fuzz.sh $(or $(FUZZ_TIME),30s)
-	$(MAKE) -C mcu fuzz FUZZ_TIME=$(patsubst %s,%,$(or $(FUZZ_TIME),30s))
+	$(MAKE) -C mcu fuzz FUZZ_TIME=$(or $(FUZZ_TIME),30s)
 
 ##@ Build
 

@@ -20,6 +20,10 @@
 #   deb_write_wrapper WRAPPER BODY
 #                          write the shell script WRAPPER through a rename
 #                          and fail unless `WRAPPER --version` runs
+#   deb_installed PKG      whether PKG is installed (needs no deb_init)
+#   deb_root_cmd           print the prefix that runs a command as root:
+#                          nothing as root, "sudo -n" with password-less
+#                          sudo; fail otherwise (needs no deb_init)
 
 deb_init() { # $1: tag, $2: output directory
   deb_tag=$1
@@ -53,15 +57,11 @@ deb_download() { # $1: package; downloads into $deb_tmp/debs
   # Missing package lists are the usual cause: refresh them once.
   if [ -z "$deb_refreshed" ]; then
     deb_refreshed=1
-    local sudo=
-    if [ "$(id -u)" -ne 0 ]; then
-      if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-        sudo="sudo -n"
-      else
-        echo "$deb_tag: apt-get download $1 failed and apt-get update needs root (no password-less sudo):" >&2
-        cat "$deb_tmp/apt.err" >&2
-        return 1
-      fi
+    local sudo
+    if ! sudo=$(deb_root_cmd); then
+      echo "$deb_tag: apt-get download $1 failed and apt-get update needs root (no password-less sudo):" >&2
+      cat "$deb_tmp/apt.err" >&2
+      return 1
     fi
     echo "$deb_tag: refreshing the package lists (${sudo:-as root} apt-get update)" >&2
     $sudo apt-get update -qq >&2
@@ -74,6 +74,13 @@ deb_download() { # $1: package; downloads into $deb_tmp/debs
 
 deb_installed() { # $1: package
   [ "$(dpkg-query -W -f='${Status}' "$1" 2>/dev/null)" = "install ok installed" ]
+}
+
+deb_root_cmd() {
+  if [ "$(id -u)" -eq 0 ]; then
+    return 0
+  fi
+  command -v sudo >/dev/null && sudo -n true 2>/dev/null && echo "sudo -n"
 }
 
 deb_file() { # $1: package; the downloaded .deb

@@ -25,9 +25,7 @@ import (
 	"crypto/elliptic"
 	"crypto/rand"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
 	"strings"
 
 	"github.com/otaflow/otaflow/internal/cheader"
@@ -35,22 +33,7 @@ import (
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
 )
 
-func main() {
-	out := flag.String("out", "", "the header to write")
-	flag.Parse()
-	if *out == "" {
-		fmt.Fprintln(os.Stderr, "mcu-client-keys: -out is required")
-		os.Exit(2)
-	}
-	h, err := generate()
-	if err == nil {
-		err = cheader.WriteFile(*out, h)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mcu-client-keys:", err)
-		os.Exit(1)
-	}
-}
+func main() { cheader.Main("mcu-client-keys", generate) }
 
 func newEd25519() (*assignment.Signer, ed25519.PublicKey, error) {
 	pub, priv, err := ed25519.GenerateKey(rand.Reader)

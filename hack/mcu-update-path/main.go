@@ -20,9 +20,7 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
-	"flag"
 	"fmt"
-	"os"
 	"strings"
 	"time"
 
@@ -41,22 +39,7 @@ const (
 	nonce     = "8f1c0b5e2a9d4c7f3b6e1a0d5c9e2f4a"
 )
 
-func main() {
-	out := flag.String("out", "", "the header to write")
-	flag.Parse()
-	if *out == "" {
-		fmt.Fprintln(os.Stderr, "mcu-update-path: -out is required")
-		os.Exit(2)
-	}
-	h, err := generate()
-	if err == nil {
-		err = cheader.WriteFile(*out, h)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "mcu-update-path:", err)
-		os.Exit(1)
-	}
-}
+func main() { cheader.Main("mcu-update-path", generate) }
 
 func generate() ([]byte, error) {
 	plain := make([]byte, plainSize)

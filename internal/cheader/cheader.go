@@ -3,6 +3,7 @@
 package cheader
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -59,4 +60,23 @@ func WriteFile(path string, data []byte) error {
 		return err
 	}
 	return os.Rename(tmp, path)
+}
+
+// Main is a generator command's main: it writes what generate makes to
+// the file named by -out, and exits non-zero, naming the command, on error.
+func Main(name string, generate func() ([]byte, error)) {
+	out := flag.String("out", "", "the header to write")
+	flag.Parse()
+	if *out == "" {
+		fmt.Fprintf(os.Stderr, "%s: -out is required\n", name)
+		os.Exit(2)
+	}
+	h, err := generate()
+	if err == nil {
+		err = WriteFile(*out, h)
+	}
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "%s: %v\n", name, err)
+		os.Exit(1)
+	}
 }

@@ -64,6 +64,23 @@ func newCA(name string) (*certAuthority, error) {
 	return &certAuthority{cert: cert, key: key, CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}, nil
 }
 
+// WriteCA writes the certificate (PEM) of a fresh self-signed CA named
+// commonName to path: a CA to trust, or, with the name of one of the
+// stack's, an impostor of it whose certificates a client must refuse.
+func WriteCA(path, commonName string) error {
+	_, err := writeCA(path, commonName)
+	return err
+}
+
+// writeCA is newCA, its certificate written to path.
+func writeCA(path, name string) (*certAuthority, error) {
+	ca, err := newCA(name)
+	if err != nil {
+		return nil, err
+	}
+	return ca, os.WriteFile(path, ca.CertPEM, 0o644)
+}
+
 // issue writes a certificate for cn (a client certificate, or with
 // dnsNames a server one) and its key under dir.
 func (ca *certAuthority) issue(dir, file, cn string, dnsNames []string, usage x509.ExtKeyUsage) (tlsPair, error) {

@@ -25,14 +25,12 @@ func (s *Stack) writeDeviceTLS() error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
-	ca, err := newCA(DeviceCAName)
+	s.DeviceCAFile = filepath.Join(dir, "ca.crt")
+	ca, err := writeCA(s.DeviceCAFile, DeviceCAName)
 	if err != nil {
 		return err
 	}
-	s.DeviceCAPEM, s.DeviceCAFile = ca.CertPEM, filepath.Join(dir, "ca.crt")
-	if err := os.WriteFile(s.DeviceCAFile, ca.CertPEM, 0o644); err != nil {
-		return err
-	}
+	s.DeviceCAPEM = ca.CertPEM
 	p, err := ca.issue(dir, "serving", DeviceTLSHost, []string{DeviceTLSHost}, x509.ExtKeyUsageServerAuth)
 	if err != nil {
 		return err

@@ -76,6 +76,9 @@ type Fleet struct {
 // StartFleet runs fleetsim against the OTA server, its devices spread over
 // the replicas when there are several.
 func (s *Stack) StartFleet(o FleetOptions) (*Fleet, error) {
+	if s.Opts.DeviceTLS {
+		return nil, errors.New("StartFleet: fleetsim is given no CA, so it cannot run with StackOptions.DeviceTLS")
+	}
 	if o.DeviceType == "" {
 		o.DeviceType = "sensor-v1"
 	}

@@ -5,15 +5,20 @@ import (
 	"context"
 	"crypto/ed25519"
 	"crypto/rand"
+	"database/sql"
 	"encoding/base64"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
+	"github.com/go-logr/logr"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	_ "modernc.org/sqlite" // OpenStoreReadOnly
+	ctrllog "sigs.k8s.io/controller-runtime/pkg/log"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
 	"github.com/otaflow/otaflow/protocol/v1/assignment"
@@ -82,7 +87,7 @@ type StackOptions struct {
 	// --tls-key-file instead of --insecure-http, and their URLs (and
 	// --public-url) are https://localhost:<port>, still bound to
 	// 127.0.0.1. Clients trust the CA: DeviceTransport for Go, --ca-file
-	// for the C client. StartFleet is not supported with it (fleetsim is
+	// for the C client. StartFleet refuses to run with it (fleetsim is
 	// given no CA and would refuse the certificate).
 	DeviceTLS bool
 }
@@ -136,10 +141,9 @@ type Stack struct {
 	// VendorKeyFile the vendor's.
 	AssignmentKeyFile, VendorKeyFile string
 	// AssignmentKeyPEM is the initial assignment signing key (PKCS#8 PEM,
-	// Ed25519) and AssignmentKeyID its key ID, for a test that rotates it
-	// (StackOptions.SigningKeySecret, SetSigningKeys).
+	// Ed25519), for a test that rotates it (StackOptions.SigningKeySecret,
+	// SetSigningKeys).
 	AssignmentKeyPEM []byte
-	AssignmentKeyID  string
 	// With StackOptions.DeviceTLS: DeviceCAFile holds the CA (PEM,
 	// DeviceCAPEM) that issued the device API's serving certificate
 	// DeviceCertFile (key DeviceKeyFile), for localhost.
@@ -147,6 +151,14 @@ type Stack struct {
 	DeviceCAPEM                   []byte
 	DeviceCertFile, DeviceKeyFile string
 }
+
+// quietControllerRuntime gives controller-runtime's logger, which envtest
+// and the control plane's client log through, somewhere to go before the
+// first control plane starts: unset, it prints a warning with a stack trace
+// when first used 30s or more after the program started. The stack's
+// processes log to their own files; a program that wants controller-runtime's
+// logs sets its logger before StartStack (the first one set stays).
+var quietControllerRuntime sync.Once
 
 // StartStack starts everything and waits until both processes are ready.
 func StartStack(ctx context.Context, o StackOptions) (s *Stack, err error) {
@@ -166,6 +178,7 @@ func StartStack(ctx context.Context, o StackOptions) (s *Stack, err error) {
 			started.Stop()
 		}
 	}()
+	quietControllerRuntime.Do(func() { ctrllog.SetLogger(logr.Discard()) })
 	if s.CP, err = StartControlPlane(o.Dir); err != nil {
 		return nil, err
 	}
@@ -221,11 +234,7 @@ func (s *Stack) writeAssignmentKeys() (string, error) {
 	if err != nil {
 		return "", err
 	}
-	signer, err := assignment.NewSigner(priv)
-	if err != nil {
-		return "", err
-	}
-	s.AssignmentKeyPEM, s.AssignmentKeyID = privPEM, signer.KeyID()
+	s.AssignmentKeyPEM = privPEM
 	pubPEM, err := assignment.MarshalPublicKeyPEM(priv.Public())
 	if err != nil {
 		return "", err
@@ -333,6 +342,16 @@ func (s *Stack) WaitManager(ctx context.Context) error {
 
 // StorePath is the OTA server's SQLite device store.
 func (s *Stack) StorePath() string { return filepath.Join(s.dataDir(), "otaserver", "devices.db") }
+
+// OpenStoreReadOnly opens the OTA server's SQLite store (StorePath) read
+// only, waiting up to 10s for the server's write locks, for a test to look
+// at what the server recorded. It needs the default store (no StoreDSN).
+func (s *Stack) OpenStoreReadOnly() (*sql.DB, error) {
+	if s.Opts.StoreDSN != "" {
+		return nil, fmt.Errorf("OpenStoreReadOnly: the OTA servers use --store-dsn, not SQLite in the data directory")
+	}
+	return sql.Open("sqlite", "file:"+s.StorePath()+"?mode=ro&_pragma=busy_timeout(10000)")
+}
 
 // MetricsURL is the OTA server's Prometheus endpoint.
 func (s *Stack) MetricsURL() string { return strings.TrimSuffix(s.ServerReady, "/readyz") + "/metrics" }

@@ -2,7 +2,7 @@
 #
 #   make -C mcu fuzz-seeds   build every target and run it once over each
 #                            seed of fuzz/corpus/<target> (part of `test`)
-#   make -C mcu fuzz         fuzz each target for FUZZ_TIME seconds; new
+#   make -C mcu fuzz         fuzz each target for FUZZ_TIME (seconds, or 2m); new
 #                            inputs go to build/fuzz/new/<target>, a crash
 #                            to build/fuzz/crash-<target>-*
 #
@@ -36,8 +36,8 @@ $(FUZZ_LIB): $(FUZZ_LIB_OBJS)
 $(FUZZ_OUT)/fuzz_json: $(MCU)/fuzz/fuzz_json.c $(MCU)/fuzz/fuzz.h $(FUZZ_OUT)/obj/src/json.o
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $(filter-out %.h,$^) -o $@
 
-$(FUZZ_OUT)/fuzz_%: $(MCU)/fuzz/fuzz_%.c $(MCU)/fuzz/fuzz_rng.c $(MCU)/fuzz/fuzz_keys.c $(MCU)/fuzz/fuzz.h $(FUZZ_LIB)
-	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $(MCU)/fuzz/fuzz_$*.c $(MCU)/fuzz/fuzz_rng.c $(MCU)/fuzz/fuzz_keys.c \
+$(FUZZ_OUT)/fuzz_%: $(MCU)/fuzz/fuzz_%.c $(MCU)/test/test_rng.c $(MCU)/fuzz/fuzz_keys.c $(MCU)/fuzz/fuzz.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer $(INCLUDES) $(MCU)/fuzz/fuzz_$*.c $(MCU)/test/test_rng.c $(MCU)/fuzz/fuzz_keys.c \
 		$(FUZZ_LIB) -lmbedcrypto -o $@
 
 fuzz-build: $(FUZZ_BINS)

@@ -2,7 +2,7 @@
 # Runs the libFuzzer targets built by fuzz.mk.
 #
 #   run.sh seeds OUT CORPUS TARGET...          every seed once (-runs=0)
-#   run.sh fuzz  OUT CORPUS SECONDS TARGET...  fuzz each target SECONDS s
+#   run.sh fuzz  OUT CORPUS SECONDS TARGET...  fuzz each target SECONDS s (or 2m, 1h)
 #
 # OUT holds the binaries (OUT/fuzz_<target>); CORPUS/<target> the committed
 # seeds, which are only read. Fuzzing writes new inputs to OUT/new/<target>
@@ -21,9 +21,15 @@ case $mode in
   seeds) ;;
   fuzz)
     [ $# -ge 1 ] || usage
-    secs=$1
+    time=$1 secs=$1
     shift
-    [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: SECONDS must be a positive integer, not '$secs'" >&2; exit 2; }
+    # Seconds, or a duration as make fuzz takes it for Go's fuzzers: 90s, 2m, 1h.
+    case $secs in
+      *h) [[ ${secs%h} =~ ^[1-9][0-9]*$ ]] && secs=$((${secs%h} * 3600)) ;;
+      *m) [[ ${secs%m} =~ ^[1-9][0-9]*$ ]] && secs=$((${secs%m} * 60)) ;;
+      *s) secs=${secs%s} ;;
+    esac
+    [[ $secs =~ ^[1-9][0-9]*$ ]] || { echo "run.sh: SECONDS must be a positive integer (or 90s, 2m, 1h), not '$time'" >&2; exit 2; }
     ;;
   *) usage ;;
 esac

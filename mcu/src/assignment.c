@@ -299,11 +299,9 @@ static int parse_payload(const uint8_t *payload, size_t len, ota_assignment *a)
 	/* Validate (assignment.Validate). */
 	bad |= a->device_id[0] == 0 || !is_namespaced(a->rollout) || !is_namespaced(a->release) || a->version[0] == 0;
 	bad |= a->security_version > 0xffffffffu;
-	if (ota_json_str(js, &t[v[F_PLAINSHA]], buf, sizeof buf, &k) || k != 64 || !is_hex(buf, 64, 1) ||
-	    ota_hex_decode(buf, 64, a->plain_sha256, 32, NULL))
+	if (ota_json_str(js, &t[v[F_PLAINSHA]], buf, sizeof buf, &k) || ota_hex32_decode(buf, k, a->plain_sha256))
 		bad = 1;
-	if (ota_json_str(js, &t[v[F_ENCSHA]], buf, sizeof buf, &k) || k != 64 || !is_hex(buf, 64, 1) ||
-	    ota_hex_decode(buf, 64, a->enc_sha256, 32, NULL))
+	if (ota_json_str(js, &t[v[F_ENCSHA]], buf, sizeof buf, &k) || ota_hex32_decode(buf, k, a->enc_sha256))
 		bad = 1;
 	bad |= a->enc_size < 74 || a->enc_size <= a->plain_size;
 	bad_suite = ota_json_str(js, &t[v[F_SUITE]], buf, sizeof buf, &k) != OTA_OK || strcmp(buf, suite_v1) != 0;
@@ -366,6 +364,15 @@ int ota_signature_verify(const ota_pubkey *key, const char *domain_sep, const ui
 	return OTA_ERR_BAD_SIGNATURE;
 }
 
+const ota_pubkey *ota_trust_find(const ota_trust *trust, const uint8_t id[32])
+{
+	size_t i;
+	for (i = 0; i < trust->n; i++)
+		if (memcmp(trust->keys[i].key_id, id, 32) == 0)
+			return &trust->keys[i];
+	return NULL;
+}
+
 /* (a, an) < (b, bn) */
 static int before(int64_t a, int32_t an, int64_t b, int32_t bn) { return a < b || (a == b && an < bn); }
 
@@ -374,17 +381,14 @@ int ota_assignment_verify(const ota_trust *trust, const char *key_id_hex, const 
 {
 	const ota_pubkey *key = NULL;
 	uint8_t id[32];
-	size_t i;
 	int r;
 	if (!trust || !key_id_hex || !payload || !dev || !dev->device_id || !out)
 		return OTA_ERR_ARG;
 	if (payload_len > OTA_MAX_PAYLOAD)
 		return OTA_ERR_MALFORMED;
 	/* The key ID only narrows the choice; the signature decides. */
-	if (strlen(key_id_hex) == 64 && is_hex(key_id_hex, 64, 1) && ota_hex_decode(key_id_hex, 64, id, 32, NULL) == OTA_OK)
-		for (i = 0; i < trust->n; i++)
-			if (memcmp(trust->keys[i].key_id, id, 32) == 0)
-				key = &trust->keys[i];
+	if (ota_hex32_decode(key_id_hex, strlen(key_id_hex), id) == OTA_OK)
+		key = ota_trust_find(trust, id);
 	if (!key)
 		return OTA_ERR_UNTRUSTED_KEY;
 	if ((r = ota_signature_verify(key, domain, payload, payload_len, sig, sig_len)) != OTA_OK)

@@ -319,8 +319,11 @@ static int save_floors(ota_client *c, uint64_t floor, uint64_t pending)
 	return OTA_OK;
 }
 
-static void clear_token(ota_client *c)
+/* ota_cl_token_refused forgets the token the server answered 401 to: the
+ * next request enrolls again. */
+void ota_cl_token_refused(ota_client *c, const char *url)
 {
+	ota_cl_log_event(c, OTA_LOG_INFO, "token-refused", "url", url);
 	c->auth[0] = 0;
 	(void)c->plat->store_put(c->plat->ctx, OTA_REC_TOKEN, NULL, 0);
 }
@@ -391,7 +394,7 @@ int ota_cl_call(ota_client *c, const char *method, ota_cl_url_fn mkurl, const ch
 {
 	char *url = OTA_CL_URL(c);
 	int attempt, e;
-	for (attempt = 0; attempt < 2; attempt++) {
+	for (attempt = 0;; attempt++) {
 		ota_http_request req;
 		ota_http_response resp;
 		body_sink s;
@@ -426,15 +429,13 @@ int ota_cl_call(ota_client *c, const char *method, ota_cl_url_fn mkurl, const ch
 		}
 		ota_cl_saw(c, &resp);
 		if (resp.status == 401 && auth && attempt == 0) {
-			ota_cl_log_event(c, OTA_LOG_INFO, "token-refused", "url", url);
-			clear_token(c);
+			ota_cl_token_refused(c, url);
 			continue;
 		}
 		if (s.overflow && resp.status >= 200 && resp.status < 300)
 			return OTA_ERR_BUFFER;
 		return OTA_OK;
 	}
-	return OTA_ERR_AUTHN;
 }
 
 /* error_code copies the "code" of an error answer in body_buf. */
@@ -466,7 +467,7 @@ void ota_cl_log_answer(ota_client *c, int level, const char *event, size_t len)
 
 /* ---- enrollment ---- */
 
-static int enroll_req(ota_client *c, ota_enroll_req *r)
+static void enroll_req(ota_client *c, ota_enroll_req *r)
 {
 	memset(r, 0, sizeof *r);
 	r->device_id = c->cfg.device_id;
@@ -478,7 +479,6 @@ static int enroll_req(ota_client *c, ota_enroll_req *r)
 	r->n_labels = c->cfg.n_labels;
 	r->version = c->cfg.version;
 	r->security_floor = c->floor;
-	return OTA_OK;
 }
 
 static int build_enroll(ota_client *c, void *arg, const uint8_t **body, size_t *len)
@@ -514,7 +514,6 @@ int ota_client_enroll(ota_client *c)
 	e = ota_enroll_answer(c->cfg.device_key, c->cfg.device_id, c->cfg.body_buf, len, c->auth + 7,
 	                      sizeof c->auth - 7, kid);
 	if (e != OTA_OK) {
-		c->auth[0] = 0;
 		ota_cl_line_begin(&l, "enroll-refused");
 		ota_cl_line_str(&l, "code", ota_err_code(e));
 		ota_cl_emit(c, OTA_LOG_ERROR, &l);
@@ -580,15 +579,14 @@ static int build_report(ota_client *c, void *arg, const uint8_t **body, size_t *
 	return OTA_OK;
 }
 
-int ota_client_flush(ota_client *c)
+/* flush_loaded sends the report record whose n bytes body_buf holds. */
+static int flush_loaded(ota_client *c, size_t n)
 {
 	char rollout[OTA_ROLLOUT_MAX + 1], code[48];
-	size_t n = 0, off, len = 0;
+	size_t off, len = 0;
 	uint8_t state;
 	int e;
 	ota_cl_line l;
-	if (c->plat->store_get(c->plat->ctx, OTA_REC_REPORT, (uint8_t *)c->cfg.body_buf, OTA_CL_JSON_CAP(c), &n) != OTA_OK)
-		return OTA_ERR_STORAGE;
 	if (n == 0)
 		return OTA_OK;
 	if (report_head(c, n, &state, rollout, &off) != OTA_OK || state == OTA_STATE_NONE || state > OTA_STATE_ROLLEDBACK) {
@@ -630,6 +628,14 @@ int ota_client_flush(ota_client *c)
 	    (c->http_status == 404 && (strcmp(code, "unknown_rollout") == 0 || strcmp(code, "not_assigned") == 0)))
 		return drop_work_of(c, rollout);
 	return OTA_OK;
+}
+
+int ota_client_flush(ota_client *c)
+{
+	size_t n = 0;
+	if (c->plat->store_get(c->plat->ctx, OTA_REC_REPORT, (uint8_t *)c->cfg.body_buf, OTA_CL_JSON_CAP(c), &n) != OTA_OK)
+		return OTA_ERR_STORAGE;
+	return flush_loaded(c, n);
 }
 
 /* ota_cl_report stores a report (replacing one not yet acknowledged: a
@@ -674,7 +680,7 @@ int ota_cl_report(ota_client *c, const char *rollout, int state, int progress, c
 		return OTA_ERR_BUFFER;
 	if (c->plat->store_put(c->plat->ctx, OTA_REC_REPORT, (const uint8_t *)b, off + w.len) != OTA_OK)
 		return OTA_ERR_STORAGE;
-	return ota_client_flush(c);
+	return flush_loaded(c, off + w.len);
 }
 
 /* ota_cl_refuse reports a refusal: failed, with reason "<code>: <detail>"
@@ -750,18 +756,24 @@ static const char *action_name(int action)
 	}
 }
 
+/* commit_refused: a commit is not an update that can fail, so its refusal
+ * is logged, never reported. It returns e. */
+static int commit_refused(ota_client *c, int e, const char *rollout)
+{
+	ota_cl_line l;
+	ota_cl_line_begin(&l, "commit-refused");
+	ota_cl_line_str(&l, "code", ota_err_code(e));
+	ota_cl_line_str(&l, "rollout", rollout);
+	ota_cl_emit(c, OTA_LOG_WARN, &l);
+	return e;
+}
+
 static int handle_commit(ota_client *c, const ota_update_answer *ans, const ota_assignment *a, int e,
                          uint64_t new_floor)
 {
 	ota_cl_line l;
-	if (e != OTA_OK) {
-		/* Not an update that can fail: logged, never reported. */
-		ota_cl_line_begin(&l, "commit-refused");
-		ota_cl_line_str(&l, "code", ota_err_code(e));
-		ota_cl_line_str(&l, "rollout", ans->rollout);
-		ota_cl_emit(c, OTA_LOG_WARN, &l);
-		return e;
-	}
+	if (e != OTA_OK)
+		return commit_refused(c, e, ans->rollout);
 	if (new_floor <= c->floor) {
 		ota_cl_line_begin(&l, "commit-unchanged");
 		ota_cl_line_u64(&l, "floor", c->floor);
@@ -780,7 +792,11 @@ static int handle_commit(ota_client *c, const ota_update_answer *ans, const ota_
 }
 
 /* check: one update check; follow is 1 when an assignment signed by a key
- * the device does not trust may make it follow the key set and ask again. */
+ * the device does not trust may make it follow the key set, and then it
+ * returns CHECK_AGAIN when it trusts the key: the caller asks again (not
+ * from within, which would stack a second check frame). */
+#define CHECK_AGAIN 1
+
 static int check(ota_client *c, ota_assignment *a, int *action, int follow)
 {
 	char nonce[33], detail[256];
@@ -859,16 +875,10 @@ static int check(ota_client *c, ota_assignment *a, int *action, int follow)
 		se = follow ? ota_client_sync_keys(c) : OTA_OK;
 		if (se == OTA_ERR_STORAGE || se == OTA_ERR_IO || (se == OTA_ERR_HTTP && c->http_status != 404))
 			return se; /* nothing refused: the next check asks again */
-		if (follow && ota_hex_decode(kid, 64, raw_kid, 32, NULL) == OTA_OK && ota_cl_trusts(c, raw_kid))
-			return check(c, a, action, 0);
-		if (is_commit) {
-			/* Not an update that can fail: logged, never reported. */
-			ota_cl_line_begin(&l, "commit-refused");
-			ota_cl_line_str(&l, "code", ota_err_code(e));
-			ota_cl_line_str(&l, "rollout", rollout);
-			ota_cl_emit(c, OTA_LOG_WARN, &l);
-			return e;
-		}
+		if (follow && ota_hex32_decode(kid, strlen(kid), raw_kid) == OTA_OK && ota_cl_trusts(c, raw_kid))
+			return CHECK_AGAIN;
+		if (is_commit)
+			return commit_refused(c, e, rollout);
 		ota_cl_keys_detail(c, kid, se, detail, sizeof detail);
 		if (drop_work_of(c, rollout) == OTA_ERR_STORAGE)
 			return OTA_ERR_STORAGE;
@@ -902,9 +912,12 @@ static int check(ota_client *c, ota_assignment *a, int *action, int follow)
 int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 {
 	*action = OTA_ACTION_NONE;
+	int e;
 	if (ota_cl_keys_due(c) && ota_client_sync_keys(c) == OTA_ERR_STORAGE)
 		return OTA_ERR_STORAGE; /* other failures: the keys it has stay */
-	return check(c, a, action, 1);
+	if ((e = check(c, a, action, 1)) == CHECK_AGAIN)
+		e = check(c, a, action, 0);
+	return e;
 }
 
 /* ---- boot, poll, init ---- */
@@ -912,9 +925,12 @@ int ota_client_check(ota_client *c, ota_assignment *a, int *action)
 int ota_client_confirm(ota_client *c)
 {
 	ota_cl_work w;
-	int have, e = ota_cl_work_load(c, &w, &have);
+	int have, e;
 	ota_cl_line l;
-	if (e != OTA_OK || !have || w.phase != OTA_WORK_INSTALLED || c->installed)
+	if (c->installed)
+		return OTA_OK; /* installed during this boot: nothing to confirm yet */
+	e = ota_cl_work_load(c, &w, &have);
+	if (e != OTA_OK || !have || w.phase != OTA_WORK_INSTALLED)
 		return e;
 	if (strcmp(w.version, c->cfg.version) != 0) {
 		/* The bootloader went back: the next check-in on this version
@@ -977,7 +993,7 @@ int ota_client_init(ota_client *c, const ota_platform *p, const ota_client_confi
 	    cfg->n_assignment_keys > OTA_KEYSET_MAX_KEYS || (cfg->key_store && cfg->key_store_cap == 0) ||
 	    (cfg->n_labels && (!cfg->label_keys || !cfg->label_values)) || (cfg->require_vendor_signature && !cfg->vendor_key))
 		return OTA_ERR_ARG;
-	if (!cfg->chunk_buf || cfg->chunk_cap < ota_env_buf_size(OTA_ENV_MIN_LOG2) || cfg->chunk_cap < sizeof(ota_update_answer) + OTA_CL_RESERVED + 4096 ||
+	if (!cfg->chunk_buf || cfg->chunk_cap < sizeof(ota_update_answer) + OTA_CL_RESERVED + 4096 ||
 	    !cfg->body_buf || cfg->body_cap < OTA_CLIENT_BODY_MIN)
 		return OTA_ERR_BUFFER;
 	memset(c, 0, sizeof *c);

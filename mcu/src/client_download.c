@@ -149,15 +149,18 @@ static int blob_sink(void *arg, const ota_http_response *r, const uint8_t *p, si
 	}
 }
 
+/* origin_len: the length of url's "scheme://host[:port]"; 0 without a
+ * scheme. */
+static size_t origin_len(const char *url)
+{
+	const char *p = strstr(url, "://");
+	return p ? (size_t)(p - url) + 3 + strcspn(p + 3, "/?#") : 0;
+}
+
 static int same_origin(const char *a, const char *b)
 {
-	const char *pa = strstr(a, "://"), *pb = strstr(b, "://");
-	size_t na, nb, i;
-	if (!pa || !pb)
-		return 0;
-	na = (size_t)(pa - a) + 3 + strcspn(pa + 3, "/?#");
-	nb = (size_t)(pb - b) + 3 + strcspn(pb + 3, "/?#");
-	if (na != nb)
+	size_t na = origin_len(a), nb = origin_len(b), i;
+	if (!na || na != nb)
 		return 0;
 	for (i = 0; i < na; i++) {
 		char x = a[i], y = b[i];
@@ -251,8 +254,7 @@ static int fetch(ota_dl *d)
 		     resp.status == 308) &&
 		    loc[0]) {
 			if (loc[0] == '/') { /* relative to the current origin */
-				const char *s = strstr(url, "://");
-				size_t o = s ? (size_t)(s - url) + 3 + strcspn(s + 3, "/?#") : 0;
+				size_t o = origin_len(url);
 				if (o + strlen(loc) + 1 > half)
 					return OTA_ERR_BUFFER;
 				memmove(loc + o, loc, strlen(loc) + 1);
@@ -267,11 +269,7 @@ static int fetch(ota_dl *d)
 		}
 		if (resp.status == 401 && req.authorization && !reauth) {
 			reauth = 1;
-			ota_cl_line_begin(&l, "token-refused");
-			ota_cl_line_str(&l, "url", url);
-			ota_cl_emit(c, OTA_LOG_INFO, &l);
-			c->auth[0] = 0;
-			(void)c->plat->store_put(c->plat->ctx, OTA_REC_TOKEN, NULL, 0);
+			ota_cl_token_refused(c, url);
 			continue;
 		}
 		if (resp.status != 200 && resp.status != 206) {
@@ -366,6 +364,12 @@ static int fail(ota_dl *d, int err)
 	return ota_cl_refuse(c, d->a->rollout, err, d->detail);
 }
 
+/* refuse: a refusal found outside the transfer, discarded and reported. */
+static int refuse(ota_dl *d, int err, const char *what)
+{
+	return fail(d, stop(d, err, what, 0, NULL));
+}
+
 /* report sends a progress state; only a cancel or storage failure stops
  * the update (an undelivered report waits in the record). */
 static int report(ota_client *c, const char *rollout, int state, int progress)
@@ -408,8 +412,7 @@ static int run(ota_dl *d)
 	}
 	if (ota_unwrap_key(c->cfg.device_key, a->enc_sha256, c->cfg.device_id, a->wrapped_key, a->wrapped_len, d->key) !=
 	    OTA_OK) {
-		stop(d, OTA_ERR_UNWRAP, "content key does not unwrap with this device's key", 0, NULL);
-		return fail(d, OTA_ERR_UNWRAP);
+		return refuse(d, OTA_ERR_UNWRAP, "content key does not unwrap with this device's key");
 	}
 	if ((e = vendor_begin(d)) != OTA_OK)
 		return fail(d, e);
@@ -423,8 +426,7 @@ static int run(ota_dl *d)
 		w->has_header = 0, w->chunks = 0, done = 0;
 	}
 	if (c->plat->install_open(c->plat->ctx, w->plain_size, done > 0 || w->chunks > 0) != OTA_OK) {
-		stop(d, OTA_ERR_INSTALL, "the installer cannot open its staging slot", 0, NULL);
-		return fail(d, OTA_ERR_INSTALL);
+		return refuse(d, OTA_ERR_INSTALL, "the installer cannot open its staging slot");
 	}
 	if (done > 0 && rehash(d, done) != OTA_OK) {
 		/* What was written cannot be read back: download it again. */
@@ -445,12 +447,10 @@ static int run(ota_dl *d)
 	}
 	e = ota_vendor_end(&d->vs, w->plain_size, w->plain_sha256);
 	if (e == OTA_ERR_PLAIN_DIGEST) {
-		stop(d, e, "image size or SHA-256 differs from the assignment's", 0, NULL);
-		return fail(d, e);
+		return refuse(d, e, "image size or SHA-256 differs from the assignment's");
 	}
 	if (e != OTA_OK) {
-		stop(d, OTA_ERR_VENDOR_SIG, "vendor signature not verified: it does not verify with the vendor key", 0, NULL);
-		return fail(d, OTA_ERR_VENDOR_SIG);
+		return refuse(d, OTA_ERR_VENDOR_SIG, "vendor signature not verified: it does not verify with the vendor key");
 	}
 	ota_cl_line_begin(&l, "downloaded");
 	ota_cl_line_str(&l, "rollout", a->rollout);
@@ -461,12 +461,10 @@ static int run(ota_dl *d)
 	    (e = report(c, a->rollout, OTA_STATE_INSTALLING, -1)) != OTA_OK)
 		return e;
 	if (a->security_version < c->floor) {
-		stop(d, OTA_ERR_BELOW_FLOOR, "install refused: securityVersion below the device's security floor", 0, NULL);
-		return fail(d, OTA_ERR_BELOW_FLOOR);
+		return refuse(d, OTA_ERR_BELOW_FLOOR, "install refused: securityVersion below the device's security floor");
 	}
 	if (c->plat->install_finish(c->plat->ctx, a->version) != OTA_OK) {
-		stop(d, OTA_ERR_INSTALL, "the installer could not finish the image", 0, NULL);
-		return fail(d, OTA_ERR_INSTALL);
+		return refuse(d, OTA_ERR_INSTALL, "the installer could not finish the image");
 	}
 	w->phase = OTA_WORK_INSTALLED;
 	if ((e = ota_cl_work_save(c, w)) != OTA_OK)

@@ -1,4 +1,4 @@
-/* Shared between client.c and client_download.c; not a public API. */
+/* Shared by the client's files (client*.c); not a public API. */
 #ifndef OTAFLOW_CLIENT_INTERNAL_H
 #define OTAFLOW_CLIENT_INTERNAL_H
 
@@ -102,5 +102,6 @@ void ota_cl_resp_init(ota_http_response *resp, char *location, size_t cap);
 void ota_cl_saw(ota_client *c, const ota_http_response *resp);
 int ota_cl_report(ota_client *c, const char *rollout, int state, int progress, const char *reason);
 int ota_cl_refuse(ota_client *c, const char *rollout, int err, const char *detail);
+void ota_cl_token_refused(ota_client *c, const char *url);
 
 #endif

@@ -159,7 +159,8 @@ int ota_cl_keys_due(const ota_client *c)
 		return 0;
 	if (c->keys_due)
 		return 1;
-	if (every == OTA_CLIENT_KEY_CHECK_NEVER || !c->keys_checked)
+	/* Once the first check (due at start) has run. */
+	if (every == OTA_CLIENT_KEY_CHECK_NEVER)
 		return 0;
 	now = c->plat->now ? c->plat->now(c->plat->ctx) : OTA_NO_CLOCK;
 	if (now == OTA_NO_CLOCK || c->keys_checked_at == OTA_NO_CLOCK)
@@ -171,7 +172,6 @@ int ota_cl_keys_due(const ota_client *c)
 static void checked(ota_client *c)
 {
 	c->keys_due = 0;
-	c->keys_checked = 1;
 	c->keys_checked_at = c->plat->now ? c->plat->now(c->plat->ctx) : OTA_NO_CLOCK;
 	c->checks_at_keys = c->checks;
 }
@@ -294,7 +294,6 @@ void ota_cl_keys_detail(const ota_client *c, const char *key_id, int sync_err, c
 	ota_cl_cat(out, cap, "), ", &bad);
 	switch (sync_err) {
 	case OTA_OK: ota_cl_cat(out, cap, "and the server's key set does not list the key", &bad); break;
-	case OTA_ERR_ARG: ota_cl_cat(out, cap, "and follows no key set", &bad); break;
 	case OTA_ERR_UNTRUSTED_KEY: ota_cl_cat(out, cap, "and the server's key set is signed by none of them", &bad); break;
 	case OTA_ERR_HTTP: ota_cl_cat(out, cap, "and the server publishes no key set", &bad); break;
 	default:

@@ -83,6 +83,17 @@ int ota_hex_decode(const char *s, size_t len, uint8_t *out, size_t cap, size_t *
 	return OTA_OK;
 }
 
+int ota_hex32_decode(const char *s, size_t len, uint8_t out[32])
+{
+	size_t i;
+	if (len != 64)
+		return OTA_ERR_FORMAT;
+	for (i = 0; i < 64; i++)
+		if (s[i] >= 'A' && s[i] <= 'F')
+			return OTA_ERR_FORMAT;
+	return ota_hex_decode(s, 64, out, 32, NULL);
+}
+
 void ota_hex_encode(const uint8_t *in, size_t len, char *out)
 {
 	static const char digits[] = "0123456789abcdef";

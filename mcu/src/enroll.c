@@ -214,12 +214,10 @@ int ota_enroll_answer(const ota_device_key *k, const char *device_id, const char
 	    strcmp(id, device_id) != 0)
 		return OTA_ERR_WRONG_DEVICE;
 	v = ota_json_get(body, t, nt, 0, "assignmentKeyID");
+	/* Lowercase only, as info is built from it. */
 	if (v < 0 || t[v].type != OTA_JSON_STRING || ota_json_str(body, &t[v], kid, sizeof kid, &n) != OTA_OK ||
-	    n != 64 || ota_hex_decode(kid, 64, key_id, 32, NULL) != OTA_OK)
+	    ota_hex32_decode(kid, n, key_id) != OTA_OK)
 		return OTA_ERR_MALFORMED;
-	for (n = 0; n < 64; n++)
-		if (kid[n] >= 'A' && kid[n] <= 'F')
-			return OTA_ERR_MALFORMED; /* lowercase only, as info is built from it */
 	v = ota_json_get(body, t, nt, 0, "sealedToken");
 	if (v < 0 || t[v].type != OTA_JSON_STRING ||
 	    ota_b64_decode(body + t[v].start, t[v].end - t[v].start, sealed, sizeof sealed, &n) != OTA_OK)

@@ -96,7 +96,6 @@ int ota_env_init(ota_env_dec *d, const uint8_t hdr[OTA_ENV_HEADER_SIZE], const u
 		return d->err = r;
 	d->gcm_ready = 1;
 	memcpy(d->header, hdr, OTA_ENV_HEADER_SIZE);
-	d->enc_size = enc_size;
 	d->next = start_chunk;
 	d->buf = buf;
 	d->buf_cap = buf_cap;

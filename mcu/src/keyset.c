@@ -1,6 +1,7 @@
 /* Key sets (assignment.Trust.Update in Go). */
 #include <string.h>
 
+#include "ota_enroll.h"
 #include "ota_json.h"
 #include "ota_keyset.h"
 
@@ -35,14 +36,7 @@ static int decode_sig(const char *js, const ota_json_tok *t, int nt, int e, entr
 	v = ota_json_get(js, t, nt, e, "keyID");
 	if (t[v].type != OTA_JSON_STRING)
 		return OTA_ERR_MALFORMED;
-	if (ota_json_str(js, &t[v], kid, sizeof kid, &n) == OTA_OK && n == 64 &&
-	    ota_hex_decode(kid, 64, s->id, 32, NULL) == OTA_OK) {
-		size_t i;
-		s->id_ok = 1;
-		for (i = 0; i < 64; i++)
-			if (kid[i] >= 'A' && kid[i] <= 'F')
-				s->id_ok = 0;
-	}
+	s->id_ok = ota_json_str(js, &t[v], kid, sizeof kid, &n) == OTA_OK && ota_hex32_decode(kid, n, s->id) == OTA_OK;
 	v = ota_json_get(js, t, nt, e, "signature");
 	if (t[v].type != OTA_JSON_STRING)
 		return OTA_ERR_MALFORMED;
@@ -53,11 +47,9 @@ static int decode_sig(const char *js, const ota_json_tok *t, int nt, int e, entr
 
 static const ota_pubkey *find(const ota_pubkey *keys, size_t n, const uint8_t id[32])
 {
-	size_t i;
-	for (i = 0; i < n; i++)
-		if (memcmp(keys[i].key_id, id, 32) == 0)
-			return &keys[i];
-	return NULL;
+	ota_trust t;
+	t.keys = keys, t.n = n;
+	return ota_trust_find(&t, id);
 }
 
 static int parse_set(const char *js, size_t len, uint64_t *serial, ota_pubkey *keys, size_t cap, size_t *n)
@@ -79,8 +71,8 @@ static int parse_set(const char *js, size_t len, uint64_t *serial, ota_pubkey *k
 		return OTA_ERR_MALFORMED;
 	*n = 0;
 	for (i = 0, e = arr + 1; i < (int)t[arr].size; i++, e = (int)t[e].next) {
-		char kid[66], alg[24], want[65];
-		uint8_t der[128];
+		char kid[66], alg[24];
+		uint8_t der[128], id[32];
 		size_t dl, kl;
 		int a, k;
 		if (t[e].type != OTA_JSON_OBJECT || ota_json_check_keys(js, t, nt, e, kf, 3, &seen) != OTA_OK || seen != 7)
@@ -96,16 +88,11 @@ static int parse_set(const char *js, size_t len, uint64_t *serial, ota_pubkey *k
 		/* Canonical PKIX of an Ed25519 or P-256 key only. */
 		if (ota_pubkey_from_spki(&keys[*n], der, dl) != OTA_OK)
 			return OTA_ERR_MALFORMED;
-		if (keys[*n].alg == OTA_ALG_P256) {
-			uint8_t one[32] = {0}, x[32];
-			one[31] = 1; /* on the curve: checked through the port */
-			if (ota_p256_ecdh(x, one, keys[*n].pub) != OTA_OK)
-				return OTA_ERR_MALFORMED;
-		}
+		if (keys[*n].alg == OTA_ALG_P256 && ota_check_public_key(OTA_KEM_P256, keys[*n].pub, 65) != OTA_OK)
+			return OTA_ERR_MALFORMED; /* not on the curve */
 		if (strcmp(alg, keys[*n].alg == OTA_ALG_ED25519 ? "ed25519" : "ecdsa-p256-sha256") != 0)
 			return OTA_ERR_MALFORMED;
-		ota_hex_encode(keys[*n].key_id, 32, want);
-		if (kl != 64 || strcmp(kid, want) != 0)
+		if (ota_hex32_decode(kid, kl, id) != OTA_OK || memcmp(id, keys[*n].key_id, 32) != 0)
 			return OTA_ERR_MALFORMED;
 		if (find(keys, *n, keys[*n].key_id))
 			return OTA_ERR_MALFORMED; /* listed twice */
@@ -138,7 +125,7 @@ static int outer(const char *body, size_t len, ota_json_tok *t, int *nt, int *p,
  * key signed it, before anything is parsed. The body's tokens live only
  * here and in all_signed, so their frames do not add up with parse_set's. */
 static int authentic(const ota_trust *trust, const char *body, size_t len, uint8_t *scratch, size_t scratch_cap,
-                     size_t *plen)
+                     size_t *plen, int *signer)
 {
 	ota_json_tok t[SIG_TOKENS];
 	entry s;
@@ -154,15 +141,19 @@ static int authentic(const ota_trust *trust, const char *body, size_t len, uint8
 			return r;
 		tk = s.id_ok ? find(trust->keys, trust->n, s.id) : NULL;
 		named_trusted |= tk != NULL;
-		if (tk && verify(tk, scratch, *plen, s.sig, s.sig_len))
+		if (tk && verify(tk, scratch, *plen, s.sig, s.sig_len)) {
+			*signer = k;
 			return OTA_OK;
+		}
 	}
 	return named_trusted ? OTA_ERR_BAD_SIGNATURE : OTA_ERR_UNTRUSTED_KEY;
 }
 
-/* all_signed checks step 3: exactly one valid signature per listed key. */
+/* all_signed checks step 3: exactly one valid signature per listed key.
+ * Entry signer verified in step 1 already, by the same key (a key ID is the
+ * hash of the key). */
 static int all_signed(const char *body, size_t len, const uint8_t *payload, size_t plen, const ota_pubkey *keys,
-                      size_t n)
+                      size_t n, int signer)
 {
 	ota_json_tok t[SIG_TOKENS];
 	entry s;
@@ -177,7 +168,7 @@ static int all_signed(const char *body, size_t len, const uint8_t *payload, size
 		lk = s.id_ok ? find(keys, n, s.id) : NULL;
 		if (!lk || (signed_mask >> (lk - keys) & 1))
 			return OTA_ERR_MALFORMED;
-		if (!verify(lk, payload, plen, s.sig, s.sig_len))
+		if (k != signer && !verify(lk, payload, plen, s.sig, s.sig_len))
 			return OTA_ERR_BAD_SIGNATURE;
 		signed_mask |= 1u << (lk - keys);
 	}
@@ -189,17 +180,17 @@ int ota_keyset_update(const ota_trust *trust, uint64_t *serial, const char *body
 {
 	size_t plen, i;
 	uint64_t set_serial;
-	int r;
+	int r, signer = -1;
 	if (!trust || !serial || !body || !scratch || !keys || !n)
 		return OTA_ERR_ARG;
 	/* 1. Authentic. */
-	if ((r = authentic(trust, body, len, scratch, scratch_cap, &plen)) != OTA_OK)
+	if ((r = authentic(trust, body, len, scratch, scratch_cap, &plen, &signer)) != OTA_OK)
 		return r;
 	/* 2. The payload. */
 	if ((r = parse_set((const char *)scratch, plen, &set_serial, keys, keys_cap, n)) != OTA_OK)
 		return r;
 	/* 3. Every listed key signed it. */
-	if ((r = all_signed(body, len, scratch, plen, keys, *n)) != OTA_OK)
+	if ((r = all_signed(body, len, scratch, plen, keys, *n, signer)) != OTA_OK)
 		return r;
 	/* 4. Newer, or the same set again. */
 	if (set_serial < *serial)

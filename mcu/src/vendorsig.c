@@ -24,7 +24,7 @@ int ota_vendor_begin(ota_vendor_stream *s, const ota_pubkey *key, const uint8_t 
 		ota_sha512_init(&s->sha512);
 		ota_sha512_update(&s->sha512, sig, 32);
 		ota_sha512_update(&s->sha512, key->pub, 32);
-	} else if (key->alg != OTA_ALG_P256 || sig_len > 72) {
+	} else if (key->alg != OTA_ALG_P256 || sig_len > 72 /* DER ECDSA P-256 at most */) {
 		return OTA_ERR_VENDOR_SIG;
 	}
 	return OTA_OK;

@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ota_client.h"
+#include "test_platform.h"
 #include "ota_envelope.h"
 
 static int http(void *ctx, const ota_http_request *req, ota_http_response *resp, ota_http_body_fn on_body, void *arg)
@@ -34,31 +35,10 @@ static int install_open(void *ctx, uint64_t size, int resume)
 	(void)ctx, (void)size, (void)resume;
 	return OTA_ERR_INSTALL;
 }
-static int install_write(void *ctx, uint64_t off, const uint8_t *p, size_t n)
-{
-	(void)ctx, (void)off, (void)p, (void)n;
-	return OTA_ERR_INSTALL;
-}
-static int install_read(void *ctx, uint64_t off, uint8_t *p, size_t n)
-{
-	(void)ctx, (void)off, (void)p, (void)n;
-	return OTA_ERR_INSTALL;
-}
-static int install_finish(void *ctx, const char *version)
-{
-	(void)ctx, (void)version;
-	return OTA_ERR_INSTALL;
-}
-static void install_abort(void *ctx) { (void)ctx; }
 static int64_t now(void *ctx)
 {
 	(void)ctx;
 	return OTA_NO_CLOCK;
-}
-static int rnd(void *ctx, uint8_t *p, size_t n)
-{
-	(void)ctx;
-	return ota_crypto_random(p, n);
 }
 static void logline(void *ctx, int level, const char *line)
 {
@@ -74,9 +54,19 @@ static ota_assignment assignment;
 
 int main(void)
 {
-	static const ota_platform plat = {NULL,         http,         store_get,      store_put,     install_open,
-	                                  install_write, install_read, install_finish, install_abort, now,
-	                                  rnd,          logline,      NULL};
+	static const ota_platform plat = {NULL,
+	                                  http,
+	                                  store_get,
+	                                  store_put,
+	                                  install_open,
+	                                  test_install_write,
+	                                  test_install_read,
+	                                  test_install_finish,
+	                                  test_install_abort,
+	                                  now,
+	                                  test_random,
+	                                  logline,
+	                                  NULL};
 	static const uint8_t priv[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
 	                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 	ota_device_key dev;

@@ -4,9 +4,10 @@
 .PHONY: test-ed25519 ed25519-gen
 test: test-ed25519
 
-$(HOST)/test_ed25519: $(MCU)/test/test_ed25519.c $(MCU)/src/ed25519.c $(MCU)/src/ed25519_tables.h $(LIB_HDRS)
+$(HOST)/test_ed25519: $(MCU)/test/test_ed25519.c $(MCU)/test/test_rng.c $(HOST_LIB) $(LIB_HDRS)
 	@mkdir -p $(dir $@)
-	$(HOST_CC) $(HOST_CFLAGS) $(INCLUDES) $(MCU)/test/test_ed25519.c $(MCU)/src/ed25519.c -lmbedcrypto -o $@
+	$(HOST_CC) $(HOST_CFLAGS) $(INCLUDES) $(MCU)/test/test_ed25519.c $(MCU)/test/test_rng.c $(HOST_LIB) \
+		-lmbedcrypto -o $@
 
 test-ed25519: $(HOST)/test_ed25519
 	$(HOST)/test_ed25519 $(MCU)/test/ed25519_cases.txt

@@ -14,6 +14,7 @@
 
 #include "client_keys_data.h"
 #include "ota_client.h"
+#include "test_platform.h"
 #include "ota_envelope.h"
 
 #define SERVER "https://ota.example.com"
@@ -184,22 +185,6 @@ static int install_open(void *ctx, uint64_t size, int resume)
 	ok(0, "install_open called");
 	return OTA_ERR_INSTALL;
 }
-static int install_write(void *ctx, uint64_t off, const uint8_t *p, size_t n)
-{
-	(void)ctx, (void)off, (void)p, (void)n;
-	return OTA_ERR_INSTALL;
-}
-static int install_read(void *ctx, uint64_t off, uint8_t *p, size_t n)
-{
-	(void)ctx, (void)off, (void)p, (void)n;
-	return OTA_ERR_INSTALL;
-}
-static int install_finish(void *ctx, const char *version)
-{
-	(void)ctx, (void)version;
-	return OTA_ERR_INSTALL;
-}
-static void install_abort(void *ctx) { (void)ctx; }
 
 static int64_t now(void *ctx)
 {
@@ -207,11 +192,6 @@ static int64_t now(void *ctx)
 	return F.clock == CLOCK_ON ? F.now : OTA_NO_CLOCK;
 }
 
-static int rnd(void *ctx, uint8_t *p, size_t n)
-{
-	(void)ctx;
-	return ota_crypto_random(p, n);
-}
 
 static void logline(void *ctx, int level, const char *line)
 {
@@ -255,13 +235,33 @@ static int log_has(const char *ev, const char *sub)
 	return 0;
 }
 
-static const ota_platform plat = {NULL,         http,         store_get,      store_put,     install_open,
-                                  install_write, install_read, install_finish, install_abort, now,
-                                  rnd,          logline,      NULL};
+static const ota_platform plat = {NULL,
+                                  http,
+                                  store_get,
+                                  store_put,
+                                  install_open,
+                                  test_install_write,
+                                  test_install_read,
+                                  test_install_finish,
+                                  test_install_abort,
+                                  now,
+                                  test_random,
+                                  logline,
+                                  NULL};
 /* A platform without a clock function. */
-static const ota_platform plat_noclock = {NULL,         http,         store_get,      store_put,     install_open,
-                                          install_write, install_read, install_finish, install_abort, NULL,
-                                          rnd,          logline,      NULL};
+static const ota_platform plat_noclock = {NULL,
+                                          http,
+                                          store_get,
+                                          store_put,
+                                          install_open,
+                                          test_install_write,
+                                          test_install_read,
+                                          test_install_finish,
+                                          test_install_abort,
+                                          NULL,
+                                          test_random,
+                                          logline,
+                                          NULL};
 
 /* ---- clients ---- */
 
@@ -314,7 +314,7 @@ static int has_key(const ota_client *c, const ota_pubkey *k)
 	return 0;
 }
 
-/* trusts: c trusts exactly the n keys given (NULL-terminated list). */
+/* trusts: c trusts exactly k1 and k2 (either may be NULL). */
 static int trusts(const ota_client *c, const ota_pubkey *k1, const ota_pubkey *k2)
 {
 	size_t n = (k1 != NULL) + (k2 != NULL);

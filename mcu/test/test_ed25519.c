@@ -10,20 +10,7 @@
 #include <string.h>
 #include <time.h>
 
-#include <mbedtls/sha512.h>
-#include <mbedtls/version.h>
-
 #include "ota_crypto.h"
-
-#if MBEDTLS_VERSION_NUMBER >= 0x03000000
-#define SHA512_STARTS(c) mbedtls_sha512_starts(c, 0)
-#define SHA512_UPDATE mbedtls_sha512_update
-#define SHA512_FINISH mbedtls_sha512_finish
-#else
-#define SHA512_STARTS(c) mbedtls_sha512_starts_ret(c, 0)
-#define SHA512_UPDATE mbedtls_sha512_update_ret
-#define SHA512_FINISH mbedtls_sha512_finish_ret
-#endif
 
 #define MAX_SECTIONS 32
 #define MAX_LINE 65536 /* the longest message is a few KiB */
@@ -37,49 +24,23 @@ typedef struct {
 	uint8_t pub[32], sig[64], h[64];
 } bench_case;
 
-static int hexval(int c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 /* Decodes exactly n bytes of hex; 0 on any other input. */
 static int unhex(const char *s, uint8_t *out, size_t n)
 {
-	size_t i;
-	if (strlen(s) != 2 * n)
-		return 0;
-	for (i = 0; i < n; i++) {
-		int hi = hexval(s[2 * i]), lo = hexval(s[2 * i + 1]);
-		if (hi < 0 || lo < 0)
-			return 0;
-		out[i] = (uint8_t)(hi << 4 | lo);
-	}
-	return 1;
+	return strlen(s) == 2 * n && ota_hex_decode(s, 2 * n, out, n, NULL) == OTA_OK;
 }
 
 /* h = SHA-512(R || A || msg), as the library's callers compute it. */
 static int hram(uint8_t h[64], const uint8_t sig[64], const uint8_t pub[32], const uint8_t *msg, size_t len)
 {
-	mbedtls_sha512_context c;
-	int rc;
-	mbedtls_sha512_init(&c);
-	rc = SHA512_STARTS(&c);
-	if (rc == 0)
-		rc = SHA512_UPDATE(&c, sig, 32);
-	if (rc == 0)
-		rc = SHA512_UPDATE(&c, pub, 32);
-	if (rc == 0 && len > 0)
-		rc = SHA512_UPDATE(&c, msg, len);
-	if (rc == 0)
-		rc = SHA512_FINISH(&c, h);
-	mbedtls_sha512_free(&c);
-	return rc == 0;
+	ota_sha512_ctx c;
+	ota_sha512_init(&c);
+	ota_sha512_update(&c, sig, 32);
+	ota_sha512_update(&c, pub, 32);
+	if (len > 0)
+		ota_sha512_update(&c, msg, len);
+	ota_sha512_final(&c, h);
+	return 1;
 }
 
 /* Processor time: plain C, so the test also runs on a bare-metal libc. */

@@ -419,6 +419,31 @@ static void roundtrip(const char *s, const char *want_json)
 	      "round trip of %s", buf);
 }
 
+/* write_doc writes the writer test's document (want in test_writer). */
+static void write_doc(ota_jw *w)
+{
+	ota_jw_obj_open(w);
+	ota_jw_key(w, "a");
+	ota_jw_str(w, "x");
+	ota_jw_key(w, "n");
+	ota_jw_u64(w, UINT64_MAX);
+	ota_jw_key(w, "z");
+	ota_jw_u64(w, 0);
+	ota_jw_key(w, "t");
+	ota_jw_bool(w, 1);
+	ota_jw_key(w, "f");
+	ota_jw_bool(w, 0);
+	ota_jw_key(w, "o");
+	ota_jw_obj_open(w);
+	ota_jw_key(w, "k");
+	ota_jw_str(w, "v");
+	ota_jw_obj_close(w);
+	ota_jw_key(w, "e");
+	ota_jw_obj_open(w);
+	ota_jw_obj_close(w);
+	ota_jw_obj_close(w);
+}
+
 static void test_writer(void)
 {
 	char buf[128], ctl[32];
@@ -429,26 +454,7 @@ static void test_writer(void)
 	                   "\"e\":{}}";
 
 	ota_jw_init(&w, buf, sizeof buf);
-	ota_jw_obj_open(&w);
-	ota_jw_key(&w, "a");
-	ota_jw_str(&w, "x");
-	ota_jw_key(&w, "n");
-	ota_jw_u64(&w, UINT64_MAX);
-	ota_jw_key(&w, "z");
-	ota_jw_u64(&w, 0);
-	ota_jw_key(&w, "t");
-	ota_jw_bool(&w, 1);
-	ota_jw_key(&w, "f");
-	ota_jw_bool(&w, 0);
-	ota_jw_key(&w, "o");
-	ota_jw_obj_open(&w);
-	ota_jw_key(&w, "k");
-	ota_jw_str(&w, "v");
-	ota_jw_obj_close(&w);
-	ota_jw_key(&w, "e");
-	ota_jw_obj_open(&w);
-	ota_jw_obj_close(&w);
-	ota_jw_obj_close(&w);
+	write_doc(&w);
 	CHECK(ota_jw_end(&w) == OTA_OK && strcmp(buf, want) == 0, "writer document %s", buf);
 	full = strlen(want);
 
@@ -470,26 +476,7 @@ static void test_writer(void)
 		if (!small)
 			continue;
 		ota_jw_init(&w, small, cap);
-		ota_jw_obj_open(&w);
-		ota_jw_key(&w, "a");
-		ota_jw_str(&w, "x");
-		ota_jw_key(&w, "n");
-		ota_jw_u64(&w, UINT64_MAX);
-		ota_jw_key(&w, "z");
-		ota_jw_u64(&w, 0);
-		ota_jw_key(&w, "t");
-		ota_jw_bool(&w, 1);
-		ota_jw_key(&w, "f");
-		ota_jw_bool(&w, 0);
-		ota_jw_key(&w, "o");
-		ota_jw_obj_open(&w);
-		ota_jw_key(&w, "k");
-		ota_jw_str(&w, "v");
-		ota_jw_obj_close(&w);
-		ota_jw_key(&w, "e");
-		ota_jw_obj_open(&w);
-		ota_jw_obj_close(&w);
-		ota_jw_obj_close(&w);
+		write_doc(&w);
 		if (i == 0)
 			CHECK(ota_jw_end(&w) == OTA_ERR_BUFFER && strlen(small) < cap, "writer one byte short");
 		else

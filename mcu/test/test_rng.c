@@ -1,5 +1,6 @@
-/* ota_crypto_random for the test programs: deterministic, since tests need
- * no entropy (mbedTLS only blinds scalar multiplications with it). */
+/* ota_crypto_random for the test programs and fuzz targets: deterministic,
+ * since tests need no entropy (mbedTLS only blinds scalar multiplications
+ * with it), and a fuzz target's saved input then replays exactly. */
 #include "ota_crypto.h"
 
 int ota_crypto_random(void *buf, size_t n)

@@ -4,9 +4,8 @@
  * image in 16 KiB chunks fed in network-sized pieces, check its digest and
  * the vendor's ECDSA signature; then the same download with one flipped
  * byte must be refused at its chunk. Inputs come from
- * hack/mcu-update-path (update_path_data.h). On the Cortex-M4 build
- * (OTA_M4) it reports the peak stack and mbedTLS heap: the RAM figures of
- * docs/mcu.md.
+ * hack/mcu-update-path (update_path_data.h). Built for the Cortex-M4, it
+ * reports the peak stack and mbedTLS heap: the RAM figures of docs/mcu.md.
  */
 #include <stdio.h>
 #include <string.h>
@@ -17,9 +16,7 @@
 #include "ota_vendorsig.h"
 #include "update_path_data.h"
 
-#ifdef OTA_M4
 #include "measure.h"
-#endif
 
 #define SEGMENT 1460 /* what one TCP segment delivers */
 
@@ -96,10 +93,8 @@ out:
 int main(void)
 {
 	int r, bad;
-#ifdef OTA_M4
 	ota_heap_init(); /* key derivation allocates too */
 	ota_stack_paint();
-#endif
 	if (ota_device_key_from_priv(&st.dev, OTA_KEM_X25519, up_device_priv) ||
 	    ota_pubkey_from_raw(&st.server, OTA_ALG_ED25519, up_server_pub, sizeof up_server_pub) ||
 	    ota_pubkey_from_raw(&st.vendor, OTA_ALG_P256, up_vendor_pub, sizeof up_vendor_pub)) {
@@ -108,14 +103,10 @@ int main(void)
 	}
 	r = update(-1);
 	/* A byte of chunk 1's ciphertext flipped: refused at that chunk. */
-	bad = update(OTA_ENV_HEADER_SIZE + 16400 + 100);
+	bad = update(OTA_ENV_HEADER_SIZE + ota_env_buf_size(OTA_ENV_DEFAULT_LOG2) + 100);
 	printf("update: %s; tampered chunk: %s\n", ota_err_code(r), ota_err_code(bad));
-#ifdef OTA_M4
 	printf("update path: stack peak %u bytes, mbedTLS heap peak %u bytes, state %u bytes (of which network segment %u)\n",
 	       (unsigned)ota_stack_peak(), (unsigned)ota_heap_peak(), (unsigned)sizeof st, (unsigned)SEGMENT);
-#else
-	printf("update path: state %u bytes\n", (unsigned)sizeof st);
-#endif
 	printf("state: answer %u, payload %u, assignment %u, device key %u, keys %u, decoder %u, vendor stream %u, "
 	       "chunk buffer %u, segment %u\n",
 	       (unsigned)sizeof st.answer, (unsigned)sizeof st.payload, (unsigned)sizeof st.a, (unsigned)sizeof st.dev,

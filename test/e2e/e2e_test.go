@@ -22,7 +22,9 @@ import (
 var stack *harness.Stack
 
 func TestMain(m *testing.M) {
-	os.Exit(harness.RunWithStack(m, "otaflow-e2e-", harness.StackOptions{}, &stack))
+	code := harness.RunWithStack(m, "otaflow-e2e-", harness.StackOptions{}, &stack)
+	removeMCUClient()
+	os.Exit(code)
 }
 
 // shipRelease publishes a release, starts a fleet of n devices labelled
@@ -51,20 +53,10 @@ func shipRelease(t *testing.T, ring string, n int, waves []otav1.Wave) (*harness
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = fleet.Stop(10 * time.Second) })
-	ro, err := stack.CreateRollout(ctx, ns, "fw-3.0.0-"+ring, "fw-3.0.0", func(r *otav1.Rollout) {
-		r.Spec.Selector = &metav1.LabelSelector{MatchLabels: map[string]string{"ring": ring}}
-		r.Spec.Waves = waves
-		r.Spec.Paused = true
-		r.Spec.MaxOffersPerMinute = nil
-	})
+	key, err := stack.StartRingRollout(wctx, ns, "fw-3.0.0-"+ring, "fw-3.0.0", ring, int64(n), func(r *otav1.Rollout) { r.Spec.Waves = waves })
 	if err != nil {
 		t.Fatal(err)
 	}
-	key := client.ObjectKeyFromObject(ro)
-	if _, err := harness.WaitFleet(wctx, stack.CP.Client, key, int64(n), 0); err != nil {
-		t.Fatalf("fleet never reached %d devices: %v", n, err)
-	}
-	patchRollout(t, key, func(r *otav1.Rollout) { r.Spec.Paused = false })
 	return fleet, key
 }
 

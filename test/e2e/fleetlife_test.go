@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
 	"regexp"
 	"strconv"
@@ -15,7 +14,6 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
-	_ "modernc.org/sqlite" // the OTA server's store, read-only
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
@@ -134,7 +132,7 @@ func TestFleetLife(t *testing.T) {
 		{Name: "canary", Devices: intstr.FromInt32(4)},
 		{Name: "all", Devices: intstr.FromString("100%")},
 	}, nil)
-	got := waitLife(ctx, t, ro21, func(r *otav1.Rollout) (bool, error) {
+	got := waitRollout(ctx, t, stack, ro21, 2*time.Minute, func(r *otav1.Rollout) (bool, error) {
 		if r.Status.Phase == otav1.RolloutAborted {
 			return false, fmt.Errorf("aborted: %s", r.Status.AbortReason)
 		}
@@ -151,7 +149,7 @@ func TestFleetLife(t *testing.T) {
 	// 2.2.0: fails on a share of the devices, aborts, rolls back.
 	publish(ctx, t, lifeRelease{"fw-2.2.0", "2.2.0", 3})
 	ro22 := lifeRollout(ctx, t, "fw-2.2.0", n21, []otav1.Wave{{Name: "all", Devices: intstr.FromString("100%")}}, nil)
-	got = waitLife(ctx, t, ro22, func(r *otav1.Rollout) (bool, error) {
+	got = waitRollout(ctx, t, stack, ro22, 2*time.Minute, func(r *otav1.Rollout) (bool, error) {
 		if r.Status.Phase == otav1.RolloutSucceeded {
 			return false, fmt.Errorf("the failing release succeeded")
 		}
@@ -200,7 +198,7 @@ func TestFleetLife(t *testing.T) {
 		{Name: "canary", Devices: intstr.FromInt32(5)},
 		{Name: "all", Devices: intstr.FromString("100%")},
 	}, func(r *otav1.Rollout) { r.Spec.OfflineAfter = &metav1.Duration{Duration: lifeOffline} })
-	got = waitLife(ctx, t, ro221, func(r *otav1.Rollout) (bool, error) {
+	got = waitRollout(ctx, t, stack, ro221, 2*time.Minute, func(r *otav1.Rollout) (bool, error) {
 		if r.Status.Phase == otav1.RolloutAborted {
 			return false, fmt.Errorf("aborted: %s", r.Status.AbortReason)
 		}
@@ -315,29 +313,40 @@ func publish(ctx context.Context, t *testing.T, rels ...lifeRelease) {
 // resumes it once its fleet has size devices.
 func lifeRollout(ctx context.Context, t *testing.T, release string, size int64, waves []otav1.Wave, mutate func(*otav1.Rollout)) client.ObjectKey {
 	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	key, err := stack.StartRingRollout(wctx, lifeNS, release+"-"+lifeRing, release, lifeRing, size, func(r *otav1.Rollout) {
+	return startRollout(ctx, t, stack, time.Minute, lifeNS, release+"-"+lifeRing, release, lifeRing, size, func(r *otav1.Rollout) {
 		r.Spec.Waves = waves
 		if mutate != nil {
 			mutate(r)
 		}
 	})
+}
+
+// startRollout is s.StartRingRollout within timeout: a paused rollout of
+// release to the devices labelled ring=<ring>, resumed once its fleet has
+// n devices. It fails the test when that does not happen.
+func startRollout(ctx context.Context, t *testing.T, s *harness.Stack, timeout time.Duration, ns, name, release, ring string, n int64, mutate func(*otav1.Rollout)) client.ObjectKey {
+	t.Helper()
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	key, err := s.StartRingRollout(wctx, ns, name, release, ring, n, mutate)
 	if err != nil {
 		t.Fatal(err)
 	}
 	return key
 }
 
-func waitLife(ctx context.Context, t *testing.T, key client.ObjectKey, done func(*otav1.Rollout) (bool, error)) *otav1.Rollout {
+// waitRollout waits up to timeout until done says the rollout of s is
+// where it should be, logging each change of it; it fails the test when
+// done fails or time runs out.
+func waitRollout(ctx context.Context, t *testing.T, s *harness.Stack, key client.ObjectKey, timeout time.Duration, done func(*otav1.Rollout) (bool, error)) *otav1.Rollout {
 	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	ro, err := harness.WaitRollout(wctx, stack.CP.Client, key, func(r *otav1.Rollout) {
+	ro, err := harness.WaitRollout(wctx, s.CP.Client, key, func(r *otav1.Rollout) {
 		t.Logf("%s  %s", key.Name, harness.RolloutLine(r))
 	}, done)
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s: %v", key.Name, err)
 	}
 	return ro
 }
@@ -453,7 +462,7 @@ func checkLateRecords(ctx context.Context, t *testing.T, rollouts map[string]cli
 		}
 		version[string(r.UID)] = v
 	}
-	db, err := sql.Open("sqlite", "file:"+stack.StorePath()+"?mode=ro&_pragma=busy_timeout(10000)")
+	db, err := stack.OpenStoreReadOnly()
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,11 +1,9 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	otav1 "github.com/otaflow/otaflow/api/v1alpha1"
+	"github.com/otaflow/otaflow/internal/envelope"
 	"github.com/otaflow/otaflow/internal/harness"
 )
 
@@ -39,17 +38,9 @@ const (
 // failed and the Rollout counts them, with their reasons.
 func TestMCUClient(t *testing.T) {
 	start := time.Now()
-	bin := buildMCUClient(t)
+	buildMCUClient(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
 	defer cancel()
-	dir := filepath.Join(stack.Opts.Dir, "mcu")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	tokenFile := filepath.Join(dir, "bootstrap-token")
-	if err := os.WriteFile(tokenFile, []byte(stack.BootstrapToken+"\n"), 0o600); err != nil {
-		t.Fatal(err)
-	}
 	const good, bad = "e2e-mcu", "e2e-mcu-bad"
 	for _, ns := range []string{good, bad} {
 		if err := stack.CreateNamespace(ctx, ns); err != nil {
@@ -76,9 +67,8 @@ func TestMCUClient(t *testing.T) {
 		if strings.HasSuffix(id, "-p256") {
 			kem = "p256"
 		}
-		return startMCUDevice(t, bin, tokenFile, mcuDeviceOptions{
-			ID: id, Ring: ring, Version: "2.9.0", ExitAfter: exitAfter, VendorKeyFile: vendorKey, KEM: kem,
-			Proxy: newBlobProxy(t, stack.ServerURL, o),
+		return startMCUDevice(t, stack, mcuDeviceOptions{
+			ID: id, Ring: ring, ExitAfter: exitAfter, VendorKeyFile: vendorKey, KEM: kem, MaxRuntime: 240, Proxy: o,
 		})
 	}
 	devices := []*mcuDevice{
@@ -87,27 +77,27 @@ func TestMCUClient(t *testing.T) {
 		device("mcu-2-redirect-p256", "mcu", "committed", stack.VendorKeyFile, proxyOptions{redirect: true}),
 	}
 	tampered := device("mcu-tampered", "mcu-bad", "failed", stack.VendorKeyFile, proxyOptions{flipAt: tamperAt})
-	wrongVendor := device("mcu-wrong-vendor", "mcu-bad", "failed", otherVendorKey(t, dir), proxyOptions{})
+	wrongVendor := device("mcu-wrong-vendor", "mcu-bad", "failed", otherVendorKey(t, stack), proxyOptions{})
+	all := append(slices.Clone(devices), tampered, wrongVendor)
+	logDevicesOnFailure(t, all...)
 
-	goodKey := mcuRollout(ctx, t, good, "mcu", 3, nil)
-	badKey := mcuRollout(ctx, t, bad, "mcu-bad", 2, func(r *otav1.Rollout) {
+	rollout := func(ns, ring string, n int64, mutate func(*otav1.Rollout)) client.ObjectKey {
+		return startRollout(ctx, t, stack, time.Minute, ns, "fw-"+mcuVersion+"-"+ring, "fw-"+mcuVersion, ring, n, mutate)
+	}
+	goodKey := rollout(good, "mcu", 3, nil)
+	badKey := rollout(bad, "mcu-bad", 2, func(r *otav1.Rollout) {
 		// Two failures in two devices: never abort (no rollback, no
 		// cancel), just count them.
 		r.Spec.MinFailures = 10
 	})
 
 	// The good rollout succeeds with exact counts.
-	ro, err := harness.WaitRollout(ctx, stack.CP.Client, goodKey, func(r *otav1.Rollout) {
-		t.Logf("%s  %s", goodKey.Name, harness.RolloutLine(r))
-	}, func(r *otav1.Rollout) (bool, error) {
+	ro := waitRollout(ctx, t, stack, goodKey, 4*time.Minute, func(r *otav1.Rollout) (bool, error) {
 		if r.Status.Phase == otav1.RolloutAborted {
 			return false, fmt.Errorf("aborted: %s", r.Status.AbortReason)
 		}
 		return r.Status.Phase == otav1.RolloutSucceeded && harness.Totals(r).Succeeded == 3, nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	t.Logf("rollout %s succeeded %s after the start", goodKey.Name, time.Since(start).Round(time.Second))
 	if tot := harness.Totals(ro); tot != (otav1.WaveStatus{Targeted: 3, Offered: 3, Succeeded: 3}) {
 		t.Errorf("totals %s, want 3 targeted, offered and succeeded", countsString(tot))
@@ -117,9 +107,7 @@ func TestMCUClient(t *testing.T) {
 	}
 
 	// The bad rollout counts both refusals as failures, with their reasons.
-	bro, err := harness.WaitRollout(ctx, stack.CP.Client, badKey, func(r *otav1.Rollout) {
-		t.Logf("%s  %s", badKey.Name, harness.RolloutLine(r))
-	}, func(r *otav1.Rollout) (bool, error) {
+	bro := waitRollout(ctx, t, stack, badKey, 4*time.Minute, func(r *otav1.Rollout) (bool, error) {
 		if r.Status.Phase == otav1.RolloutAborted || r.Status.Phase == otav1.RolloutSucceeded {
 			return false, fmt.Errorf("phase %s (%s); want it to go on counting failures", r.Status.Phase, r.Status.AbortReason)
 		}
@@ -128,9 +116,6 @@ func TestMCUClient(t *testing.T) {
 		}
 		return harness.Totals(r).Failed == 2 && len(r.Status.RecentFailures) == 2, nil
 	})
-	if err != nil {
-		t.Fatal(err)
-	}
 	if tot := harness.Totals(bro); tot != (otav1.WaveStatus{Targeted: 2, Offered: 2, Failed: 2}) {
 		t.Errorf("totals %s, want 2 targeted, offered and failed", countsString(tot))
 	}
@@ -147,69 +132,41 @@ func TestMCUClient(t *testing.T) {
 
 	// Every process ends by itself: the good ones once the floor is
 	// committed (after Succeeded), the bad ones once failed is reported.
-	for _, d := range append(append([]*mcuDevice(nil), devices...), tampered, wrongVendor) {
-		select {
-		case <-d.Proc.Exited():
-			if err := d.Proc.Err(); err != nil {
-				t.Errorf("%s exited with %v", d, err)
-			}
-		case <-ctx.Done():
-			t.Fatalf("%s did not exit", d)
-		}
+	for _, d := range all {
+		d.waitExit(ctx, t, 4*time.Minute)
 	}
 
 	// The installed images are the release's, byte for byte.
-	want := harness.Image(mcuVersion, mcuImageSize)
 	for _, d := range devices {
-		got, err := os.ReadFile(d.Install)
-		if err != nil {
-			t.Errorf("%s: %v", d, err)
-			continue
-		}
-		if !bytes.Equal(got, want) {
-			t.Errorf("%s installed %d bytes that differ from the %d-byte image", d, len(got), len(want))
-		}
-		log := d.log(t)
-		for _, ev := range []string{"event=installed", "event=boot version=3.0.0", "event=confirmed", "event=committed"} {
-			if !strings.Contains(log, ev) {
-				t.Errorf("%s never logged %q", d, ev)
-			}
-		}
+		d.installed(t, mcuImageSize)
+		d.logged(t, "event=committed")
 		// Every request it made was one the server took.
-		for _, ev := range []string{"event=check-failed", "event=report-dropped", "event=report-deferred", "event=enroll-failed", "event=refused"} {
-			if strings.Contains(log, ev) {
-				t.Errorf("%s logged %q", d, ev)
-			}
-		}
-		ranges, _, served, _, _ := d.Proxy.stats()
-		t.Logf("%s: blob requests %q, %d blob bytes served", d.ID, ranges, served)
+		d.neverLogged(t, "event=report-dropped", "event=report-deferred")
+		r := d.Proxy.record()
+		t.Logf("%s: blob requests %q, %d blob bytes served", d.ID, r.ranges, r.served)
 	}
-	for _, d := range []*mcuDevice{tampered, wrongVendor} {
-		for _, f := range []string{d.Install, d.Install + ".part"} {
-			if _, err := os.Stat(f); !os.IsNotExist(err) {
-				t.Errorf("%s left %s behind (%v)", d, f, err)
-			}
-		}
-	}
+	tampered.leftNothing(t)
+	wrongVendor.leftNothing(t)
 
 	// The cut device resumed at a chunk boundary after the chunks it had
 	// verified, with If-Range, and got the rest only once.
 	cut := devices[1]
-	ranges, ifRanges, served, cuts, _ := cut.Proxy.stats()
-	encSize := int64(blobHeader + mcuImageSize + 16*((mcuImageSize+16383)/16384))
+	rec := cut.Proxy.record()
+	ranges, ifRanges, served := rec.ranges, rec.ifRanges, rec.served
+	encSize := envelope.EncryptedSize(mcuImageSize, envelope.DefaultChunkLog2)
 	t.Logf("cut device: cut after %d bytes; blob requests %q (If-Range %q); %d blob bytes served for a %d-byte blob",
 		cutAt, ranges, ifRanges, served, encSize)
-	if cuts != 1 || len(ranges) != 2 || ranges[0] != "" {
-		t.Fatalf("cut device: %d cuts, blob requests %q; want one cut of a first request without Range, then one resume", cuts, ranges)
+	if rec.cuts != 1 || len(ranges) != 2 || ranges[0] != "" {
+		t.Fatalf("cut device: %d cuts, blob requests %q; want one cut of a first request without Range, then one resume", rec.cuts, ranges)
 	}
 	var k int64
 	if _, err := fmt.Sscanf(ranges[1], "bytes=%d-", &k); err != nil {
 		t.Fatalf("resume asked for %q: %v", ranges[1], err)
 	}
 	resumeAt := k
-	k = (resumeAt - blobHeader) / blobChunk
+	k = (resumeAt - envelope.HeaderSize) / sealedChunk
 	if k < 1 || k > mcuCutChunk || ranges[1] != fmt.Sprintf("bytes=%d-", chunkOffset(k)) {
-		t.Errorf("resume asked for %q: want bytes=<58 + k*16400>- with 1 <= k <= %d (the chunks verified before the cut at %d)", ranges[1], mcuCutChunk, cutAt)
+		t.Errorf("resume asked for %q: want bytes=<%d + k*%d>- with 1 <= k <= %d (the chunks verified before the cut at %d)", ranges[1], envelope.HeaderSize, sealedChunk, mcuCutChunk, cutAt)
 	}
 	if ifRanges[1] == "" {
 		t.Errorf("resume sent no If-Range")
@@ -217,14 +174,12 @@ func TestMCUClient(t *testing.T) {
 	if served != cutAt+encSize-resumeAt {
 		t.Errorf("cut device was served %d blob bytes, want %d before the cut and %d after it", served, cutAt, encSize-resumeAt)
 	}
-	if !strings.Contains(cut.log(t), "event=download-interrupted") {
-		t.Errorf("%s never logged the interruption", cut)
-	}
+	cut.logged(t, "event=download-interrupted")
 
 	// The device whose token was refused enrolled again, twice (a check,
 	// then a blob request), and carried on.
 	unauth := devices[0]
-	if got := unauth.Proxy.refusedRequests(); len(got) != 2 {
+	if got := unauth.Proxy.record().refused; len(got) != 2 {
 		t.Errorf("%s: requests answered 401: %q, want an update check and a blob request", unauth, got)
 	}
 	if log := unauth.log(t); strings.Count(log, "event=token-refused") != 2 || strings.Count(log, "event=enrolled") != 3 {
@@ -234,7 +189,7 @@ func TestMCUClient(t *testing.T) {
 	// The redirected device followed the 307 to the other origin without
 	// its bearer token.
 	redirected := devices[2]
-	if pre := redirected.Proxy.presignedRequests(); len(pre) != 1 || pre[0] != "" {
+	if pre := redirected.Proxy.record().presigned; len(pre) != 1 || pre[0] != "" {
 		t.Errorf("%s: Authorization of its requests to the presigned URL %q; want one request, without a token", redirected, pre)
 	}
 	if log := redirected.log(t); !strings.Contains(log, "event=redirect status=307") || !strings.Contains(log, "event=device-key-generated kem=p256") {
@@ -243,30 +198,12 @@ func TestMCUClient(t *testing.T) {
 
 	// The tampered device saw its flipped byte; the other one was refused
 	// before installing anything.
-	if _, _, _, _, flips := tampered.Proxy.stats(); flips != 1 {
+	if flips := tampered.Proxy.record().flips; flips != 1 {
 		t.Errorf("tampered device: %d bytes flipped, want 1", flips)
 	}
 	for d, code := range map[*mcuDevice]string{tampered: "chunk-auth", wrongVendor: "vendor-signature"} {
-		log := d.log(t)
-		if !strings.Contains(log, "event=refused code="+code) || !strings.Contains(log, "event=report state=failed") {
-			t.Errorf("%s: want a %s refusal reported failed in its log", d, code)
-		}
-		if strings.Contains(log, "event=installed") {
-			t.Errorf("%s installed an image it should have refused", d)
-		}
+		d.logged(t, "event=refused code="+code, "event=report state=failed")
+		d.neverLogged(t, "event=installed")
 	}
 	t.Logf("done in %s", time.Since(start).Round(time.Second))
-}
-
-// mcuRollout creates a paused one-wave rollout of the namespace's release
-// to ring and resumes it once its fleet has n devices.
-func mcuRollout(ctx context.Context, t *testing.T, ns, ring string, n int64, mutate func(*otav1.Rollout)) client.ObjectKey {
-	t.Helper()
-	wctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	key, err := stack.StartRingRollout(wctx, ns, "fw-"+mcuVersion+"-"+ring, "fw-"+mcuVersion, ring, n, mutate)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return key
 }

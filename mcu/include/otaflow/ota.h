@@ -55,7 +55,7 @@ typedef enum {
 	OTA_ERR_IO = -60,      /* network or storage failure: retry later */
 	OTA_ERR_HTTP = -61,    /* unexpected HTTP status */
 	OTA_ERR_STORAGE = -62, /* persistent storage failed */
-	OTA_ERR_AUTHN = -63,   /* 401: enroll again */
+	OTA_ERR_AUTHN = -63,   /* unused: a 401 after enrolling again is OTA_ERR_HTTP */
 	OTA_ERR_CANCELED = -64 /* the server canceled the update */
 } ota_err;
 
@@ -104,6 +104,9 @@ int ota_device_key_generate(ota_device_key *k, int kem);
 /* Encodings. Lengths are in bytes; decoders refuse invalid input. */
 int ota_hex_decode(const char *s, size_t len, uint8_t *out, size_t cap, size_t *n);
 void ota_hex_encode(const uint8_t *in, size_t len, char *out); /* writes 2*len chars + NUL */
+/* ota_hex32_decode reads a SHA-256 as the protocol writes digests and key
+ * IDs: exactly 64 lowercase hex digits. OTA_OK or OTA_ERR_FORMAT. */
+int ota_hex32_decode(const char *s, size_t len, uint8_t out[32]);
 /* Standard base64 with padding (RFC 4648 §4), canonical: refuses
  * non-zero padding bits, missing padding and characters outside the
  * alphabet. */

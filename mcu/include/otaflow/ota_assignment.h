@@ -75,7 +75,7 @@ typedef struct {
 	size_t payload_len;
 	uint8_t signature[80];
 	size_t signature_len; /* 0 also for one longer than the buffer: it cannot verify */
-	char key_id[65]; /* as sent: validated as 64 lowercase hex */
+	char key_id[65]; /* as sent (up to 64 characters): ota_assignment_verify checks it */
 } ota_update_answer;
 
 /* Trusted assignment keys (provisioned or from an accepted key set). */
@@ -83,6 +83,9 @@ typedef struct {
 	const ota_pubkey *keys;
 	size_t n;
 } ota_trust;
+
+/* ota_trust_find returns the trusted key whose key ID is id, or NULL. */
+const ota_pubkey *ota_trust_find(const ota_trust *trust, const uint8_t id[32]);
 
 /* ota_answer_parse parses the body strictly (step 1) and base64-decodes
  * the payload into scratch; a payload over the scratch or OTA_MAX_PAYLOAD

@@ -19,16 +19,18 @@
  * Persistent records (ota_platform store_get/store_put): "token", "floor"
  * (committed and pending floor), "work" (the update in progress: the
  * assignment's digests, sizes, rollout and version, chunks verified, the
- * blob's 58 header bytes and ETag, the phase; at most 749 bytes) and
+ * blob's 58 header bytes and ETag, the phase; at most 749 bytes),
  * "report" (the one status report not yet acknowledged, with its report
- * ID, as the JSON to send: at most the body buffer less 1 KiB). A new
+ * ID, as the JSON to send: at most the body buffer less 1 KiB) and "keys"
+ * (below). A new
  * report replaces one not yet acknowledged: a later state supersedes an
  * earlier one (the server allows skipping states).
  *
  * Retrying is the caller's: a function that fails with OTA_ERR_IO (no
  * answer) or OTA_ERR_HTTP (ota_client.http_status says which; 429 and 5xx
  * are worth retrying with backoff, at least ota_client.retry_after
- * seconds) keeps what it achieved, and the next call goes on from there.
+ * seconds; 401 means the server refused the device even after it enrolled
+ * again) keeps what it achieved, and the next call goes on from there.
  *
  * Assignment keys (docs/protocol.md "Assignment keys and their rotation"):
  * with a key_store, the client follows the server's signed key set (GET
@@ -41,10 +43,10 @@
  * other than those the record was made from replace the stored ones (the
  * serial stays). The key set's body must fit the body buffer less 1 KiB:
  * 3 keys take up to 1.6 KB (the minimum buffer holds 5), 16 keys up to
- * 8.5 KB. Following it takes about 3.4 KiB
- * of stack more than a check (mostly the parse of the set), and 1.1 KiB
- * more when an assignment made it follow (the check is asked again from
- * within), plus the crypto backend's. Without a key_store the provisioned keys
+ * 8.5 KB. Following it takes about 3.4 KiB of stack more than a check
+ * (mostly the parse of the set) plus the crypto backend's; when an
+ * assignment made it follow, the check is asked again after it, not from
+ * within. Without a key_store the provisioned keys
  * stay, and an assignment signed by another key is refused as
  * untrusted-signing-key.
  */
@@ -109,7 +111,10 @@ typedef struct {
 	int require_vendor_signature;
 	uint32_t clock_skew;     /* seconds; 0: OTA_CLIENT_SKEW_DEFAULT */
 	uint64_t security_floor; /* provisioned floor; a higher stored one wins */
-	uint8_t *chunk_buf;      /* ota_env_buf_size(14) bytes or more */
+	/* ota_env_buf_size(14) bytes for the server's 16 KiB chunks (blobs of
+	 * larger chunks are refused as blob-invalid); at least
+	 * sizeof(ota_update_answer) + 1537 + 4096 bytes in any case. */
+	uint8_t *chunk_buf;
 	size_t chunk_cap;
 	char *body_buf; /* OTA_CLIENT_BODY_MIN bytes or more */
 	size_t body_cap;
@@ -130,7 +135,6 @@ typedef struct {
 	int64_t keys_checked_at;  /* clock at the last key set check */
 	uint32_t checks_at_keys;  /* update checks answered by then */
 	uint8_t keys_due;         /* check the key set before the next check */
-	uint8_t keys_checked;     /* a key set check happened since start */
 	/* What the last calls saw, for the caller's loop. */
 	int http_status;       /* of the last answer; 0 when none */
 	uint32_t retry_after;  /* its Retry-After in seconds, 0 when none */

@@ -46,7 +46,7 @@ typedef int (*ota_env_sink)(void *arg, uint64_t index, const uint8_t *plain, siz
 typedef struct {
 	uint8_t header[OTA_ENV_HEADER_SIZE];
 	unsigned chunk_log2;
-	uint64_t n_chunks, plain_size, enc_size;
+	uint64_t n_chunks, plain_size;
 	uint64_t next;   /* index of the chunk being collected */
 	uint8_t *buf;    /* caller's chunk buffer */
 	size_t buf_cap;

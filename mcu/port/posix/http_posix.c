@@ -209,14 +209,7 @@ static int conn_send(conn *c, const void *buf, size_t n)
 {
 	const unsigned char *p = buf;
 	while (n > 0) {
-		int r;
-		if (c->tls) {
-			r = mbedtls_ssl_write(&c->ssl, p, n);
-		} else {
-			ssize_t s = send(c->fd, p, n, MSG_NOSIGNAL);
-			r = s >= 0 ? (int)s
-			           : (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? MBEDTLS_ERR_SSL_WANT_WRITE : -1);
-		}
+		int r = c->tls ? mbedtls_ssl_write(&c->ssl, p, n) : bio_send(c, p, n);
 		if (r > 0) {
 			p += r, n -= (size_t)r;
 			continue;
@@ -234,16 +227,9 @@ static int conn_send(conn *c, const void *buf, size_t n)
 static int conn_recv(conn *c, uint8_t *p, size_t n)
 {
 	for (;;) {
-		int r;
-		if (c->tls) {
-			r = mbedtls_ssl_read(&c->ssl, p, n);
-			if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
-				return 0;
-		} else {
-			ssize_t s = recv(c->fd, p, n, 0);
-			r = s >= 0 ? (int)s
-			           : (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? MBEDTLS_ERR_SSL_WANT_READ : -1);
-		}
+		int r = c->tls ? mbedtls_ssl_read(&c->ssl, p, n) : bio_recv(c, p, n);
+		if (r == MBEDTLS_ERR_SSL_PEER_CLOSE_NOTIFY)
+			return 0;
 		if (r >= 0)
 			return r;
 		if ((r == MBEDTLS_ERR_SSL_WANT_READ && wait_fd(c->fd, POLLIN, c->px->io_timeout_ms) == 0) ||

@@ -410,7 +410,7 @@ int main(int argc, char **argv)
 				}
 			}
 		}
-		if (e == OTA_ERR_IO || e == OTA_ERR_HTTP || e == OTA_ERR_STORAGE || e == OTA_ERR_AUTHN) {
+		if (e == OTA_ERR_IO || e == OTA_ERR_HTTP || e == OTA_ERR_STORAGE) {
 			backoff = backoff ? backoff * 2 : o.poll_ms;
 			if (backoff > 60000)
 				backoff = 60000;

@@ -7,9 +7,6 @@ POSIX_BIN  := $(HOST)/otaflow-mcu-client
 .PHONY: posix
 posix: $(POSIX_BIN)
 
-# The client's sources share a private header the library rule does not list.
-$(HOST)/obj/src/client.o $(HOST)/obj/src/client_download.o $(HOST)/obj/src/client_keys.o: $(MCU)/src/client_internal.h
-
 $(POSIX_BIN): $(POSIX_SRCS) $(POSIX_HDRS) $(LIB_HDRS) $(HOST_LIB)
 	@mkdir -p $(dir $@)
 	$(HOST_CC) $(HOST_CFLAGS) $(INCLUDES) -I$(POSIX_DIR) $(POSIX_SRCS) $(HOST_LIB) \

@@ -79,14 +79,14 @@ $(M4_BOARD_LIB): $(M4_BOARD_OBJS)
 	rm -f $@ && $(ARM_AR) rcs $@ $^
 
 # $(call m4_elf,NAME,SOURCES,LIBS,CFLAGS,DEPS) declares $(M4)/NAME.elf (and
-# $(M4)/NAME.map): the C SOURCES, compiled with M4_CFLAGS, -DOTA_M4 and
-# CFLAGS into $(M4)/elf/NAME/ (after DEPS, generated headers say), linked
-# with LIBS (libotaflow.a, say), the board support and mbedTLS. Use it with
+# $(M4)/NAME.map): the C SOURCES, compiled with M4_CFLAGS and CFLAGS into
+# $(M4)/elf/NAME/ (after DEPS, generated headers say), linked with LIBS
+# (libotaflow.a, say), the board support and mbedTLS. Use it with
 # $(eval ...). The ELF is added to M4_ELFS.
 define m4_elf_obj
 $(M4)/elf/$(1)/$(basename $(notdir $(2))).o: $(2) $(LIB_HDRS) $(M4_DIR)/measure.h $(M4_MBEDTLS_STAMP) $(M4_DIR)/mbedtls_config.h $(4)
 	@mkdir -p $$(dir $$@)
-	$$(ARM_CC) $$(M4_CFLAGS) $$(M4_INCLUDES) -DOTA_M4 $(3) -c $$< -o $$@
+	$$(ARM_CC) $$(M4_CFLAGS) $$(M4_INCLUDES) $(3) -c $$< -o $$@
 
 endef
 define m4_elf
@@ -109,13 +109,13 @@ $(eval $(call m4_elf,update_path,$(MCU)/test/update_path.c,$(M4_LIB),-I$(dir $(U
 
 # Following the key set, on the device's build of the client
 # (CLIENT_KEYS_DATA: test/client_keys.mk).
-$(eval $(call m4_elf,test_client_keys,$(MCU)/test/test_client_keys.c $(MCU)/test/test_rng.c,$(M4_LIB),-I$(dir $(CLIENT_KEYS_DATA)),$(CLIENT_KEYS_DATA)))
+$(eval $(call m4_elf,test_client_keys,$(MCU)/test/test_client_keys.c $(MCU)/test/test_rng.c $(MCU)/test/test_platform.c,$(M4_LIB),-I$(dir $(CLIENT_KEYS_DATA)),$(CLIENT_KEYS_DATA)))
 
 # The whole client, for its flash (docs/mcu.md).
-$(eval $(call m4_elf,client_size,$(MCU)/test/client_size.c,$(M4_LIB)))
+$(eval $(call m4_elf,client_size,$(MCU)/test/client_size.c $(MCU)/test/test_platform.c,$(M4_LIB)))
 
 # Ed25519 against Go's verdicts, on the device's build of it.
-$(eval $(call m4_elf,test_ed25519,$(MCU)/test/test_ed25519.c $(MCU)/src/ed25519.c))
+$(eval $(call m4_elf,test_ed25519,$(MCU)/test/test_ed25519.c,$(M4_LIB)))
 
 cross: $(M4_MBEDTLS_LIB) $(M4_LIB) $(M4_ELFS)
 

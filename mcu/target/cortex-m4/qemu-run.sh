@@ -6,9 +6,8 @@
 #   mcu/target/cortex-m4/qemu-run.sh ELF [ARGS...]
 #
 # QEMU_TIMEOUT (seconds, default 600) bounds the run. The exit status is the
-# program's: semihosting passes exit codes through; in addition a
-# "RESULT: FAIL" line, or a run that printed "RESULT:" lines but no final
-# "RESULT: PASS", fails the run. 124 on timeout.
+# program's: semihosting passes exit codes through; in addition a run whose
+# last "RESULT:" line is not "RESULT: PASS" fails. 124 on timeout.
 set -euo pipefail
 
 if [ $# -lt 1 ]; then

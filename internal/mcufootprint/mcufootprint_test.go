@@ -1,4 +1,4 @@
-package main
+package mcufootprint
 
 import (
 	"bytes"
@@ -205,8 +205,12 @@ func TestMarkdownAndJSON(t *testing.T) {
 	if err := os.WriteFile(path, []byte(excerpt), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	rep, err := ParseFile(path, []string{"libotaflow.a"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	var md bytes.Buffer
-	if err := run(path, []string{"libotaflow.a"}, false, &md); err != nil {
+	if err := rep.Write(&md, false); err != nil {
 		t.Fatal(err)
 	}
 	for _, want := range []string{
@@ -223,7 +227,7 @@ func TestMarkdownAndJSON(t *testing.T) {
 	}
 
 	var js bytes.Buffer
-	if err := run(path, []string{"libotaflow.a"}, true, &js); err != nil {
+	if err := rep.Write(&js, true); err != nil {
 		t.Fatal(err)
 	}
 	var r Report
