@@ -12,10 +12,11 @@ package main
 
 import (
 	"bytes"
+	"crypto"
+	"crypto/ecdh"
 	"crypto/ecdsa"
 	"crypto/ed25519"
 	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
@@ -41,20 +42,26 @@ const (
 
 func main() { cheader.Main("mcu-update-path", generate) }
 
+// seed is a fixed 32-byte value for label: the keys, content key and
+// signatures are the same at every run, so the RAM the update path
+// measures (mbedTLS's heap depends on the numbers it meets) is too. Only
+// HPKE's ephemeral key, drawn inside keywrap.Wrap, changes.
+func seed(label string) []byte {
+	s := sha256.Sum256([]byte("otaflow mcu-update-path " + label))
+	return s[:]
+}
+
 func generate() ([]byte, error) {
 	plain := make([]byte, plainSize)
 	for i := range plain {
 		plain[i] = byte(i % 251)
 	}
-	key := make([]byte, 32)
-	if _, err := rand.Read(key); err != nil {
-		return nil, err
-	}
+	key := seed("content key")
 	var blob bytes.Buffer
 	if _, err := envelope.Encrypt(&blob, bytes.NewReader(plain), key); err != nil {
 		return nil, fmt.Errorf("encrypt: %w", err)
 	}
-	dev, err := keywrap.GenerateKey(keywrap.X25519)
+	dev, err := ecdh.X25519().NewPrivateKey(seed("device key"))
 	if err != nil {
 		return nil, err
 	}
@@ -63,12 +70,12 @@ func generate() ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("wrap: %w", err)
 	}
-	vendor, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	vendor, err := ecdsa.ParseRawPrivateKey(elliptic.P256(), seed("vendor key"))
 	if err != nil {
 		return nil, err
 	}
 	plainDigest := sha256.Sum256(plain)
-	vsig, err := ecdsa.SignASN1(rand.Reader, vendor, plainDigest[:])
+	vsig, err := vendor.Sign(nil, plainDigest[:], crypto.SHA256) // RFC 6979
 	if err != nil {
 		return nil, err
 	}
@@ -76,10 +83,8 @@ func generate() ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	serverPub, serverPriv, err := ed25519.GenerateKey(rand.Reader)
-	if err != nil {
-		return nil, err
-	}
+	serverPriv := ed25519.NewKeyFromSeed(seed("server key"))
+	serverPub := serverPriv.Public().(ed25519.PublicKey)
 	signer, err := assignment.NewSigner(serverPriv)
 	if err != nil {
 		return nil, err
